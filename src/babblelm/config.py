@@ -1,0 +1,173 @@
+"""The run configuration: one YAML file describes data, tokenizer, model, optimizer, schedule,
+training budget, checkpoints and evaluation.
+
+    cfg = load_config("configs/llama-26m.yaml", overrides=["optim.lr=4e-4"])
+
+Every unknown key, wrong type and out-of-range value is reported at once with its key path.
+The `model` section holds `arch` plus that architecture's own keys, checked against the
+architecture's argument dataclass in the model registry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from .configbase import ConfigError, apply_overrides, from_dict, to_dict
+
+MAX_EPOCHS = 10
+TRACK_WORDS = {"strict-small": 10_000_000, "strict": 100_000_000}
+
+
+@dataclass
+class RunSection:
+    name: str = "run"
+    out_dir: str = field(default="runs/{name}", metadata={"help": "run folder; {name} is replaced by run.name"})
+    seed: int = field(default=1337, metadata={"min": 0})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N"})
+
+    def validate(self):
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            yield "device", f"expected auto, cpu, cuda or cuda:N, got {self.device!r}"
+
+
+@dataclass
+class DataSection:
+    corpus: str = field(default="", metadata={"help": "folder of BabyLM files (*.train, *.dev)"})
+    filters: list[str] = field(default_factory=lambda: ["childes_speaker_tags"])
+    track: Literal["strict-small", "strict", "none"] = "strict-small"
+    max_words: int | None = field(default=None, metadata={"min": 1, "help": "use at most this many training words"})
+    seq_len: int = field(default=512, metadata={"min": 8, "max": 1_048_576})
+
+    def validate(self):
+        if not self.corpus:
+            yield "corpus", "required: the folder holding the training files"
+
+
+@dataclass
+class TokenizerSection:
+    vocab_size: int = field(default=16_000, metadata={"min": 300, "max": 4_294_967_295})
+    min_frequency: int = field(default=2, metadata={"min": 1})
+
+
+@dataclass
+class OptimSection:
+    name: Literal["adamw"] = "adamw"
+    lr: float = field(default=3e-4, metadata={"min": 0.0, "min_exclusive": True})
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    eps: float = field(default=1e-8, metadata={"min": 0.0})
+    weight_decay: float = field(default=0.1, metadata={"min": 0.0})
+    grad_clip: float = field(default=1.0, metadata={"min": 0.0, "help": "max global grad norm; 0 disables"})
+
+    def validate(self):
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            yield "betas", f"expected two numbers in [0, 1), got {self.betas!r}"
+
+
+@dataclass
+class ScheduleSection:
+    name: Literal["cosine", "constant"] = "cosine"
+    warmup_steps: int | None = field(default=None, metadata={"min": 0})
+    warmup_fraction: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})
+    min_lr_ratio: float = field(default=0.1, metadata={"min": 0.0, "max": 1.0})
+
+
+@dataclass
+class TrainSection:
+    words: int | None = field(default=None, metadata={"min": 1, "help": "words to train on; default epochs x corpus"})
+    epochs: float = field(default=1.0, metadata={"min": 0.0, "min_exclusive": True, "max": MAX_EPOCHS})
+    batch_size: int = field(default=16, metadata={"min": 1, "help": "sequences per micro-batch"})
+    grad_accum: int = field(default=1, metadata={"min": 1})
+    log_every: int = field(default=10, metadata={"min": 1})
+    dev_every: int = field(default=200, metadata={"min": 0, "help": "steps between dev evaluations; 0 disables"})
+    dev_batches: int = field(default=20, metadata={"min": 1})
+    save_every: int = field(default=500, metadata={"min": 0, "help": "steps between resume checkpoints; 0 disables"})
+
+
+@dataclass
+class CheckpointSection:
+    milestones: Literal["babylm", "none"] = "babylm"
+    scale: float = field(default=1.0, metadata={"min": 0.0, "min_exclusive": True, "help": "milestone words x scale (tiny runs)"})
+
+
+@dataclass
+class EvalSection:
+    tasks: list[str] = field(default_factory=lambda: ["blimp"])
+    data: str | None = None
+    batch_size: int = field(default=64, metadata={"min": 1})
+
+
+@dataclass
+class RunConfig:
+    run: RunSection = field(default_factory=RunSection)
+    data: DataSection = field(default_factory=DataSection)
+    tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
+    model: dict[str, Any] = field(default_factory=lambda: {"arch": "transformer"})
+    optim: OptimSection = field(default_factory=OptimSection)
+    schedule: ScheduleSection = field(default_factory=ScheduleSection)
+    train: TrainSection = field(default_factory=TrainSection)
+    checkpoints: CheckpointSection = field(default_factory=CheckpointSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.run.out_dir.format(name=self.run.name))
+
+    @property
+    def model_args(self):
+        """The architecture's typed arguments (validated at load time)."""
+        from .models.registry import parse_model_section
+
+        return parse_model_section(self.model)[1]
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, raw: dict | None = None) -> RunConfig:
+    """Read a YAML run file (or `raw` dict), apply `key.path=value` overrides, validate everything."""
+    source = str(path) if path is not None else None
+    if raw is None:
+        if path is None:
+            raise ValueError("load_config needs a path or a raw dict")
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError([("", f"config file not found: {path}")], source) from None
+        try:
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError([("", f"not valid YAML: {err}")], source) from None
+    raw = apply_overrides(raw, list(overrides or []))
+    problems: list[tuple[str, str]] = []
+    try:
+        cfg = from_dict(RunConfig, raw, source)
+    except ConfigError as err:
+        problems.extend(err.problems)
+        cfg = None
+    model_raw = raw.get("model", {"arch": "transformer"}) if isinstance(raw, dict) else None
+    if isinstance(model_raw, dict):
+        from .models.registry import parse_model_section
+
+        try:
+            _, args = parse_model_section(model_raw)
+        except ConfigError as err:
+            problems.extend(err.problems)
+            args = None
+        if cfg is not None and args is not None:
+            problems.extend(_cross_checks(cfg, args))
+    if problems:
+        raise ConfigError(problems, source)
+    return cfg
+
+
+def _cross_checks(cfg: RunConfig, model_args) -> list[tuple[str, str]]:
+    problems = []
+    max_pos = getattr(model_args, "max_position_embeddings", None)
+    if max_pos is not None and cfg.data.seq_len > max_pos:
+        problems.append(("data.seq_len", f"must be <= model.max_position_embeddings ({max_pos}), got {cfg.data.seq_len}"))
+    return problems
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8")

@@ -1,0 +1,99 @@
+"""`babble demo`: the whole loop on a laptop CPU, on the embedded demo grammar.
+
+demo corpus + held-out minimal pairs -> data preparation -> minimal-pair accuracy of the untrained
+model -> training with word-milestone checkpoints -> accuracy after training -> Hugging Face export
+-> a generated sample from the exported folder.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from .config import load_config
+
+CONFIG = Path(__file__).parent / "demo.yaml"
+
+# (corpus words, pairs per phenomenon, config overrides) for the full and the quick demo
+SIZES = {
+    "full": (600_000, 200, []),
+    "quick": (
+        60_000,
+        50,
+        ["model.hidden_size=64", "model.num_hidden_layers=2", "model.num_attention_heads=2",
+         "model.intermediate_size=256", "train.epochs=1", "checkpoints.scale=0.01"],
+    ),
+}
+
+
+def demo_config(out: Path, quick: bool, seed: int):
+    _, _, overrides = SIZES["quick" if quick else "full"]
+    return load_config(CONFIG, overrides=[f"run.out_dir={out / 'run'}", f"data.corpus={out / 'corpus'}",
+                                          f"run.seed={seed}", *overrides])
+
+
+def run_demo(out: Path, quick: bool = False, seed: int = 0) -> dict:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .data import synthetic
+    from .data.prepare import prepare_data
+    from .eval.blimp import evaluate_blimp, format_table
+    from .export import export_model
+    from .train.loop import build_model, train
+
+    t0 = time.perf_counter()
+    words, pairs, _ = SIZES["quick" if quick else "full"]
+    cfg = demo_config(out, quick, seed)
+    print(f"== 1/6 demo corpus: {words:,} words of child-directed English from the embedded grammar")
+    stats = synthetic.write_demo_corpus(out / "corpus", words=words, seed=seed)
+    counts = synthetic.write_minimal_pairs(out / "pairs", pairs_per_phenomenon=pairs, seed=seed,
+                                           exclude=synthetic.training_sentences(out / "corpus"))
+    print(f"   {stats['train_words']:,} train / {stats['dev_words']:,} dev words; "
+          f"{sum(counts.values()):,} held-out minimal pairs over {len(counts)} phenomena")
+
+    print("== 2/6 data preparation: speaker tags stripped, BPE tokenizer, token blocks")
+    manifest = prepare_data(cfg.data, cfg.tokenizer, cfg.out_dir / "data", progress=False)
+    tokenizer = AutoTokenizer.from_pretrained(cfg.out_dir / "data" / "tokenizer")
+    print(f"   vocab {len(tokenizer):,}; {manifest['train']['tokens']:,} train tokens in {manifest['train']['blocks']:,} blocks")
+
+    print("== 3/6 minimal pairs before training")
+    before = evaluate_blimp(build_model(cfg, tokenizer).eval(), tokenizer, out / "pairs")
+    print(f"   accuracy {before['accuracy']:.2f}% (chance is 50%)")
+
+    print("== 4/6 training")
+    result = train(cfg, progress=True)
+
+    print("== 5/6 minimal pairs after training")
+    model = AutoModelForCausalLM.from_pretrained(result.final_dir, trust_remote_code=True).eval()
+    after = evaluate_blimp(model, tokenizer, out / "pairs")
+    print(format_table(after))
+    results_dir = cfg.out_dir / "results"
+    results_dir.mkdir(exist_ok=True)
+    (results_dir / "final_demo_pairs.json").write_text(json.dumps(after, indent=2), encoding="utf-8")
+
+    print("== 6/6 export")
+    hf_dir = export_model(cfg.out_dir, out / "hf")
+    hf_model = AutoModelForCausalLM.from_pretrained(hf_dir, trust_remote_code=True).eval()
+    hf_tok = AutoTokenizer.from_pretrained(hf_dir)
+    prompt = "the little dog"
+    ids = hf_tok(prompt, return_tensors="pt")
+    with torch.inference_mode():
+        sample = hf_tok.decode(hf_model.generate(**ids, max_new_tokens=16, do_sample=False)[0], skip_special_tokens=True)
+    seconds = time.perf_counter() - t0
+    milestones = sorted((p.name for p in (cfg.out_dir / "checkpoints").glob("chck_*")), key=lambda n: int(n[5:-1]))
+    print(f"\nsample from the exported model: {sample!r}")
+    print(f"\nminimal-pair accuracy: {before['accuracy']:.2f}% before -> {after['accuracy']:.2f}% after training "
+          f"({result.words_seen:,} words, {result.steps:,} steps, {result.seconds:.0f}s)")
+    print("artifacts:")
+    for label, path in [("demo corpus", out / "corpus"), ("minimal pairs", out / "pairs"),
+                        ("prepared data + manifest", cfg.out_dir / "data"), ("training metrics", cfg.out_dir / "metrics.jsonl"),
+                        ("checkpoints", cfg.out_dir / "checkpoints"), ("evaluation results", results_dir),
+                        ("Hugging Face folder", hf_dir)]:
+        print(f"  {label:<26} {path}")
+    print(f"  milestone checkpoints: {', '.join(milestones) or 'none'} (milestones x {cfg.checkpoints.scale})")
+    print(f"demo finished in {seconds:.0f}s")
+    return {"before": before["accuracy"], "after": after["accuracy"], "seconds": seconds, "hf_dir": str(hf_dir),
+            "sample": sample, "milestones": milestones, "run_dir": str(cfg.out_dir)}

@@ -1,0 +1,74 @@
+"""Run configuration: every problem reported at once with its key path; overrides; saved config."""
+
+import pytest
+import yaml
+
+from babblelm.config import load_config, save_config
+from babblelm.configbase import ConfigError, apply_overrides
+
+PRESET = "configs/llama-26m.yaml"
+
+
+def test_preset_loads_with_typed_values():
+    cfg = load_config(PRESET)
+    assert cfg.optim.lr == pytest.approx(3e-4)
+    assert cfg.train.batch_size * cfg.train.grad_accum == 64
+    assert cfg.model["hidden_size"] == 384 and cfg.model_args.num_attention_heads == 6
+
+
+def test_all_problems_reported_at_once_with_key_paths():
+    raw = {
+        "data": {"corpus": "x", "seq_len": "long", "colour": "red"},
+        "optim": {"lr": -1.0},
+        "train": {"epochs": 11, "batch_size": 0},
+        "model": {"arch": "transformer", "hidden_size": "big", "depth": 3},
+        "bogus": 1,
+    }
+    with pytest.raises(ConfigError) as err:
+        load_config(raw=raw)
+    paths = {p for p, _ in err.value.problems}
+    assert {"data.seq_len", "data.colour", "optim.lr", "train.epochs", "train.batch_size",
+            "model.hidden_size", "model.depth", "bogus"} <= paths
+    text = str(err.value)
+    assert "must be <= 10" in text and "unknown key; allowed keys" in text and "expected an integer" in text
+
+
+def test_unknown_architecture_lists_known_ones():
+    with pytest.raises(ConfigError, match="unknown architecture 'nope'; known: .*transformer"):
+        load_config(raw={"data": {"corpus": "x"}, "model": {"arch": "nope"}})
+
+
+def test_architecture_own_checks_reported():
+    with pytest.raises(ConfigError, match="model"):
+        load_config(raw={"data": {"corpus": "x"}, "model": {"hidden_size": 100, "num_attention_heads": 6}})
+
+
+def test_seq_len_must_fit_positions():
+    with pytest.raises(ConfigError, match="data.seq_len: must be <= model.max_position_embeddings"):
+        load_config(PRESET, overrides=["data.seq_len=1024"])
+
+
+def test_overrides_parse_yaml_values_and_create_keys():
+    cfg = load_config(PRESET, overrides=["optim.lr=5e-4", "train.epochs=2", "data.filters=[]", "run.name=x"])
+    assert cfg.optim.lr == pytest.approx(5e-4) and cfg.train.epochs == 2.0 and cfg.data.filters == []
+    assert str(cfg.out_dir) == "runs/x"
+    with pytest.raises(ConfigError, match="key.path=value"):
+        apply_overrides({}, ["optim.lr"])
+    with pytest.raises(ConfigError, match="train.epochs: must be <= 10"):
+        load_config(PRESET, overrides=["train.epochs=12"])
+
+
+def test_bad_yaml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_saved_config_round_trips(tmp_path):
+    cfg = load_config(PRESET, overrides=["optim.lr=4e-4"])
+    save_config(cfg, tmp_path / "c.yaml")
+    assert load_config(tmp_path / "c.yaml") == cfg
+    assert yaml.safe_load((tmp_path / "c.yaml").read_text())["optim"]["lr"] == pytest.approx(4e-4)

@@ -1,0 +1,86 @@
+"""Export: a Hugging Face folder that loads and generates in a process where babblelm cannot be imported."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from babblelm.config import load_config
+from babblelm.export import export_model
+from babblelm.train.loop import train
+from conftest import tiny_raw
+
+LOAD_WITHOUT_BABBLELM = r"""
+import json, sys
+class BlockBabblelm:
+    def find_spec(self, name, path=None, target=None):
+        if name == "babblelm" or name.startswith("babblelm."):
+            raise ImportError("babblelm is blocked in this process")
+sys.meta_path.insert(0, BlockBabblelm())
+try:
+    import babblelm
+    raise SystemExit("babblelm should not be importable here")
+except ImportError:
+    pass
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+folder, text = sys.argv[1], sys.argv[2]
+model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
+tok = AutoTokenizer.from_pretrained(folder)
+enc = tok(text, return_tensors="pt")
+with torch.inference_mode():
+    logits = model(**enc).logits
+    out = model.generate(**enc, max_new_tokens=8, do_sample=False)
+print(json.dumps({"ids": enc["input_ids"][0].tolist(), "bos": tok.bos_token_id, "keys": sorted(enc.keys()),
+                  "logits_sum": float(logits.double().sum()), "generated": out[0].tolist(),
+                  "module": type(model).__module__}))
+"""
+
+
+@pytest.fixture(scope="module")
+def trained_run(small_corpus, tmp_path_factory):
+    run = tmp_path_factory.mktemp("export") / "run"
+    train(load_config(raw=tiny_raw(small_corpus, run, train={"epochs": 0.3})), progress=False)
+    return run
+
+
+def test_export_round_trip_without_babblelm(trained_run, tmp_path):
+    out = export_model(trained_run, tmp_path / "hf")
+    cfg = json.loads((out / "config.json").read_text())
+    assert "AutoModelForCausalLM" in cfg["auto_map"] and "AutoConfig" in cfg["auto_map"]
+    assert (out / "model.safetensors").exists() and (out / "generation_config.json").exists()
+    assert (out / "tokenizer.json").exists()
+    card = (out / "README.md").read_text()
+    for section in ("## Model details", "## How to use", "## Training", "## Data", "## Intermediate checkpoints"):
+        assert section in card
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
+    text = "the dog is here ."
+    proc = subprocess.run([sys.executable, "-c", LOAD_WITHOUT_BABBLELM, str(out), text],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert not got["module"].startswith("babblelm")
+    assert got["ids"][0] == got["bos"] and got["keys"] == ["attention_mask", "input_ids"]
+    assert len(got["generated"]) == len(got["ids"]) + 8 or got["generated"][-1] == cfg["eos_token_id"]
+
+    from babblelm.eval.load import load_model_and_tokenizer
+
+    model, tok = load_model_and_tokenizer(trained_run / "checkpoints" / "final", device="cpu")
+    with torch.inference_mode():
+        ref = model(**tok(text, return_tensors="pt")).logits.double().sum().item()
+    assert got["logits_sum"] == pytest.approx(ref, rel=1e-5, abs=1e-3)
+
+
+def test_export_named_checkpoint_and_errors(trained_run, tmp_path):
+    name = sorted(p.name for p in (trained_run / "checkpoints").glob("chck_*"))[0]
+    out = export_model(trained_run, tmp_path / "hf", checkpoint=name)
+    assert (out / "model.safetensors").exists()
+    with pytest.raises(FileNotFoundError, match="no checkpoint 'chck_999M'; available: .*final"):
+        export_model(trained_run, tmp_path / "x", checkpoint="chck_999M")
+    with pytest.raises(FileNotFoundError, match="neither a run folder"):
+        export_model(tmp_path, tmp_path / "y")
