@@ -40,7 +40,7 @@ def cmd_data_prepare(args) -> None:
     cfg = _load_cfg(args)
     out = Path(args.out) if args.out else cfg.out_dir / "data"
     manifest = prepare_data(cfg.data, cfg.tokenizer, out)
-    print(f"prepared {manifest['train']['words']:,} training words into {out} (manifest: {out / 'manifest.json'})")
+    print(f"prepared {manifest['splits']['train']['words']:,} training words into {out} (manifest: {out / 'manifest.json'})")
 
 
 def cmd_train(args) -> None:

@@ -57,7 +57,7 @@ def run_demo(out: Path, quick: bool = False, seed: int = 0) -> dict:
     print("== 2/6 data preparation: speaker tags stripped, BPE tokenizer, token blocks")
     manifest = prepare_data(cfg.data, cfg.tokenizer, cfg.out_dir / "data", progress=False)
     tokenizer = AutoTokenizer.from_pretrained(cfg.out_dir / "data" / "tokenizer")
-    print(f"   vocab {len(tokenizer):,}; {manifest['train']['tokens']:,} train tokens in {manifest['train']['blocks']:,} blocks")
+    print(f"   vocab {len(tokenizer):,}; {manifest['splits']['train']['tokens']:,} train tokens in {manifest['splits']['train']['blocks']:,} blocks")
 
     print("== 3/6 minimal pairs before training")
     before = evaluate_blimp(build_model(cfg, tokenizer).eval(), tokenizer, out / "pairs")

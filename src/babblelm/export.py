@@ -106,7 +106,7 @@ def model_card(src: Path, model, arch_name: str) -> str:
         ]
     if manifest:
         lines += ["## Data", "", f"Track: {manifest.get('budget', {}).get('track', '?')}; "
-                  f"{manifest.get('train', {}).get('words', 0):,} training words; filters: "
+                  f"{manifest.get('splits', {}).get('train', {}).get('words', 0):,} training words; filters: "
                   f"{', '.join(cfg.get('data', {}).get('filters', [])) or 'none'}.", ""]
     results = sorted((run / "results").glob("*.json")) if run else []
     if results:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import typing
+import sys
 from dataclasses import dataclass
+
+from huggingface_hub.errors import StrictDataclassError
 
 from ..configbase import ConfigError, from_dict
 
@@ -34,9 +36,11 @@ class Architecture:
     @property
     def args_class(self) -> type:
         """A dataclass of the YAML-settable fields: those declared on the config class itself."""
-        hints = typing.get_type_hints(self.config_class)
-        own = [n for n in self.config_class.__dict__.get("__annotations__", {}) if n not in PIPELINE_KEYS]
-        specs = [(n, hints[n], dataclasses.field(default=getattr(self.config_class, n))) for n in own]
+        cls = self.config_class
+        namespace = vars(sys.modules[cls.__module__])
+        own = {n: t for n, t in cls.__dict__.get("__annotations__", {}).items() if n not in PIPELINE_KEYS}
+        hints = {n: eval(t, namespace) if isinstance(t, str) else t for n, t in own.items()}  # noqa: S307 (own source)
+        specs = [(n, hints[n], dataclasses.field(default=getattr(cls, n))) for n in own]
         return dataclasses.make_dataclass(f"{self.config_class.__name__}Args", specs)
 
     def make_config(self, args, vocab_size: int, bos_token_id: int, eos_token_id: int, pad_token_id: int):
@@ -71,7 +75,7 @@ def parse_model_section(raw: dict):
         raise ConfigError([(f"model.{p}" if p else "model", m) for p, m in err.problems]) from None
     try:  # the config class's own checks (e.g. hidden size divisible by heads)
         arch.make_config(args, vocab_size=1024, bos_token_id=0, eos_token_id=1, pad_token_id=2)
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, StrictDataclassError) as err:
         raise ConfigError([("model", str(err).strip().splitlines()[-1].strip())]) from None
     return arch, args
 

@@ -128,7 +128,7 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True, stop_afte
     print(
         f"model: {cfg.model.get('arch', 'transformer')} with {n_params:,} parameters on {device}; "
         f"{plan.steps:,} steps of {global_batch} x {seq_len} tokens; "
-        f"{plan.total_words:,} words ({plan.limited_by} budget, {manifest['train']['words']:,} words per epoch); "
+        f"{plan.total_words:,} words ({plan.limited_by} budget, {manifest['splits']['train']['words']:,} words per epoch); "
         f"{sum(len(v) for v in milestones.values())} milestone checkpoints"
     )
 
