@@ -29,12 +29,12 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 folder, text = sys.argv[1], sys.argv[2]
 model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
-tok = AutoTokenizer.from_pretrained(folder)
+tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)  # as the official pipeline loads it
 enc = tok(text, return_tensors="pt")
 with torch.inference_mode():
     logits = model(**enc).logits
     out = model.generate(**enc, max_new_tokens=8, do_sample=False)
-print(json.dumps({"ids": enc["input_ids"][0].tolist(), "bos": tok.bos_token_id, "keys": sorted(enc.keys()),
+print("RESULT " + json.dumps({"ids": enc["input_ids"][0].tolist(), "bos": tok.bos_token_id, "keys": sorted(enc.keys()),
                   "logits_sum": float(logits.double().sum()), "generated": out[0].tolist(),
                   "module": type(model).__module__}))
 """
@@ -53,6 +53,8 @@ def test_export_round_trip_without_babblelm(trained_run, tmp_path):
     assert "AutoModelForCausalLM" in cfg["auto_map"] and "AutoConfig" in cfg["auto_map"]
     assert (out / "model.safetensors").exists() and (out / "generation_config.json").exists()
     assert (out / "tokenizer.json").exists()
+    # a tokenizer class that transformers 4.x (the official pipeline's) also knows
+    assert json.loads((out / "tokenizer_config.json").read_text())["tokenizer_class"] == "PreTrainedTokenizerFast"
     card = (out / "README.md").read_text()
     for section in ("## Model details", "## How to use", "## Training", "## Data", "## Intermediate checkpoints"):
         assert section in card
@@ -61,9 +63,9 @@ def test_export_round_trip_without_babblelm(trained_run, tmp_path):
     env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
     text = "the dog is here ."
     proc = subprocess.run([sys.executable, "-c", LOAD_WITHOUT_BABBLELM, str(out), text],
-                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    got = json.loads(proc.stdout.split("RESULT ", 1)[1])
     assert not got["module"].startswith("babblelm")
     assert got["ids"][0] == got["bos"] and got["keys"] == ["attention_mask", "input_ids"]
     assert len(got["generated"]) == len(got["ids"]) + 8 or got["generated"][-1] == cfg["eos_token_id"]

@@ -59,6 +59,7 @@ def export_model(path: str | Path, out_dir: str | Path, checkpoint: str | None =
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
+    _portable_tokenizer_config(out / "tokenizer_config.json")
     (out / "README.md").write_text(model_card(src, model, arch.name), encoding="utf-8")
     return out
 
@@ -86,7 +87,7 @@ def model_card(src: Path, model, arch_name: str) -> str:
         "", "## How to use", "", "```python",
         "from transformers import AutoModelForCausalLM, AutoTokenizer",
         'model = AutoModelForCausalLM.from_pretrained("PATH", trust_remote_code=True)',
-        'tokenizer = AutoTokenizer.from_pretrained("PATH")',
+        'tokenizer = AutoTokenizer.from_pretrained("PATH", trust_remote_code=True)',
         'ids = tokenizer("the little dog", return_tensors="pt")',
         "print(tokenizer.decode(model.generate(**ids, max_new_tokens=20)[0], skip_special_tokens=True))",
         "```", "",
@@ -122,6 +123,13 @@ def model_card(src: Path, model, arch_name: str) -> str:
     lines += ["## Limitations", "", "A small model trained on a child-sized corpus: it is a research artifact, "
               "not a general-purpose assistant, and it reproduces the biases of its training text.", ""]
     return "\n".join(lines)
+
+
+def _portable_tokenizer_config(path: Path) -> None:
+    """transformers 5 writes `TokenizersBackend`; name the class that 4.x loaders also know."""
+    cfg = json.loads(path.read_text(encoding="utf-8"))
+    cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+    path.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
 
 
 def _read_json(path: Path) -> dict:
