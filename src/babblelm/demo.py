@@ -37,6 +37,7 @@ def demo_config(out: Path, quick: bool, seed: int):
 
 def run_demo(out: Path, quick: bool = False, seed: int = 0) -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     from .data import synthetic
     from .data.prepare import prepare_data
@@ -44,6 +45,7 @@ def run_demo(out: Path, quick: bool = False, seed: int = 0) -> dict:
     from .export import export_model
     from .train.loop import build_model, train
 
+    hf_logging.disable_progress_bar()  # keep the demo's own output readable
     t0 = time.perf_counter()
     words, pairs, _ = SIZES["quick" if quick else "full"]
     cfg = demo_config(out, quick, seed)
@@ -77,7 +79,7 @@ def run_demo(out: Path, quick: bool = False, seed: int = 0) -> dict:
     print("== 6/6 export")
     hf_dir = export_model(cfg.out_dir, out / "hf")
     hf_model = AutoModelForCausalLM.from_pretrained(hf_dir, trust_remote_code=True).eval()
-    hf_tok = AutoTokenizer.from_pretrained(hf_dir)
+    hf_tok = AutoTokenizer.from_pretrained(hf_dir, trust_remote_code=True)
     prompt = "the little dog"
     ids = hf_tok(prompt, return_tensors="pt")
     with torch.inference_mode():

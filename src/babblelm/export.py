@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from .models.registry import arch_for_folder, count_parameters
+from .models.registry import arch_for_folder, count_parameters, register_auto_classes
 from .train.checkpoints import read_trainer_state
 
 
@@ -46,6 +46,7 @@ def export_model(path: str | Path, out_dir: str | Path, checkpoint: str | None =
     src = resolve_checkpoint(path, checkpoint)
     out = Path(out_dir)
     arch = arch_for_folder(src)
+    register_auto_classes()  # the tokenizer loader reads config.json; resolve it to our class, no prompt
     model = arch.model_class.from_pretrained(src)
     tokenizer = AutoTokenizer.from_pretrained(src)
     arch.config_class.register_for_auto_class()
@@ -54,7 +55,6 @@ def export_model(path: str | Path, out_dir: str | Path, checkpoint: str | None =
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        max_length=getattr(model.config, "max_position_embeddings", None) or 512,
     )
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)

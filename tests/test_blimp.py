@@ -1,0 +1,122 @@
+"""BLiMP loading, scoring rules (ties, macro average) and an end-to-end run on real BLiMP files."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from test_scoring import make_model, make_tokenizer
+
+from babblelm.eval.blimp import EvalDataError, MinimalPair, evaluate_blimp, format_table, load_blimp, summarize
+from babblelm.eval.scoring import sentence_logprobs
+
+BLIMP_DIR = Path("/work/shared/eval/blimp")
+needs_blimp = pytest.mark.skipif(not BLIMP_DIR.is_dir(), reason="shared BLiMP data not present")
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return make_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def model(tokenizer):
+    return make_model(len(tokenizer))
+
+
+def write_jsonl(path: Path, records: list) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def test_load_reads_sorted_files_with_defaults(tmp_path):
+    record = {"sentence_good": "G2", "sentence_bad": "B2", "UID": "u2", "field": "syntax_semantics"}
+    write_jsonl(tmp_path / "b_file.jsonl", [record])
+    supplement = [{"sentence_good": "G1", "sentence_bad": "B1"}, "", {"sentence_good": "G3", "sentence_bad": "B3"}]
+    write_jsonl(tmp_path / "a_supp.jsonl", supplement)
+    (tmp_path / "notes.txt").write_text("ignored")
+    assert load_blimp(tmp_path) == [
+        MinimalPair("G1", "B1", uid="a_supp", field="supplement"),
+        MinimalPair("G3", "B3", uid="a_supp", field="supplement"),
+        MinimalPair("G2", "B2", uid="u2", field="syntax/semantics"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ('{"sentence_good": "a", "sentence_bad": ', r"bad\.jsonl:2: malformed JSON"),
+        ('["a", "b"]', r"bad\.jsonl:2: expected a JSON object"),
+        ('{"sentence_good": "a"}', r"bad\.jsonl:2: missing field 'sentence_bad'"),
+        ('{"sentence_good": 3, "sentence_bad": "b"}', r"bad\.jsonl:2: field 'sentence_good' must be a string, got int"),
+        ('{"sentence_good": "a", "sentence_bad": "b", "UID": null}', r"bad\.jsonl:2: field 'UID' must be a string"),
+        ('{"sentence_good": "a", "sentence_bad": "b", "field": 1}', r"bad\.jsonl:2: field 'field' must be a string"),
+    ],
+)
+def test_bad_lines_name_file_line_and_field(tmp_path, line, expected):
+    write_jsonl(tmp_path / "bad.jsonl", [{"sentence_good": "a", "sentence_bad": "b"}, line])
+    with pytest.raises(EvalDataError, match=expected):
+        load_blimp(tmp_path)
+
+
+def test_bad_folders_and_files_are_named(tmp_path):
+    with pytest.raises(EvalDataError, match="missing.*not found"):
+        load_blimp(tmp_path / "missing")
+    with pytest.raises(EvalDataError, match=r"no \*\.jsonl files"):
+        load_blimp(tmp_path)
+    write_jsonl(tmp_path / "empty.jsonl", ["", "  "])
+    with pytest.raises(EvalDataError, match=r"empty\.jsonl: empty file"):
+        load_blimp(tmp_path)
+    (tmp_path / "empty.jsonl").write_bytes(b'{"sentence_good": "\xff"}\n')
+    with pytest.raises(EvalDataError, match=r"empty\.jsonl: not UTF-8"):
+        load_blimp(tmp_path)
+
+
+def test_ties_count_as_correct():
+    pairs = [MinimalPair("a", "b", "u", "f")] * 3
+    result = summarize(pairs, [-1.0, -2.0, -3.0], [-1.0, -1.0, -4.0])
+    assert result["by_uid"] == {"u": pytest.approx(200 / 3)}  # tie right, worse wrong, better right
+
+
+def test_accuracy_is_macro_over_uids():
+    pairs = [MinimalPair("g", "b", "small", "morphology")] + [MinimalPair("g", "b", "large", "syntax")] * 3
+    good, bad = [0.0, -1.0, -1.0, -1.0], [-1.0, 0.0, 0.0, 0.0]  # "small" all right, "large" all wrong
+    result = summarize(pairs, good, bad)
+    assert result["by_uid"] == {"large": 0.0, "small": 100.0}
+    assert result["accuracy"] == 50.0  # micro over pairs would be 25.0
+    assert result["by_field"] == {"morphology": 100.0, "syntax": 0.0}
+
+
+def test_identical_sentences_tie_end_to_end(model, tokenizer, tmp_path):
+    records = [{"sentence_good": s, "sentence_bad": s, "UID": "same"} for s in ["The cat sat.", "Who ran?", "A dog."]]
+    write_jsonl(tmp_path / "same.jsonl", records)
+    for batch_size in (1, 2):
+        assert evaluate_blimp(model, tokenizer, tmp_path, batch_size=batch_size)["by_uid"] == {"same": 100.0}
+
+
+@needs_blimp
+def test_evaluate_on_real_blimp_files(model, tokenizer, tmp_path):
+    names = ["anaphor_gender_agreement", "determiner_noun_agreement_1"]
+    for name in names:  # the first 100 pairs of two real files keep the test fast
+        lines = (BLIMP_DIR / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()[:100]
+        (tmp_path / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = evaluate_blimp(model, tokenizer, tmp_path, batch_size=16)
+
+    assert result["task"] == "blimp" and result["n_pairs"] == 200 and result["seconds"] > 0
+    assert sorted(result["by_uid"]) == names
+    assert sorted(result["by_field"]) == ["morphology"]
+    assert result["accuracy"] == pytest.approx(sum(result["by_uid"].values()) / 2)
+    pairs = load_blimp(tmp_path)
+    scores = sentence_logprobs(model, tokenizer, [p.good for p in pairs] + [p.bad for p in pairs], batch_size=7)
+    expected = summarize(pairs, scores[:200], scores[200:])
+    assert result["by_uid"] == expected["by_uid"]  # other batches and order, same verdicts
+
+    table = format_table(result)
+    assert f"{result['accuracy']:.2f}" in table and "anaphor_gender_agreement" in table and "morphology" in table
+
+
+@needs_blimp
+def test_shared_blimp_folder_loads():
+    pairs = load_blimp(BLIMP_DIR)
+    assert len(pairs) == 67000 and len({p.uid for p in pairs}) == 67
+    assert {p.field for p in pairs} == {"morphology", "syntax", "semantics", "syntax/semantics"}

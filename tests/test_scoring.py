@@ -1,0 +1,146 @@
+"""Batched scoring against a hand-computed single-sequence reference, on a tiny random Llama."""
+
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from babblelm.eval.scoring import score_continuations, sentence_logprobs
+
+CORPUS = [
+    "The cat sat on the mat.",
+    "A dog ran to the cat and the cats ran away.",
+    "Who did the cat see near the old house?",
+    "The children were playing with a red ball in the garden.",
+] * 4
+
+
+def make_tokenizer(with_bos: bool = True) -> PreTrainedTokenizerFast:
+    """A byte-level BPE trained on CORPUS; with a BOS post-processor unless told otherwise."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=320, special_tokens=["<pad>", "<bos>", "<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(CORPUS, trainer)
+    if with_bos:
+        tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")
+
+
+def make_model(vocab_size: int, seed: int = 0) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=128, initializer_range=0.2,
+        bos_token_id=1, eos_token_id=2, pad_token_id=0,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return make_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def model(tokenizer):
+    return make_model(len(tokenizer))
+
+
+def reference_score(model, tokenizer, context: str, completion: str) -> float:
+    """The definition, one sequence at a time: float64 log-softmax, a Python loop over target tokens."""
+    encoding = tokenizer(context + completion, return_offsets_mapping=True)
+    ids, offsets = encoding["input_ids"], encoding["offset_mapping"]
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ids])).logits[0].double()
+    logprobs = torch.log_softmax(logits, dim=-1)
+    total = 0.0
+    for position in range(1, len(ids)):
+        if offsets[position][1] > len(context):
+            total += logprobs[position - 1, ids[position]].item()
+    return total
+
+
+ITEMS = [
+    ("", "The cat sat on the mat."),
+    ("", "Who did the cat see?"),
+    ("", "A dog ran to the old house and the children were playing in the garden."),
+    ("The cat sat on", " the mat."),
+    ("Who did the cat", " see near the house?"),
+]
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 64])
+def test_batched_scores_match_single_sequence_reference(model, tokenizer, batch_size):
+    expected = [reference_score(model, tokenizer, *item) for item in ITEMS]
+    got = score_continuations(model, tokenizer, ITEMS, batch_size=batch_size)
+    assert got == pytest.approx(expected, abs=1e-4)
+    assert len({round(score, 3) for score in got}) == len(ITEMS)  # distinct items, distinct scores: order kept
+
+
+def test_sentence_logprobs_is_whole_sentence_scoring(model, tokenizer):
+    sentences = [completion for context, completion in ITEMS if context == ""]
+    assert sentence_logprobs(model, tokenizer, sentences, batch_size=2) == pytest.approx(
+        [reference_score(model, tokenizer, "", s) for s in sentences], abs=1e-4
+    )
+
+
+def test_first_token_is_never_scored(model, tokenizer):
+    assert tokenizer("")["input_ids"] == [1]  # BOS only
+    assert score_continuations(model, tokenizer, [("", ""), ("", "The cat sat.")], batch_size=2)[0] == 0.0
+    no_bos = make_tokenizer(with_bos=False)
+    assert len(no_bos("The")["input_ids"]) == 1
+    one_word, two_words = sentence_logprobs(model, no_bos, ["The", "The cat"])
+    assert one_word == 0.0
+    assert two_words == pytest.approx(reference_score(model, no_bos, "", "The cat"), abs=1e-4)
+    assert two_words < 0.0
+
+
+def test_straddling_token_counts_as_completion(model, tokenizer):
+    encoding = tokenizer("The cat sat.", return_offsets_mapping=True)
+    assert (3, 7) in encoding["offset_mapping"]  # " cat" is one token, spanning the boundary after "The ca"
+    straddling, aligned, shorter = score_continuations(
+        model, tokenizer, [("The ca", "t sat."), ("The", " cat sat."), ("The cat", " sat.")]
+    )
+    assert straddling == aligned  # " cat" is scored although only its "t" is completion
+    assert straddling == pytest.approx(reference_score(model, tokenizer, "The ca", "t sat."), abs=1e-4)
+    assert straddling < shorter
+
+
+def test_identical_items_get_identical_scores_and_training_mode_is_restored(tokenizer):
+    model = make_model(len(tokenizer), seed=1).train()
+    scores = score_continuations(model, tokenizer, [("", "The cat sat.")] * 3 + [("", "A dog.")], batch_size=2)
+    assert scores[0] == scores[1] == scores[2] != scores[3]
+    assert model.training
+
+
+def test_empty_and_bad_items(model, tokenizer):
+    assert score_continuations(model, tokenizer, []) == []
+    with pytest.raises(TypeError, match=r"items\[1\]"):
+        score_continuations(model, tokenizer, [("", "ok"), ("only one",)])
+    with pytest.raises(ValueError, match="batch_size"):
+        score_continuations(model, tokenizer, [("", "ok")], batch_size=0)
+
+
+def test_load_model_and_tokenizer_round_trip(model, tokenizer, tmp_path):
+    pytest.importorskip("babblelm.models.transformer")  # register_auto_classes needs the registry's modules
+    from babblelm.eval.load import load_model_and_tokenizer
+
+    model.save_pretrained(tmp_path / "hf")
+    no_pad = make_tokenizer()
+    no_pad.pad_token = None
+    no_pad.save_pretrained(tmp_path / "hf")
+    loaded, loaded_tokenizer = load_model_and_tokenizer(tmp_path / "hf", device="cpu")
+    assert not loaded.training and loaded_tokenizer.padding_side == "right"
+    assert loaded_tokenizer.pad_token_id == loaded_tokenizer.eos_token_id == 2
+    assert score_continuations(loaded, loaded_tokenizer, ITEMS) == score_continuations(model, tokenizer, ITEMS)
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        load_model_and_tokenizer(tmp_path / "empty")
+    (tmp_path / "hf" / "tokenizer.json").unlink()
+    (tmp_path / "hf" / "tokenizer_config.json").unlink()
+    with pytest.raises(FileNotFoundError, match="tokenizer"):
+        load_model_and_tokenizer(tmp_path / "hf")
