@@ -1,11 +1,12 @@
 """Shared fixtures: a small real corpus cut from ../shared and a tiny run configuration."""
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
+SHARED = Path(os.environ.get("BABBLE_SHARED", REPO.parent / "shared"))  # BABBLE_SHARED: where ../shared lives
 BABYLIKE = SHARED / "corpora" / "babylike_10M"
 
 

@@ -55,12 +55,18 @@ class TokenizerSection:
 
 @dataclass
 class OptimSection:
-    name: Literal["adamw"] = "adamw"
-    lr: float = field(default=3e-4, metadata={"min": 0.0, "min_exclusive": True})
+    name: Literal["adamw", "muon_adamw"] = field(
+        default="adamw", metadata={"help": "muon_adamw: Muon on 2-D hidden matrices, AdamW on the rest"})
+    lr: float = field(default=3e-4, metadata={"min": 0.0, "min_exclusive": True, "help": "AdamW peak learning rate"})
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
     eps: float = field(default=1e-8, metadata={"min": 0.0})
     weight_decay: float = field(default=0.1, metadata={"min": 0.0})
     grad_clip: float = field(default=1.0, metadata={"min": 0.0, "help": "max global grad norm; 0 disables"})
+    # Muon (optim.name: muon_adamw) -- see docs/training.md
+    muon_lr: float = field(default=5e-3, metadata={"min": 0.0, "min_exclusive": True, "help": "Muon peak learning rate"})
+    muon_momentum: float = field(default=0.95, metadata={"min": 0.0, "max": 1.0, "max_exclusive": True})
+    muon_weight_decay: float | None = field(default=None, metadata={"min": 0.0, "help": "default: optim.weight_decay"})
+    adjust_lr_fn: Literal["original", "match_rms_adamw"] = "original"
 
     def validate(self):
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
@@ -69,18 +75,26 @@ class OptimSection:
 
 @dataclass
 class ScheduleSection:
-    name: Literal["cosine", "constant"] = "cosine"
+    name: Literal["cosine", "constant", "wsd"] = "cosine"
     warmup_steps: int | None = field(default=None, metadata={"min": 0})
     warmup_fraction: float = field(default=0.0, metadata={"min": 0.0, "max": 1.0})
-    min_lr_ratio: float = field(default=0.1, metadata={"min": 0.0, "max": 1.0})
+    min_lr_ratio: float = field(default=0.1, metadata={"min": 0.0, "max": 1.0, "help": "final lr as a fraction of peak"})
+    stable_fraction: float = field(default=0.85, metadata={"min": 0.0, "max": 1.0, "help": "wsd: steps before the decay"})
+    decay_shape: Literal["linear", "cosine", "1-sqrt"] = "linear"
 
 
 @dataclass
 class TrainSection:
     words: int | None = field(default=None, metadata={"min": 1, "help": "words to train on; default epochs x corpus"})
     epochs: float = field(default=1.0, metadata={"min": 0.0, "min_exclusive": True, "max": MAX_EPOCHS})
-    batch_size: int = field(default=16, metadata={"min": 1, "help": "sequences per micro-batch"})
+    batch_size: int = field(default=16, metadata={"min": 1, "help": "global batch = batch_size x grad_accum sequences"})
     grad_accum: int = field(default=1, metadata={"min": 1})
+    micro_batch: int | None = field(default=None, metadata={
+        "min": 1, "help": "sequences per forward pass and process; null: largest that fits (GPU), batch_size (CPU)"})
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = field(
+        default="auto", metadata={"help": "auto: bf16 autocast on CUDA, fp32 on CPU; fp16 uses a grad scaler"})
+    compile: bool = field(default=False, metadata={"help": "torch.compile the model"})
+    gradient_checkpointing: bool = False
     log_every: int = field(default=10, metadata={"min": 1})
     dev_every: int = field(default=200, metadata={"min": 0, "help": "steps between dev evaluations; 0 disables"})
     dev_batches: int = field(default=20, metadata={"min": 1})

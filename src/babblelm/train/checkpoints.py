@@ -25,7 +25,7 @@ TRAINER_STATE = "trainer_state.json"
 RESUME_STATE = "resume_state.pt"
 
 
-def save_checkpoint(path: Path, model, tokenizer, trainer_state: dict, optimizer=None, scheduler=None) -> Path:
+def save_checkpoint(path: Path, model, tokenizer, trainer_state: dict, optimizer=None, scheduler=None, scaler=None) -> Path:
     """Write a checkpoint atomically to `path` (replacing an older one of the same name)."""
     path = Path(path)
     tmp = path.parent / f".tmp-{path.name}-{os.getpid()}"
@@ -41,6 +41,7 @@ def save_checkpoint(path: Path, model, tokenizer, trainer_state: dict, optimizer
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
                 "rng": _rng_state(),
+                "scaler": scaler.state_dict() if scaler is not None else None,
             }
             torch.save(resume, tmp / RESUME_STATE)
     except BaseException:
@@ -71,12 +72,14 @@ def latest_resumable(checkpoint_dir: Path) -> Path | None:
     return best
 
 
-def load_resume_state(path: Path, optimizer, scheduler) -> None:
-    """Restore optimizer, scheduler and RNG states (tensor-only file, loaded with weights_only)."""
+def load_resume_state(path: Path, optimizer, scheduler, scaler=None) -> None:
+    """Restore optimizer, scheduler, fp16 grad-scaler and RNG states (tensor-only file, loaded with weights_only)."""
     state = torch.load(Path(path) / RESUME_STATE, map_location="cpu", weights_only=True)
     optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and state["scheduler"] is not None:
         scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and state.get("scaler") is not None:
+        scaler.load_state_dict(state["scaler"])
     _set_rng_state(state["rng"])
 
 

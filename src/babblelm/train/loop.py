@@ -1,4 +1,4 @@
-"""The training loop: data -> model -> AdamW + schedule -> word-milestone checkpoints -> final model.
+"""The training loop: data -> model -> optimizers + schedule -> word-milestone checkpoints -> final model.
 
     result = train(load_config("configs/llama-26m.yaml"))
 
@@ -24,8 +24,10 @@ from ..data.blocks import load_blocks
 from ..data.prepare import prepare_data
 from ..models.registry import count_parameters, parse_model_section
 from . import checkpoints as ckpt
-from .optim import build_optimizer, build_scheduler
+from . import distributed
+from .optim import LRSchedule, Optimizers, build_optimizer, build_scheduler, describe
 from .plan import make_plan, milestone_steps
+from .speed import autocast, cuda_fits, grad_scaler, micro_batch_size, resolve_precision
 
 
 @dataclass
@@ -38,12 +40,6 @@ class TrainResult:
     final_dev_loss: float | None
     seconds: float
     interrupted: bool = False
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def build_model(cfg: RunConfig, tokenizer):
@@ -62,37 +58,117 @@ def build_model(cfg: RunConfig, tokenizer):
     return arch.model_class(config)
 
 
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 @torch.inference_mode()
-def dev_loss(model, blocks, batch_size: int, max_batches: int, device: torch.device) -> float:
+def dev_loss(model, blocks, batch_size: int, max_batches: int, device: torch.device, precision: str = "fp32") -> float:
     """Mean next-token loss over the first `max_batches` dev batches (a fixed subset)."""
     model.eval()
     losses, weights = [], []
     n = min(len(blocks.tokens), batch_size * max_batches)
     for start in range(0, n, batch_size):
         x = torch.from_numpy(blocks.tokens[start : min(n, start + batch_size)].astype(np.int64)).to(device)
-        with _autocast(device):
+        with autocast(precision, device):
             losses.append(model(input_ids=x, labels=x).loss.float().item())
         weights.append(len(x))
     model.train()
     return float(np.average(losses, weights=weights)) if losses else float("nan")
 
 
-def train(cfg: RunConfig, resume: bool = False, progress: bool = True, stop_after_steps: int | None = None) -> TrainResult:
-    """Run (or resume) training as configured. `stop_after_steps` simulates an interruption."""
-    run_dir = cfg.out_dir
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
-    ckpt_dir = run_dir / "checkpoints"
-    device = resolve_device(cfg.run.device)
-    torch.manual_seed(cfg.run.seed)
+@dataclass
+class Stepper:
+    """One optimizer step over this process's share of a global batch (see `build_stepper`)."""
 
-    manifest = prepare_data(cfg.data, cfg.tokenizer, run_dir / "data", progress=progress)
+    model: torch.nn.Module  # the plain model (checkpoints, evaluation)
+    forward: torch.nn.Module  # what runs the forward pass: the model, maybe DDP-wrapped and compiled
+    optimizer: Optimizers
+    scheduler: LRSchedule
+    scaler: torch.amp.GradScaler | None
+    precision: str
+    device: torch.device
+    micro_batch: int
+    grad_clip: float
+    ddp: bool
+
+    def load(self, tokens: np.ndarray) -> torch.Tensor:
+        """Token rows -> int64 tensor on the device (pinned + non-blocking copy on CUDA)."""
+        x = torch.from_numpy(tokens.astype(np.int64))
+        if self.device.type == "cuda":
+            x = x.pin_memory()
+        return x.to(self.device, non_blocking=True)
+
+    def __call__(self, batch: list[torch.Tensor]) -> torch.Tensor:
+        """Forward/backward each micro-batch, clip, step; returns the mean loss (a device tensor, no sync)."""
+        total = torch.zeros((), device=self.device)
+        for i, x in enumerate(batch):
+            sync = i == len(batch) - 1
+            with self.forward.no_sync() if self.ddp and not sync else contextlib.nullcontext():
+                with autocast(self.precision, self.device):
+                    loss = self.forward(input_ids=x, labels=x).loss / len(batch)
+                (self.scaler.scale(loss) if self.scaler else loss).backward()
+            total += loss.detach().float()
+        if self.scaler:
+            for opt in self.optimizer.optimizers.values():
+                self.scaler.unscale_(opt)
+        if self.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip)
+        if self.scaler:
+            for opt in self.optimizer.optimizers.values():
+                self.scaler.step(opt)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return total
+
+
+def build_stepper(cfg: RunConfig, model, device: torch.device, ctx: distributed.Dist, total_steps: int, seq_len: int) -> Stepper:
+    """Optimizers, schedule, precision, micro-batch, gradient checkpointing, compile and DDP for `model`."""
+    precision = resolve_precision(cfg.train.precision, device)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    if cfg.train.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    global_batch = cfg.train.batch_size * cfg.train.grad_accum
+    if global_batch % ctx.world_size:
+        raise ValueError(f"the global batch (train.batch_size x train.grad_accum = {global_batch}) must be divisible "
+                         f"by the number of processes ({ctx.world_size})")
+    local_batch = global_batch // ctx.world_size
+    micro = micro_batch_size(cfg.train.micro_batch, local_batch, cfg.train.batch_size, device,
+                             lambda: cuda_fits(model, seq_len, model.config.vocab_size, precision, device))
+    micro = distributed.minimum(micro, ctx, device)
+    optimizer = build_optimizer(model, cfg.optim)
+    scheduler = build_scheduler(optimizer, total_steps, cfg.schedule)
+    forward = model
+    if ctx.enabled:
+        forward = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.train.compile:
+        forward = torch.compile(forward)
+    return Stepper(model, forward, optimizer, scheduler, grad_scaler(precision, device), precision, device, micro,
+                   cfg.optim.grad_clip, ctx.enabled)
+
+
+def train(cfg: RunConfig, resume: bool = False, progress: bool = True, stop_after_steps: int | None = None) -> TrainResult:
+    """Run (or resume) training as configured; under torchrun, one data-parallel rank of it.
+    `stop_after_steps` stops early (saving a resume point), as an interruption would."""
+    ctx, device = distributed.setup(cfg.run.device)
+    try:
+        return _train(cfg, ctx, device, resume, progress and ctx.is_main, stop_after_steps)
+    finally:
+        distributed.shutdown(ctx)
+
+
+def _train(cfg: RunConfig, ctx: distributed.Dist, device: torch.device, resume: bool, progress: bool,
+           stop_after_steps: int | None) -> TrainResult:
+    run_dir = cfg.out_dir
+    ckpt_dir = run_dir / "checkpoints"
+    torch.manual_seed(cfg.run.seed)
+    if ctx.is_main:  # rank 0 prepares the data; the others then find it cached
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+        prepare_data(cfg.data, cfg.tokenizer, run_dir / "data", progress=progress)
+    distributed.barrier(ctx)
+    manifest = prepare_data(cfg.data, cfg.tokenizer, run_dir / "data", progress=False)
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(run_dir / "data" / "tokenizer")
@@ -102,11 +178,13 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True, stop_afte
     global_batch = cfg.train.batch_size * cfg.train.grad_accum
     plan = make_plan(train_blocks.words, global_batch, cfg.train.epochs, cfg.train.words, cfg.run.seed)
     milestones = milestone_steps(plan, cfg.checkpoints.scale) if cfg.checkpoints.milestones == "babylm" else {}
+    seq_len = train_blocks.tokens.shape[1]
 
     model = build_model(cfg, tokenizer).to(device)
-    optimizer = build_optimizer(model, cfg.optim)
-    scheduler = build_scheduler(optimizer, plan.steps, cfg.schedule)
+    stepper = build_stepper(cfg, model, device, ctx, plan.steps, seq_len)
+    optimizer, scheduler, scaler = stepper.optimizer, stepper.scheduler, stepper.scaler
     n_params = count_parameters(model)
+    local_batch = global_batch // ctx.world_size
 
     start_step = 0
     if resume:
@@ -119,18 +197,24 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True, stop_afte
                 f"--resume: {last} belongs to a plan of {state['total_steps']} steps but this config plans "
                 f"{plan.steps}; resume with the run's own config ({run_dir / 'config.yaml'})"
             )
-        model.load_state_dict(type(model).from_pretrained(last).state_dict())
-        ckpt.load_resume_state(last, optimizer, scheduler)
+        with torch.no_grad():
+            model.load_state_dict(type(model).from_pretrained(last).state_dict())
+        ckpt.load_resume_state(last, optimizer, scheduler, scaler)
         start_step = state["step"] + 1
-        print(f"resuming from {last} (step {start_step}, {state['words_seen']:,} words seen)")
+        if ctx.is_main:
+            print(f"resuming from {last} (step {start_step}, {state['words_seen']:,} words seen)")
 
-    seq_len = train_blocks.tokens.shape[1]
-    print(
-        f"model: {cfg.model.get('arch', 'transformer')} with {n_params:,} parameters on {device}; "
-        f"{plan.steps:,} steps of {global_batch} x {seq_len} tokens; "
-        f"{plan.total_words:,} words ({plan.limited_by} budget, {manifest['splits']['train']['words']:,} words per epoch); "
-        f"{sum(len(v) for v in milestones.values())} milestone checkpoints"
-    )
+    if ctx.is_main:
+        print(
+            f"model: {cfg.model.get('arch', 'transformer')} with {n_params:,} parameters on {device} "
+            f"({ctx.world_size} process{'es' if ctx.enabled else ''}, {stepper.precision}"
+            f"{', compiled' if cfg.train.compile else ''}{', gradient checkpointing' if cfg.train.gradient_checkpointing else ''}); "
+            f"{plan.steps:,} steps of {global_batch} x {seq_len} tokens "
+            f"({local_batch // stepper.micro_batch} x {stepper.micro_batch} sequences per process and step); "
+            f"{plan.total_words:,} words ({plan.limited_by} budget, {manifest['splits']['train']['words']:,} words per epoch); "
+            f"{sum(len(v) for v in milestones.values())} milestone checkpoints"
+        )
+        print(describe(optimizer))
 
     def trainer_state(step: int, milestone: str | None = None) -> dict:
         return {
@@ -141,13 +225,27 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True, stop_afte
             "milestone": milestone,
             "total_steps": plan.steps,
             "n_parameters": n_params,
+            "world_size": ctx.world_size,
         }
 
-    def save(name: str, step: int, milestone: str | None = None) -> Path:
-        return ckpt.save_checkpoint(ckpt_dir / name, model, tokenizer, trainer_state(step, milestone), optimizer, scheduler)
+    def save(name: str, step: int, milestone: str | None = None) -> Path | None:
+        if not ctx.is_main:
+            return None
+        return ckpt.save_checkpoint(ckpt_dir / name, model, tokenizer, trainer_state(step, milestone), optimizer,
+                                    scheduler, scaler)
 
-    metrics_path = run_dir / "metrics.jsonl"
-    metrics = metrics_path.open("a" if resume else "w", encoding="utf-8")
+    def batch_for(step: int) -> list[torch.Tensor]:
+        """This rank's slice of the step's blocks, as micro-batches on the device."""
+        mine = plan.order[step].reshape(ctx.world_size, local_batch)[ctx.rank]
+        return [stepper.load(train_blocks.tokens[np.sort(m)]) for m in np.split(mine, local_batch // stepper.micro_batch)]
+
+    metrics = (run_dir / "metrics.jsonl").open("a" if resume else "w", encoding="utf-8") if ctx.is_main else None
+
+    def write(record: dict) -> None:
+        if metrics is not None:
+            metrics.write(json.dumps(record) + "\n")
+            metrics.flush()
+
     bar = tqdm(
         total=plan.total_words, initial=plan.words_before(start_step), unit="word", unit_scale=True,
         disable=not progress, dynamic_ncols=True, desc="train",
@@ -158,45 +256,32 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True, stop_afte
     model.train()
     step = start_step - 1
     interrupted = False
+    loss_sum = torch.zeros((), device=device)
     try:
         for step in range(start_step, plan.steps):
-            loss_sum = 0.0
-            for micro in np.split(plan.order[step], cfg.train.grad_accum):
-                x = torch.from_numpy(train_blocks.tokens[np.sort(micro)].astype(np.int64)).to(device, non_blocking=True)
-                with _autocast(device):
-                    loss = model(input_ids=x, labels=x).loss / cfg.train.grad_accum
-                loss.backward()
-                loss_sum += loss.item()
-            if not math.isfinite(loss_sum):
-                raise FloatingPointError(f"loss became {loss_sum} at step {step}; lower optim.lr or check the data")
-            if cfg.optim.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-
+            loss = stepper(batch_for(step))
             words = plan.words_before(step + 1)
             window_tokens += global_batch * seq_len
             bar.update(words - bar.n)
             if (step + 1) % cfg.train.log_every == 0 or step == plan.steps - 1:
+                loss_value = distributed.mean(loss, ctx).item()  # the one host sync per logging window
+                if not math.isfinite(loss_value):
+                    raise FloatingPointError(f"loss became {loss_value} at step {step}; lower the learning rate or check the data")
                 now = time.perf_counter()
                 tps = window_tokens / max(now - window_t, 1e-9)
                 window_t, window_tokens = now, 0
-                record = {"step": step + 1, "words": words, "tokens": (step + 1) * global_batch * seq_len,
-                          "loss": loss_sum, "lr": scheduler.get_last_lr()[0], "tokens_per_s": tps,
-                          "elapsed_s": now - t0}
-                metrics.write(json.dumps(record) + "\n")
-                metrics.flush()
-                bar.set_postfix(loss=f"{loss_sum:.3f}", tok_s=f"{tps:,.0f}")
-            if cfg.train.dev_every and ((step + 1) % cfg.train.dev_every == 0 or step == plan.steps - 1):
-                last_dev = dev_loss(model, dev_blocks, cfg.train.batch_size, cfg.train.dev_batches, device)
-                metrics.write(json.dumps({"step": step + 1, "words": words, "dev_loss": last_dev,
-                                          "dev_ppl": math.exp(min(last_dev, 50))}) + "\n")
-                metrics.flush()
+                lrs = {f"lr_{name}": opt.param_groups[0]["lr"] for name, opt in optimizer.optimizers.items()}
+                write({"step": step + 1, "words": words, "tokens": (step + 1) * global_batch * seq_len,
+                       "loss": loss_value, "lr": scheduler.get_last_lr()[0], **lrs, "tokens_per_s": tps,
+                       "elapsed_s": now - t0})
+                bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tps:,.0f}")
+            if ctx.is_main and cfg.train.dev_every and ((step + 1) % cfg.train.dev_every == 0 or step == plan.steps - 1):
+                last_dev = dev_loss(model, dev_blocks, cfg.train.batch_size, cfg.train.dev_batches, device, stepper.precision)
+                write({"step": step + 1, "words": words, "dev_loss": last_dev, "dev_ppl": math.exp(min(last_dev, 50))})
                 bar.write(f"step {step + 1}: dev loss {last_dev:.4f} (ppl {math.exp(min(last_dev, 50)):.2f})")
             for name in milestones.get(step, []):
-                save(name, step, milestone=name)
-                bar.write(f"checkpoint {name} at {words:,} words (step {step + 1})")
+                if save(name, step, milestone=name):
+                    bar.write(f"checkpoint {name} at {words:,} words (step {step + 1})")
             if cfg.train.save_every and (step + 1) % cfg.train.save_every == 0 and step != plan.steps - 1:
                 save("last", step)
             if stop_after_steps is not None and step + 1 - start_step >= stop_after_steps and step != plan.steps - 1:
@@ -210,10 +295,11 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True, stop_afte
         interrupted = True
     finally:
         bar.close()
-        metrics.close()
+        if metrics is not None:
+            metrics.close()
 
     final_dir = ckpt_dir / "final"
     if not interrupted:
-        final_dir = save("final", plan.steps - 1)
+        save("final", plan.steps - 1)
     return TrainResult(run_dir, final_dir, step + 1, plan.words_before(step + 1),
                        (step + 1) * global_batch * seq_len, last_dev, time.perf_counter() - t0, interrupted)
