@@ -47,10 +47,27 @@ def cmd_train(args) -> None:
     from .train.loop import train
 
     cfg = _load_cfg(args)
-    result = train(cfg, resume=args.resume, progress=not args.no_progress)
+    result = train(cfg, resume=args.resume, progress=not args.no_progress, stop_after_steps=args.stop_after)
+    if int(os.environ.get("RANK", "0")):
+        return  # under torchrun only rank 0 reports
     state = "interrupted" if result.interrupted else "finished"
     print(f"{state} after {result.steps:,} steps, {result.words_seen:,} words, {result.seconds:.0f}s; "
           f"model: {result.final_dir if not result.interrupted else cfg.out_dir / 'checkpoints' / 'last'}")
+
+
+# --- training speed (issue 4): schedule plot and sweeps ---
+def cmd_schedule(args) -> None:
+    from .train.plot import plot_schedule
+
+    out = plot_schedule(_load_cfg(args), Path(args.out) if args.out else None, steps=args.steps)
+    print(f"learning-rate curve written to {out}")
+
+
+def cmd_sweep(args) -> None:
+    from .train.sweep import format_markdown, parse_grid, run_sweep
+
+    rows = run_sweep(args.config, parse_grid(args.grid), args.set, args.out, progress=not args.no_progress)
+    print(format_markdown(rows))
 
 
 def cmd_eval(args) -> None:
@@ -124,7 +141,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp = with_config(sub.add_parser("train", help="train a model as configured"))
     sp.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
     sp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sp.add_argument("--stop-after", type=int, metavar="STEPS", help="stop after this many steps, saving a resume point")
     sp.set_defaults(func=cmd_train)
+
+    sp = with_config(sub.add_parser("schedule", help="plot the learning-rate curve of a config to PNG"))
+    sp.add_argument("--out", help="PNG path (default: <run dir>/lr_schedule.png)")
+    sp.add_argument("--steps", type=int, help="total optimizer steps (default: from the prepared data's plan)")
+    sp.set_defaults(func=cmd_schedule)
+
+    sp = with_config(sub.add_parser("sweep", help="train a grid of configs and tabulate dev perplexity and eval"))
+    sp.add_argument("--grid", action="append", required=True, metavar="KEY.PATH=V1,V2,...", help="values to sweep")
+    sp.add_argument("--out", help="sweep folder (default: runs/sweep-<run.name>)")
+    sp.add_argument("--no-progress", action="store_true")
+    sp.set_defaults(func=cmd_sweep)
 
     sp = sub.add_parser("eval", help="score a model on minimal pairs")
     sp.add_argument("model", help="run folder, checkpoint folder or exported Hugging Face folder")

@@ -1,0 +1,106 @@
+"""Grid sweeps: `babble sweep cfg.yaml --grid optim.lr=3e-4,4e-4,5e-4 [--grid key=v1,v2 ...]`.
+
+Every combination of the grid values becomes one run (its own run folder under the sweep folder);
+a finished run (checkpoints/final present) is not trained again. The table holds each run's final
+dev loss and perplexity and, when `eval.data` is set, its evaluation scores and their average;
+it is printed and saved as sweep.md and sweep.csv in the sweep folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import math
+from pathlib import Path
+
+import yaml
+
+from ..config import load_config
+from ..configbase import ConfigError
+
+
+def parse_grid(items: list[str]) -> dict[str, list]:
+    """["optim.lr=3e-4,4e-4"] -> {"optim.lr": [0.0003, 0.0004]} (values read as YAML)."""
+    grid = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        if not sep or not key.strip() or not values.strip():
+            raise ConfigError([(item, "a grid entry looks like key.path=value1,value2,...")])
+        grid[key.strip()] = [yaml.safe_load(v) for v in values.split(",")]
+    return grid
+
+
+def _slug(combo: dict) -> str:
+    return "_".join(f"{key.split('.')[-1]}={value}" for key, value in combo.items())
+
+
+def _last_dev_loss(run_dir: Path) -> float | None:
+    path = run_dir / "metrics.jsonl"
+    if not path.exists():
+        return None
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    dev = [r["dev_loss"] for r in records if "dev_loss" in r]
+    return dev[-1] if dev else None
+
+
+def _evaluate(cfg, final_dir: Path) -> dict[str, float]:
+    """Scores (percent) of the evaluation tasks that can run here (BLiMP when eval.data is set)."""
+    if not cfg.eval.data or "blimp" not in cfg.eval.tasks:
+        return {}
+    from ..eval.blimp import evaluate_blimp
+    from ..eval.load import load_model_and_tokenizer
+
+    model, tokenizer = load_model_and_tokenizer(final_dir, device="auto")
+    return {"blimp": evaluate_blimp(model, tokenizer, cfg.eval.data, batch_size=cfg.eval.batch_size)["accuracy"]}
+
+
+def run_sweep(config_path: str | Path, grid: dict[str, list], overrides: list[str] | None = None,
+              out_dir: str | Path | None = None, progress: bool = True) -> list[dict]:
+    """Train every combination; return one row per run (also written to sweep.md / sweep.csv)."""
+    from .loop import train
+
+    base = load_config(config_path, overrides)
+    out = Path(out_dir) if out_dir else Path("runs") / f"sweep-{base.run.name}"
+    combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+    configs = []
+    for combo in combos:  # validate every combination before training any
+        slug = _slug(combo)
+        sets = list(overrides or []) + [f"{k}={json.dumps(v)}" for k, v in combo.items()]
+        sets += [f"run.name={base.run.name}-{slug}", f"run.out_dir={json.dumps(str(out / slug))}"]
+        configs.append((combo, slug, load_config(config_path, sets)))
+    rows = []
+    for combo, slug, cfg in configs:
+        final = cfg.out_dir / "checkpoints" / "final"
+        if not (final / "model.safetensors").exists():
+            print(f"sweep: training {slug} -> {cfg.out_dir}")
+            train(cfg, progress=progress)
+        dev = _last_dev_loss(cfg.out_dir)
+        scores = _evaluate(cfg, final)
+        rows.append({"run": slug, **combo, "dev_loss": dev, "dev_ppl": math.exp(min(dev, 50)) if dev is not None else None,
+                     **scores, "eval_avg": sum(scores.values()) / len(scores) if scores else None})
+    write_table(rows, out)
+    return rows
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if isinstance(value, float) and abs(value) >= 0.01 else str(value)
+
+
+def format_markdown(rows: list[dict]) -> str:
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_fmt(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_table(rows: list[dict], out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "sweep.md").write_text(format_markdown(rows) + "\n", encoding="utf-8")
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    with (out / "sweep.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
