@@ -1,8 +1,9 @@
 """Grid sweeps: `babble sweep cfg.yaml --grid optim.lr=3e-4,4e-4,5e-4 [--grid key=v1,v2 ...]`.
 
 Every combination of the grid values becomes one run (its own run folder under the sweep folder);
-a finished run (checkpoints/final present) is not trained again. The table holds each run's final
-dev loss and perplexity and, when `eval.data` is set, its evaluation scores and their average;
+a finished run (checkpoints/final present) is not trained again. The table holds each final model's
+dev loss and perplexity (on the run's dev subset: train.dev_batches x train.batch_size blocks) and,
+when `eval.data` is set, its evaluation scores and their average;
 it is printed and saved as sweep.md and sweep.csv in the sweep folder.
 """
 
@@ -27,7 +28,7 @@ def parse_grid(items: list[str]) -> dict[str, list]:
         key, sep, values = item.partition("=")
         if not sep or not key.strip() or not values.strip():
             raise ConfigError([(item, "a grid entry looks like key.path=value1,value2,...")])
-        grid[key.strip()] = [yaml.safe_load(v) for v in values.split(",")]
+        grid[key.strip()] = [_value(v) for v in values.split(",")]
     return grid
 
 
@@ -35,24 +36,33 @@ def _slug(combo: dict) -> str:
     return "_".join(f"{key.split('.')[-1]}={value}" for key, value in combo.items())
 
 
-def _last_dev_loss(run_dir: Path) -> float | None:
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return None
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    dev = [r["dev_loss"] for r in records if "dev_loss" in r]
-    return dev[-1] if dev else None
+def _value(text: str):
+    """A grid value read as YAML; numbers like 3e-4 (a string to YAML 1.1) become floats."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return value
 
 
-def _evaluate(cfg, final_dir: Path) -> dict[str, float]:
-    """Scores (percent) of the evaluation tasks that can run here (BLiMP when eval.data is set)."""
-    if not cfg.eval.data or "blimp" not in cfg.eval.tasks:
-        return {}
-    from ..eval.blimp import evaluate_blimp
+def _measure(cfg, final_dir: Path) -> dict[str, float]:
+    """The final model's dev loss (the run's dev subset) and the scores (percent) of the evaluation
+    tasks that can run here (BLiMP when eval.data is set)."""
+    from ..data.blocks import load_blocks
     from ..eval.load import load_model_and_tokenizer
+    from .loop import dev_loss
 
     model, tokenizer = load_model_and_tokenizer(final_dir, device="auto")
-    return {"blimp": evaluate_blimp(model, tokenizer, cfg.eval.data, batch_size=cfg.eval.batch_size)["accuracy"]}
+    loss = dev_loss(model, load_blocks(cfg.out_dir / "data", "dev"), cfg.train.batch_size, cfg.train.dev_batches, model.device)
+    scores = {}
+    if cfg.eval.data and "blimp" in cfg.eval.tasks:
+        from ..eval.blimp import evaluate_blimp
+
+        scores["blimp"] = evaluate_blimp(model, tokenizer, cfg.eval.data, batch_size=cfg.eval.batch_size)["accuracy"]
+    return {"dev_loss": loss, "dev_ppl": math.exp(min(loss, 50)), **scores,
+            "eval_avg": sum(scores.values()) / len(scores) if scores else None}
 
 
 def run_sweep(config_path: str | Path, grid: dict[str, list], overrides: list[str] | None = None,
@@ -75,10 +85,7 @@ def run_sweep(config_path: str | Path, grid: dict[str, list], overrides: list[st
         if not (final / "model.safetensors").exists():
             print(f"sweep: training {slug} -> {cfg.out_dir}")
             train(cfg, progress=progress)
-        dev = _last_dev_loss(cfg.out_dir)
-        scores = _evaluate(cfg, final)
-        rows.append({"run": slug, **combo, "dev_loss": dev, "dev_ppl": math.exp(min(dev, 50)) if dev is not None else None,
-                     **scores, "eval_avg": sum(scores.values()) / len(scores) if scores else None})
+        rows.append({"run": slug, **combo, **_measure(cfg, final)})
     write_table(rows, out)
     return rows
 
