@@ -66,7 +66,8 @@ def prepare_data(data_cfg: DataSection, tok_cfg: TokenizerSection, out_dir: str 
     """Prepare (or reuse) the data folder `out_dir`; return the manifest."""
     out_dir = Path(out_dir)
     files = discover(data_cfg.corpus)
-    settings = _source_settings(data_cfg, files)
+    warnings: list[str] = []
+    settings = _source_settings(data_cfg, files, warnings)
     chash = config_hash(data_cfg, tok_cfg)
     cached = _reusable_manifest(out_dir, chash, files)
     if cached is not None:
@@ -76,7 +77,6 @@ def prepare_data(data_cfg: DataSection, tok_cfg: TokenizerSection, out_dir: str 
     (out_dir / MANIFEST).unlink(missing_ok=True)
     shutil.rmtree(out_dir / CLEAN_DIR, ignore_errors=True)
     timings: dict[str, float] = {}
-    warnings: list[str] = []
 
     with _timed(timings, "clean"):
         records = [_survey(f, i, settings[f.source], data_cfg, out_dir, warnings, progress) for i, f in enumerate(files)]
@@ -129,14 +129,13 @@ def prepare_data(data_cfg: DataSection, tok_cfg: TokenizerSection, out_dir: str 
     return manifest
 
 
-def _source_settings(data_cfg: DataSection, files: list[CorpusFile]) -> dict[str, dict]:
+def _source_settings(data_cfg: DataSection, files: list[CorpusFile], warnings: list[str]) -> dict[str, dict]:
     """Per source: its filter list (parameter filters placed) and the parameters they read."""
     configured = {canonical_source(name): sec for name, sec in data_cfg.sources.items()}
     present = sorted({f.source for f in files})
-    unknown = sorted(set(configured) - set(present))
-    if unknown:
-        raise DataError(f"data.sources names {unknown}, but the corpus {data_cfg.corpus} has no such source; "
-                        f"its sources are {present}")  # fmt: skip
+    for name in sorted(set(configured) - set(present)):  # presets list sources a corpus may not have
+        warnings.append(f"data.sources.{name}: no such source in {data_cfg.corpus} (its sources: {present}); unused")
+        log.warning("data: %s", warnings[-1])
     settings = {}
     for source in present:
         sec = configured.get(source, SourceSection())
@@ -192,7 +191,7 @@ def _by_source(records: list[dict]) -> dict[str, dict]:
     return out
 
 
-def _clean_lines(out_dir: Path, records: list[dict]) -> Iterator[str]:
+def clean_lines(out_dir: Path, records: list[dict]) -> Iterator[str]:
     for rec in records:
         with open(out_dir / rec["clean_file"], encoding="utf-8", newline="\n") as handle:
             for line in handle:
@@ -215,7 +214,7 @@ def _budget(train_inputs: list[dict], data_cfg: DataSection, settings: dict, out
         else:
             lines = words = nbytes = 0
             records = [r for r in train_inputs if r["source"] == name]
-            for line in take_within(_clean_lines(out_dir, records), quota, unit):
+            for line in take_within(clean_lines(out_dir, records), quota, unit):
                 lines, words, nbytes = lines + 1, words + len(line.split()), nbytes + measure(line, "bytes")
         allocations[name] = {"quota": quota, "unit": unit, "available": available[name],
                              "lines": lines, "words": words, "bytes": nbytes}  # fmt: skip
@@ -247,7 +246,7 @@ def _split_streams(inputs: dict, allocations: dict, order: str, out_dir: Path, n
     """Functions that each start a fresh stream of the selected train lines and the dev lines."""
 
     def selected() -> Iterator[str]:
-        streams = [islice(_clean_lines(out_dir, [r for r in inputs["train"] if r["source"] == name]), alloc["lines"])
+        streams = [islice(clean_lines(out_dir, [r for r in inputs["train"] if r["source"] == name]), alloc["lines"])
                    for name, alloc in allocations.items()]  # fmt: skip
         return round_robin(streams) if order == "round_robin" else chain.from_iterable(streams)
 
@@ -257,7 +256,7 @@ def _split_streams(inputs: dict, allocations: dict, order: str, out_dir: Path, n
     def dev() -> Iterator[str]:
         if carve:
             return islice(selected(), DEV_EVERY - 1, None, DEV_EVERY)
-        return _clean_lines(out_dir, inputs["dev"])
+        return clean_lines(out_dir, inputs["dev"])
 
     return train, dev
 
