@@ -12,7 +12,8 @@ from transformers import AutoTokenizer
 
 from babblelm.config import TRACK_WORDS, DataSection, TokenizerSection
 from babblelm.data.blocks import load_blocks, token_dtype, write_blocks
-from babblelm.data.corpus import DataError, ReadStats, find_sources, read_lines
+from babblelm.data.corpus import DataError, ReadStats, read_lines
+from babblelm.data.readers import discover
 from babblelm.data.filters import FILTERS, FilterChain
 from babblelm.data.prepare import DEV_EVERY, file_sha256, prepare_data
 from babblelm.data.tokenizer import train_tokenizer
@@ -75,9 +76,8 @@ def test_read_lines_skips_and_counts_blank_lines(tmp_path):
 
 
 def test_find_sources_splits_by_suffix(corpus):
-    files = find_sources(corpus)
-    assert [p.name for p in files["train"]] == ["childes.train", "wiki.train"]
-    assert [p.name for p in files["dev"]] == ["childes.dev"]
+    files = {(f.split, f.path.name) for f in discover(corpus)}
+    assert files == {("train", "childes.train"), ("train", "wiki.train"), ("dev", "childes.dev")}
 
 
 def test_invalid_utf8_names_file_line_and_offset(tmp_path):
@@ -96,12 +96,12 @@ def test_binary_file_is_rejected(tmp_path):
 
 def test_missing_and_empty_folders(tmp_path):
     with pytest.raises(DataError, match="corpus folder not found"):
-        find_sources(tmp_path / "nope")
-    with pytest.raises(DataError, match=r"no training files \(\*\.train\).*empty folder"):
-        find_sources(tmp_path)
-    (tmp_path / "notes.txt").write_text("x")
-    with pytest.raises(DataError, match=r"no training files.*notes\.txt"):
-        find_sources(tmp_path)
+        discover(tmp_path / "nope")
+    with pytest.raises(DataError, match=r"no training files .*childes\.train.*empty folder"):
+        discover(tmp_path)
+    (tmp_path / "notes.md").write_text("x")
+    with pytest.raises(DataError, match=r"no training files.*notes\.md"):
+        discover(tmp_path)
 
 
 # --- filters ---------------------------------------------------------------------------------

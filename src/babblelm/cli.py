@@ -43,6 +43,24 @@ def cmd_data_prepare(args) -> None:
     print(f"prepared {manifest['splits']['train']['words']:,} training words into {out} (manifest: {out / 'manifest.json'})")
 
 
+def cmd_data_audit(args) -> None:
+    from .data.audit import audit, format_audit
+
+    report = audit(args.dir)
+    print(format_audit(report))
+    if not report["ok"]:
+        sys.exit(1)
+
+
+def cmd_data_stats(args) -> None:
+    from .data.stats import format_stats, plot_lengths, source_stats
+
+    rows = source_stats(args.dir, max_lines=args.max_lines)
+    print(format_stats(rows))
+    png = plot_lengths(rows, args.png or Path(args.dir) / "lengths.png")
+    print(f"length distributions: {png}")
+
+
 def cmd_train(args) -> None:
     from .train.loop import train
 
@@ -137,6 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp = with_config(data.add_parser("prepare", help="clean, count, tokenize and block a corpus"))
     sp.add_argument("--out", help="output folder (default: <run dir>/data)")
     sp.set_defaults(func=cmd_data_prepare)
+    sp = data.add_parser("audit", help="re-verify a prepared folder's manifest (sha256, counts) and track compliance")
+    sp.add_argument("dir", help="prepared data folder (holds manifest.json)")
+    sp.set_defaults(func=cmd_data_audit)
+    sp = data.add_parser("stats", help="per-source table (lines, words, tokens, filters) and a PNG of line lengths")
+    sp.add_argument("dir", help="prepared data folder (holds manifest.json)")
+    sp.add_argument("--png", help="where to write the PNG (default: DIR/lengths.png)")
+    sp.add_argument("--max-lines", type=int, default=None, help="encode at most N lines per source for token counts")
+    sp.set_defaults(func=cmd_data_stats)
 
     sp = with_config(sub.add_parser("train", help="train a model as configured"))
     sp.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")

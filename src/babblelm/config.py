@@ -35,16 +35,49 @@ class RunSection:
 
 
 @dataclass
+class SourceSection:
+    """Cleaning and allocation of one source (`data.sources.<name>`); see docs/data.md."""
+
+    filters: list[str] | None = field(default=None, metadata={"help": "filters of this source; default data.filters"})
+    min_words: int = field(default=0, metadata={"min": 0, "help": "drop cleaned lines with fewer words; 0 = off"})
+    max_per_book: int | None = field(default=None, metadata={"min": 1, "help": "keep at most K lines per *** book ***"})
+    words: int | None = field(default=None, metadata={"min": 0, "help": "quota for allocation: listed"})
+    weight: float = field(default=1.0, metadata={"min": 0.0, "help": "share for allocation: weighted"})
+
+
+@dataclass
 class DataSection:
-    corpus: str = field(default="", metadata={"help": "folder of BabyLM files (*.train, *.dev)"})
+    corpus: str = field(default="", metadata={"help": "folder of BabyLM files (*.train, *.dev), .txt, .jsonl, .cha, wiki_NN"})
     filters: list[str] = field(default_factory=lambda: ["childes_speaker_tags"])
+    sources: dict[str, SourceSection] = field(default_factory=dict, metadata={"help": "per-source filters and quotas"})
     track: Literal["strict-small", "strict", "none"] = "strict-small"
     max_words: int | None = field(default=None, metadata={"min": 1, "help": "use at most this many training words"})
+    max_bytes: int | None = field(default=None, metadata={"min": 1, "help": "or at most this many bytes of cleaned text"})
+    allocation: Literal["corpus_order", "proportional", "equal", "weighted", "listed"] = "corpus_order"
+    order: Literal["concat", "round_robin"] = field(default="concat", metadata={"help": "how selected sources are mixed"})
+    text_field: str = field(default="text", metadata={"help": "the text field of .jsonl records"})
+    max_line_bytes: int = field(default=1_000_000, metadata={"min": 1, "help": "longer lines are skipped and counted"})
     seq_len: int = field(default=512, metadata={"min": 8, "max": 1_048_576})
 
     def validate(self):
+        from .data.filters import FILTERS, PARAMETER_FILTERS
+
         if not self.corpus:
             yield "corpus", "required: the folder holding the training files"
+        if self.max_words is not None and self.max_bytes is not None:
+            yield "max_bytes", "set data.max_words or data.max_bytes, not both"
+        if self.allocation in ("proportional", "equal", "weighted") and self.max_words is None and self.max_bytes is None:
+            yield "allocation", f"{self.allocation!r} divides a total: set data.max_words or data.max_bytes"
+        if self.allocation == "listed" and self.max_bytes is not None:
+            yield "max_bytes", "allocation 'listed' takes words per source (data.sources.<name>.words)"
+        known = sorted(set(FILTERS) - PARAMETER_FILTERS)
+        lists = [("filters", self.filters)] + [(f"sources.{n}.filters", s.filters) for n, s in self.sources.items()]
+        for key, names in lists:
+            for i, name in enumerate(names or []):
+                if name in PARAMETER_FILTERS:
+                    yield f"{key}[{i}]", f"{name!r} is switched on by data.sources.<name>.{name}: N, not listed"
+                elif name not in FILTERS:
+                    yield f"{key}[{i}]", f"unknown filter {name!r}; known filters: {', '.join(known)}"
 
 
 @dataclass

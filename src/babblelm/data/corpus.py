@@ -1,13 +1,14 @@
-"""Read a BabyLM-format corpus folder: `<source>.train` and `<source>.dev` files, UTF-8 text,
-one utterance or paragraph per line.
+"""Read UTF-8 text files line by line, streamed, with counts and a sha256 of the bytes read.
 
-    files = find_sources("corpora/babylike_10M")      # {"train": [Path...], "dev": [Path...]}
     stats = ReadStats()
-    for line in read_lines(files["train"][0], stats):  # non-empty lines, streamed
+    for line in read_lines("corpus/childes.train", stats, max_line_bytes=1_000_000):
         ...
-    stats.sha256, stats.lines, stats.empty_lines       # known once the file is read to the end
+    stats.sha256, stats.lines, stats.empty_lines, stats.long_lines   # known once the file is read
 
-Bad input raises `DataError` naming the file, the line and what was expected.
+A NUL byte (binary file) or invalid UTF-8 raises `DataError` naming the file, the line and the
+byte offset. A line longer than `max_line_bytes` is skipped, counted in `stats.long_lines` and
+its line number kept in `stats.long_line_numbers` (the first 10): a documented skip, never silent.
+`readers.py` finds the files of a corpus folder and reads the other formats on top of this.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-
-SPLIT_SUFFIXES = {"train": ".train", "dev": ".dev"}
 
 
 class DataError(ValueError):
@@ -32,6 +31,9 @@ class ReadStats:
     lines: int = 0  # non-empty lines yielded
     empty_lines: int = 0  # blank (or whitespace-only) lines skipped
     bytes: int = 0
+    long_lines: int = 0  # lines over max_line_bytes, skipped
+    long_line_numbers: list[int] = field(default_factory=list)  # the first 10 of them
+    line_number: int = 0  # the line being read (1-based), for error messages of readers on top
     _hash: "hashlib._Hash" = field(default_factory=hashlib.sha256, repr=False)
 
     @property
@@ -39,40 +41,33 @@ class ReadStats:
         return self._hash.hexdigest()
 
 
-def source_name(path: Path) -> str:
-    """The source a file belongs to: its name without the split suffix (`childes.train` -> `childes`)."""
-    return path.stem
-
-
-def find_sources(corpus_dir: str | Path) -> dict[str, list[Path]]:
-    """The training and dev files of a corpus folder, sorted by name; at least one `*.train` file."""
-    folder = Path(corpus_dir)
-    if not folder.exists():
-        raise DataError(f"corpus folder not found: {folder}")
-    if not folder.is_dir():
-        raise DataError(f"corpus path is not a folder: {folder}")
-    found = {split: sorted(p for p in folder.glob(f"*{suffix}") if p.is_file()) for split, suffix in SPLIT_SUFFIXES.items()}
-    if not found["train"]:
-        present = sorted(p.name for p in folder.iterdir())[:10]
-        raise DataError(
-            f"no training files (*.train) in corpus folder {folder}; "
-            f"expected BabyLM files such as childes.train, found: {present or 'an empty folder'}"
-        )
-    return found
-
-
-def read_lines(path: str | Path, stats: ReadStats | None = None) -> Iterator[str]:
+def read_lines(path: str | Path, stats: ReadStats | None = None, max_line_bytes: int | None = None) -> Iterator[str]:
     """Yield the non-empty lines of a UTF-8 text file without their line endings, one at a time.
 
-    Blank lines are skipped and counted in `stats`. A NUL byte (binary file) or invalid UTF-8
-    raises `DataError` with the file, the line number and the byte offset in the file.
+    Blank lines are skipped and counted in `stats`; so are lines over `max_line_bytes` (read in
+    1 MiB pieces, so memory stays bounded). A NUL byte (binary file) or invalid UTF-8 raises
+    `DataError` with the file, the line number and the byte offset in the file.
     """
     path = Path(path)
     stats = stats if stats is not None else ReadStats()
+    limit = max_line_bytes + 1 if max_line_bytes is not None else -1
     offset = 0
     with open(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
+        number = 0
+        while raw := handle.readline(limit):
+            number += 1
+            stats.line_number = number
             stats._hash.update(raw)
+            if max_line_bytes is not None and len(raw) > max_line_bytes:  # too long: skip the rest of it
+                size = len(raw)
+                while not raw.endswith(b"\n") and (raw := handle.readline(1 << 20)):
+                    stats._hash.update(raw)
+                    size += len(raw)
+                stats.bytes, offset = stats.bytes + size, offset + size
+                stats.long_lines += 1
+                if len(stats.long_line_numbers) < 10:
+                    stats.long_line_numbers.append(number)
+                continue
             stats.bytes += len(raw)
             line = _decode(raw, path, number, offset)
             offset += len(raw)

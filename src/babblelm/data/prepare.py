@@ -3,14 +3,18 @@ tokenizer, write token blocks and a manifest that records every number on the wa
 
     manifest = prepare_data(cfg.data, cfg.tokenizer, "runs/x/data")
 
-The output folder holds `tokenizer/`, `train.bin`, `train.words.npy`, `dev.bin`,
-`dev.words.npy` and `manifest.json`. A second call with the same config, unchanged inputs and
-intact outputs reuses them. Stages, each streaming the corpus from disk:
+The output folder holds `clean/` (the cleaned text of every input file), `tokenizer/`,
+`train.bin`, `train.words.npy`, `dev.bin`, `dev.words.npy` and `manifest.json`. A second call
+with the same config, unchanged inputs and intact outputs reuses them. Stages, each streaming
+from disk, so memory stays bounded whatever the corpus size:
 
-1. survey: read and clean every file; count lines and words before/after the filters; hash inputs.
-2. budget: pick the training lines (`data.max_words`), check them against the track's cap.
-3. tokenizer: byte-level BPE on the cleaned training lines only.
+1. clean: read every file (readers.py), apply its source's filters once, write `clean/`; count
+   lines and words before/after every filter; hash the inputs.
+2. allocate: split the budget (`data.max_words` or `data.max_bytes`) between sources
+   (mixing.py), keep whole lines of each, check the words against the track's cap.
+3. tokenizer: byte-level BPE on the selected training lines only (they count in the budget).
 4. blocks: encode train and dev into `seq_len` blocks with words per block.
+See docs/data.md for the manifest's keys.
 """
 
 from __future__ import annotations
@@ -24,20 +28,23 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from itertools import islice
+from itertools import chain, islice
 from pathlib import Path
 
 from tqdm import tqdm
 
-from ..config import TRACK_WORDS, DataSection, TokenizerSection
+from ..config import TRACK_WORDS, DataSection, SourceSection, TokenizerSection
 from .blocks import MANIFEST, token_dtype, write_blocks
-from .corpus import DataError, ReadStats, find_sources, read_lines, source_name
-from .filters import FilterChain, merge_reports
+from .corpus import DataError, ReadStats
+from .filters import FilterChain, chain_names, merge_reports
+from .mixing import allocate, measure, round_robin, take_within
+from .readers import CorpusFile, canonical_source, discover, read_text
 from .tokenizer import SPECIAL_TOKENS, train_tokenizer
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1  # bump when the output format changes, so old folders are rebuilt
+CLEAN_DIR = "clean"  # the cleaned text of every input file, one line per unit
+FORMAT_VERSION = 2  # bump when the output format changes, so old folders are rebuilt
 DEV_EVERY = 100  # with no dev files, every 100th selected training line becomes dev
 
 
@@ -58,8 +65,9 @@ def file_sha256(path: str | Path) -> str:
 def prepare_data(data_cfg: DataSection, tok_cfg: TokenizerSection, out_dir: str | Path, progress: bool = True) -> dict:
     """Prepare (or reuse) the data folder `out_dir`; return the manifest."""
     out_dir = Path(out_dir)
-    files = find_sources(data_cfg.corpus)
-    FilterChain(data_cfg.filters)  # unknown filter names fail before any work
+    files = discover(data_cfg.corpus)
+    warnings: list[str] = []
+    settings = _source_settings(data_cfg, files, warnings)
     chash = config_hash(data_cfg, tok_cfg)
     cached = _reusable_manifest(out_dir, chash, files)
     if cached is not None:
@@ -67,13 +75,16 @@ def prepare_data(data_cfg: DataSection, tok_cfg: TokenizerSection, out_dir: str 
         return cached
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MANIFEST).unlink(missing_ok=True)
+    shutil.rmtree(out_dir / CLEAN_DIR, ignore_errors=True)
     timings: dict[str, float] = {}
 
-    with _timed(timings, "survey"):
-        inputs = {split: [_survey(p, split, data_cfg.filters, progress) for p in paths] for split, paths in files.items()}
-    budget = _budget(inputs["train"], data_cfg)
-    carve = not files["dev"]
-    train_lines, dev_lines = _split_streams(files, data_cfg.filters, budget["lines_selected"], carve)
+    with _timed(timings, "clean"):
+        records = [_survey(f, i, settings[f.source], data_cfg, out_dir, warnings, progress) for i, f in enumerate(files)]
+    inputs = {split: [r for r in records if r["split"] == split] for split in ("train", "dev")}
+    with _timed(timings, "allocate"):
+        allocations, budget = _budget(inputs["train"], data_cfg, settings, out_dir)
+    carve = not inputs["dev"]
+    train_lines, dev_lines = _split_streams(inputs, allocations, data_cfg.order, out_dir, budget["lines_selected"], carve)
 
     with _timed(timings, "tokenizer"):
         tok_dir = out_dir / "tokenizer"
@@ -89,16 +100,20 @@ def prepare_data(data_cfg: DataSection, tok_cfg: TokenizerSection, out_dir: str 
         splits[split] = dataclasses.asdict(stats)
     _check_splits(splits, budget, carve, data_cfg.seq_len)
     budget["words_used"] = splits["train"]["words"]
+    budget["tokenizer_words"] = splits["train"]["words"]  # the tokenizer saw exactly the training lines
 
     with _timed(timings, "hash_outputs"):
-        outputs = {str(p.relative_to(out_dir)): file_sha256(p) for p in _output_files(out_dir)}
+        outputs = {p.relative_to(out_dir).as_posix(): file_sha256(p) for p in _output_files(out_dir)}
     manifest = {
         "format_version": FORMAT_VERSION,
         "config_hash": chash,
         "config": {"data": dataclasses.asdict(data_cfg), "tokenizer": dataclasses.asdict(tok_cfg)},
         "inputs": inputs,
+        "sources": {split: _by_source(recs) for split, recs in inputs.items()},
         "filters": {split: merge_reports(i["filters"] for i in recs) for split, recs in inputs.items()},
+        "allocations": allocations,
         "budget": budget,
+        "tokenizer_text": "the selected training lines (dev lines excluded); counted in budget.words_used",
         "dev_source": f"every {DEV_EVERY}th selected training line" if carve else "dev files",
         "splits": splits,
         "vocab_size": len(tokenizer),
@@ -106,6 +121,7 @@ def prepare_data(data_cfg: DataSection, tok_cfg: TokenizerSection, out_dir: str 
         "dtype": token_dtype(len(tokenizer)).name,
         "specials": {tok: tokenizer.convert_tokens_to_ids(tok) for tok in SPECIAL_TOKENS},
         "outputs": outputs,
+        "warnings": warnings,
         "timings_s": timings,
     }
     _write_json(out_dir / MANIFEST, manifest)
@@ -113,74 +129,126 @@ def prepare_data(data_cfg: DataSection, tok_cfg: TokenizerSection, out_dir: str 
     return manifest
 
 
-def _cleaned(path: Path, filters: FilterChain, stats: ReadStats | None = None) -> Iterator[str]:
-    for line in read_lines(path, stats):
-        if (out := filters(line)) is not None:
-            yield out
+def _source_settings(data_cfg: DataSection, files: list[CorpusFile], warnings: list[str]) -> dict[str, dict]:
+    """Per source: its filter list (parameter filters placed) and the parameters they read."""
+    configured = {canonical_source(name): sec for name, sec in data_cfg.sources.items()}
+    present = sorted({f.source for f in files})
+    for name in sorted(set(configured) - set(present)):  # presets list sources a corpus may not have
+        warnings.append(f"data.sources.{name}: no such source in {data_cfg.corpus} (its sources: {present}); unused")
+        log.warning("data: %s", warnings[-1])
+    settings = {}
+    for source in present:
+        sec = configured.get(source, SourceSection())
+        names = chain_names(sec.filters if sec.filters is not None else data_cfg.filters, sec.min_words, sec.max_per_book)
+        params = {"min_words": sec.min_words, "max_per_book": sec.max_per_book}
+        FilterChain(names, params)  # unknown filter names fail before any work
+        settings[source] = {"filters": names, "params": params, "weight": sec.weight, "words": sec.words}
+    return settings
 
 
-def _survey(path: Path, split: str, filter_names: list[str], progress: bool) -> dict:
-    """Read and clean one file; return its record for the manifest."""
-    stats, filters = ReadStats(), FilterChain(filter_names)
-    words_raw = lines_clean = words_clean = 0
-    for line in tqdm(read_lines(path, stats), desc=f"read {path.name}", unit=" lines", disable=not progress):
-        words_raw += len(line.split())
-        if (out := filters(line)) is not None:
-            lines_clean += 1
-            words_clean += len(out.split())
+def _survey(file: CorpusFile, index: int, setting: dict, data_cfg: DataSection, out_dir: Path, warnings: list, progress: bool) -> dict:
+    """Read and clean one file, writing its cleaned lines under clean/; return its manifest record."""
+    stats, filters = ReadStats(), FilterChain(setting["filters"], setting["params"])
+    clean_rel = f"{CLEAN_DIR}/{file.split}/{index:04d}_{file.source}_{file.path.name}.txt"
+    (out_dir / clean_rel).parent.mkdir(parents=True, exist_ok=True)
+    units = words_raw = lines_clean = words_clean = bytes_clean = 0
+    with open(out_dir / clean_rel, "w", encoding="utf-8", newline="\n") as out:
+        lines = read_text(file, stats, data_cfg.text_field, data_cfg.max_line_bytes)
+        for line in tqdm(lines, desc=f"clean {file.path.name}", unit=" lines", disable=not progress):
+            units += 1
+            words_raw += len(line.split())
+            if (clean := filters(line)) is not None:
+                out.write(clean + "\n")
+                lines_clean += 1
+                words_clean += len(clean.split())
+                bytes_clean += len(clean.encode("utf-8")) + 1
+    if stats.bytes == 0:
+        warnings.append(f"{file.path}: empty file (0 bytes); nothing read from it")
+    if stats.long_lines:
+        warnings.append(f"{file.path}: skipped {stats.long_lines} line(s) over data.max_line_bytes="
+                        f"{data_cfg.max_line_bytes} bytes: line(s) {stats.long_line_numbers}")  # fmt: skip
+    for message in warnings[-2:]:
+        if message.startswith(str(file.path)):
+            log.warning("data: %s", message)
     return {
-        "source": source_name(path), "split": split, "file": str(path), "sha256": stats.sha256,
-        "bytes": stats.bytes, "lines": stats.lines, "empty_lines": stats.empty_lines, "words_raw": words_raw,
-        "lines_clean": lines_clean, "words_clean": words_clean, "filters": filters.reports(),
+        "source": file.source, "split": file.split, "file": str(file.path), "format": file.fmt,
+        "sha256": stats.sha256, "bytes": stats.bytes, "file_lines": stats.lines, "empty_lines": stats.empty_lines,
+        "long_lines": stats.long_lines, "lines": units, "words_raw": words_raw, "lines_clean": lines_clean,
+        "words_clean": words_clean, "bytes_clean": bytes_clean, "filter_list": setting["filters"],
+        "filters": filters.reports(), "clean_file": clean_rel,
     }  # fmt: skip
 
 
-def _budget(train_inputs: list[dict], data_cfg: DataSection) -> dict:
-    """Select the training lines (whole lines, corpus order, up to `max_words`) and check the cap."""
-    words_clean = sum(i["words_clean"] for i in train_inputs)
-    lines_clean = sum(i["lines_clean"] for i in train_inputs)
-    lines, words = lines_clean, words_clean
-    if data_cfg.max_words is not None and words_clean > data_cfg.max_words:
-        lines, words = _prefix_within(train_inputs, data_cfg.filters, data_cfg.max_words)
+def _by_source(records: list[dict]) -> dict[str, dict]:
+    """Per-source sums of the file records (counts and filter reports)."""
+    out: dict[str, dict] = {}
+    for rec in records:
+        into = out.setdefault(rec["source"], {"files": 0, "filter_list": rec["filter_list"], "filters": {}})
+        into["files"] += 1
+        for key in ("bytes", "lines", "long_lines", "words_raw", "lines_clean", "words_clean", "bytes_clean"):
+            into[key] = into.get(key, 0) + rec[key]
+        into["filters"] = merge_reports([into["filters"], rec["filters"]])
+    return out
+
+
+def clean_lines(out_dir: Path, records: list[dict]) -> Iterator[str]:
+    for rec in records:
+        with open(out_dir / rec["clean_file"], encoding="utf-8", newline="\n") as handle:
+            for line in handle:
+                yield line[:-1]
+
+
+def _budget(train_inputs: list[dict], data_cfg: DataSection, settings: dict, out_dir: Path) -> tuple[dict, dict]:
+    """Split the total between sources, count the whole lines each source keeps, check the track's cap."""
+    unit = "bytes" if data_cfg.max_bytes is not None else "words"
+    total = data_cfg.max_bytes if unit == "bytes" else data_cfg.max_words
+    per_source = _by_source(train_inputs)
+    available = {name: s[f"{unit}_clean"] for name, s in per_source.items()}
+    quotas = allocate(available, total, data_cfg.allocation, weights={n: settings[n]["weight"] for n in available},
+                      listed={n: settings[n]["words"] for n in available})  # fmt: skip
+    allocations = {}
+    for name, quota in quotas.items():
+        src = per_source[name]
+        if quota is None or quota >= available[name]:
+            lines, words, nbytes = src["lines_clean"], src["words_clean"], src["bytes_clean"]
+        else:
+            lines = words = nbytes = 0
+            records = [r for r in train_inputs if r["source"] == name]
+            for line in take_within(clean_lines(out_dir, records), quota, unit):
+                lines, words, nbytes = lines + 1, words + len(line.split()), nbytes + measure(line, "bytes")
+        allocations[name] = {"quota": quota, "unit": unit, "available": available[name],
+                             "lines": lines, "words": words, "bytes": nbytes}  # fmt: skip
+    words_clean = sum(s["words_clean"] for s in per_source.values())
+    lines_clean = sum(s["lines_clean"] for s in per_source.values())
+    words = sum(a["words"] for a in allocations.values())
+    lines = sum(a["lines"] for a in allocations.values())
     cap = TRACK_WORDS.get(data_cfg.track)
     if cap is not None and words > cap:
         raise DataError(
             f"the cleaned training data has {words:,} words, {words - cap:,} over the {data_cfg.track} "
-            f"budget of {cap:,}; set data.max_words (e.g. data.max_words={cap}) to use a prefix of the corpus"
+            f"budget of {cap:,}; set data.max_words (e.g. data.max_words={cap}) to use a part of the corpus"
         )
     if lines == 0:
-        raise DataError(f"no training lines left after cleaning with filters {data_cfg.filters} and data.max_words")
+        raise DataError("no training lines left after cleaning and allocation: check data.filters, data.sources and data.max_words")
     if words < words_clean:
-        log.info("data: data.max_words keeps %s of %s words; %s words (%s lines) left out",
+        log.info("data: the budget keeps %s of %s words; %s words (%s lines) left out",
                  f"{words:,}", f"{words_clean:,}", f"{words_clean - words:,}", f"{lines_clean - lines:,}")  # fmt: skip
-    return {
-        "track": data_cfg.track, "cap": cap, "max_words": data_cfg.max_words, "words_clean": words_clean,
+    budget = {
+        "track": data_cfg.track, "cap": cap, "max_words": data_cfg.max_words, "max_bytes": data_cfg.max_bytes,
+        "allocation": data_cfg.allocation, "order": data_cfg.order, "words_clean": words_clean,
         "lines_clean": lines_clean, "words_selected": words, "lines_selected": lines,
         "words_left_out": words_clean - words, "lines_left_out": lines_clean - lines,
     }  # fmt: skip
+    return allocations, budget
 
 
-def _prefix_within(train_inputs: list[dict], filter_names: list[str], max_words: int) -> tuple[int, int]:
-    """(lines, words) of the longest run of whole cleaned lines, in corpus order, within `max_words`."""
-    lines = words = 0
-    for record in train_inputs:
-        if words + record["words_clean"] <= max_words:  # the whole file fits
-            lines, words = lines + record["lines_clean"], words + record["words_clean"]
-            continue
-        for line in _cleaned(Path(record["file"]), FilterChain(filter_names)):
-            n = len(line.split())
-            if words + n > max_words:
-                return lines, words
-            lines, words = lines + 1, words + n
-    return lines, words
-
-
-def _split_streams(files: dict, filter_names: list[str], n_train: int, carve: bool) -> tuple[Callable, Callable]:
-    """Functions that each start a fresh stream of the cleaned train and dev lines."""
+def _split_streams(inputs: dict, allocations: dict, order: str, out_dir: Path, n_train: int, carve: bool) -> tuple[Callable, Callable]:
+    """Functions that each start a fresh stream of the selected train lines and the dev lines."""
 
     def selected() -> Iterator[str]:
-        every_line = (out for path in files["train"] for out in _cleaned(path, FilterChain(filter_names)))
-        return islice(every_line, n_train)
+        streams = [islice(clean_lines(out_dir, [r for r in inputs["train"] if r["source"] == name]), alloc["lines"])
+                   for name, alloc in allocations.items()]  # fmt: skip
+        return round_robin(streams) if order == "round_robin" else chain.from_iterable(streams)
 
     def train() -> Iterator[str]:
         return (line for i, line in enumerate(selected()) if not (carve and i % DEV_EVERY == DEV_EVERY - 1))
@@ -188,7 +256,7 @@ def _split_streams(files: dict, filter_names: list[str], n_train: int, carve: bo
     def dev() -> Iterator[str]:
         if carve:
             return islice(selected(), DEV_EVERY - 1, None, DEV_EVERY)
-        return (out for path in files["dev"] for out in _cleaned(path, FilterChain(filter_names)))
+        return clean_lines(out_dir, inputs["dev"])
 
     return train, dev
 
@@ -207,10 +275,11 @@ def _check_splits(splits: dict, budget: dict, carve: bool, seq_len: int) -> None
 
 def _output_files(out_dir: Path) -> list[Path]:
     names = [f"{split}{ext}" for split in ("train", "dev") for ext in (".bin", ".words.npy")]
-    return [out_dir / n for n in names] + sorted(p for p in (out_dir / "tokenizer").iterdir() if p.is_file())
+    tokenizer = sorted(p for p in (out_dir / "tokenizer").iterdir() if p.is_file())
+    return [out_dir / n for n in names] + tokenizer + sorted(p for p in (out_dir / CLEAN_DIR).rglob("*") if p.is_file())
 
 
-def _reusable_manifest(out_dir: Path, chash: str, files: dict) -> dict | None:
+def _reusable_manifest(out_dir: Path, chash: str, files: list[CorpusFile]) -> dict | None:
     """The existing manifest if its config hash, input hashes and output hashes all still match."""
     path = out_dir / MANIFEST
     if not path.is_file():
@@ -224,7 +293,7 @@ def _reusable_manifest(out_dir: Path, chash: str, files: dict) -> dict | None:
         log.info("data: config changed since %s was written; preparing again", path)
         return None
     recorded = {(i["file"], i["sha256"]) for split in manifest["inputs"].values() for i in split}
-    current = {(str(p), file_sha256(p)) for paths in files.values() for p in paths}
+    current = {(str(f.path), file_sha256(f.path)) for f in files}
     if recorded != current:
         log.info("data: corpus files changed since %s was written; preparing again", path)
         return None
