@@ -185,6 +185,8 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True, stop_afte
                 record = {"step": step + 1, "words": words, "tokens": (step + 1) * global_batch * seq_len,
                           "loss": loss_sum, "lr": scheduler.get_last_lr()[0], "tokens_per_s": tps,
                           "elapsed_s": now - t0}
+                if hasattr(model, "extra_metrics"):  # architecture-specific values, e.g. BLaLM's SWA gates
+                    record.update(model.extra_metrics())
                 metrics.write(json.dumps(record) + "\n")
                 metrics.flush()
                 bar.set_postfix(loss=f"{loss_sum:.3f}", tok_s=f"{tps:,.0f}")
