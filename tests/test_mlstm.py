@@ -82,7 +82,9 @@ def test_gradients_agree_between_parallel_and_chunkwise(gate_scale):
     chunked = grads(lambda *a: mlstm_chunkwise(*a, chunk_size=8)[0])
     for name, a, b in zip("qkvif", chunked, reference):
         assert torch.isfinite(a).all(), name
-        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3, msg=name)
+        # extreme gates give gradients in the hundreds: compare relative to the largest entry
+        size = b.abs().max()
+        torch.testing.assert_close(a / size, b / size, atol=1e-5, rtol=0, msg=name)
 
 
 def test_long_sequences_stay_finite():
