@@ -274,7 +274,8 @@ def _train(cfg: RunConfig, ctx: distributed.Dist, device: torch.device, resume: 
                 lrs = {f"lr_{name}": opt.param_groups[0]["lr"] for name, opt in optimizer.optimizers.items()}
                 write({"step": step + 1, "words": words, "tokens": (step + 1) * global_batch * seq_len,
                        "loss": loss_value, "lr": scheduler.get_last_lr()[0], **lrs, "tokens_per_s": tps,
-                       "elapsed_s": now - t0})
+                       "elapsed_s": now - t0,
+                       **(model.extra_metrics() if hasattr(model, "extra_metrics") else {})})  # e.g. BLaLM's SWA gates
                 bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tps:,.0f}")
             if ctx.is_main and cfg.train.dev_every and ((step + 1) % cfg.train.dev_every == 0 or step == plan.steps - 1):
                 last_dev = dev_loss(model, dev_blocks, cfg.train.batch_size, cfg.train.dev_batches, device, stepper.precision)

@@ -1,0 +1,413 @@
+"""BLaLM: a Qwen-style decoder whose attention is replaced by the mLSTM mixer of xLSTM, with the
+lightweight add-ons of "Sample-Efficient Language Modeling with Linear Attention and Lightweight
+Enhancements" (BabyLM 2025), each a config switch:
+
+- `short_conv`: causal depthwise convolution (kernel `conv_kernel_size`) + SiLU on the q/k input;
+- `swa_window` > 0: sliding-window attention (RoPE) on the same q, k, v, added to the mLSTM output;
+- `swa_memory_tokens`: learned key/value slots every window attends to;
+- `swa_modulation`: `dynamic` scales the SWA branch by a learned per-layer scalar, `bounded`
+  squashes that scalar through a sigmoid into (0, 1); the values are reported by `extra_metrics()`;
+- `feature_map: hedgehog`: q, k -> softmax([Wx, -Wx]) per head before the mLSTM.
+
+Generation keeps a `BlalmCache` (mLSTM state, conv tail, last window of SWA keys/values) whose size
+does not grow with the sequence. Export copies this file with `layers.py` and `mlstm.py`, so it
+imports only torch, transformers and those two. Equations: docs/architectures.md.
+"""
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from huggingface_hub.dataclasses import strict
+from torch import nn
+from transformers import GenerationMixin, PreTrainedConfig, PreTrainedModel
+from transformers import initialization as init
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+
+from .layers import RMSNorm, RotaryEmbedding, SwiGLU, apply_rotary, position_ids_from_mask
+from .mlstm import (PAD_FORGET_GATE, PAD_INPUT_GATE, mlstm_chunkwise, mlstm_kernels_available, mlstm_step,
+                    mlstm_triton)
+
+
+@strict
+class BlalmConfig(PreTrainedConfig):
+    """Shape, mLSTM settings and add-on switches. `max_position_embeddings` bounds only the SWA
+    branch's rotary positions; without SWA the model has no position limit."""
+
+    model_type = "blalm"
+    keys_to_ignore_at_inference = ["past_key_values"]
+
+    vocab_size: int = 16000
+    hidden_size: int = 384
+    num_hidden_layers: int = 6
+    num_attention_heads: int = 6
+    intermediate_size: int = 1536
+    max_position_embeddings: int = 512
+    chunk_size: int = 64
+    mlstm_backend: Literal["auto", "torch", "mlstm_kernels"] = "auto"
+    forget_bias_low: float = 3.0
+    forget_bias_high: float = 6.0
+    short_conv: bool = False
+    conv_kernel_size: int = 4
+    swa_window: int = 0
+    swa_memory_tokens: int = 0
+    swa_modulation: Literal["none", "dynamic", "bounded"] = "none"
+    feature_map: Literal["none", "hedgehog"] = "none"
+    rope_theta: float = 10000.0
+    rms_norm_eps: float = 1e-5
+    initializer_range: float = 0.02
+    tie_word_embeddings: bool = False
+    bos_token_id: int | None = None
+    eos_token_id: int | list[int] | None = None
+    pad_token_id: int | None = None
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    def validate_architecture(self):
+        """Called by `@strict` after every construction; raises ValueError naming the field."""
+        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                     "intermediate_size", "max_position_embeddings", "chunk_size", "conv_kernel_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.hidden_size % self.num_attention_heads or self.head_dim % 2:
+            raise ValueError(f"hidden_size ({self.hidden_size}) / num_attention_heads ({self.num_attention_heads}) "
+                             "must be a whole, even head dimension")
+        if self.swa_window < 0 or self.swa_memory_tokens < 0:
+            raise ValueError("swa_window and swa_memory_tokens must be >= 0")
+        if self.swa_window == 0 and (self.swa_memory_tokens or self.swa_modulation != "none"):
+            raise ValueError("swa_memory_tokens and swa_modulation need sliding-window attention: set swa_window > 0")
+        if self.forget_bias_low > self.forget_bias_high:
+            raise ValueError(f"forget_bias_low ({self.forget_bias_low}) must be <= forget_bias_high ({self.forget_bias_high})")
+        if self.rope_theta <= 0 or self.rms_norm_eps <= 0 or self.initializer_range <= 0:
+            raise ValueError("rope_theta, rms_norm_eps and initializer_range must be > 0")
+
+
+class BlalmCache:
+    """Recurrent generation state per layer: `mlstm` (C, n, m), `conv` (the last kernel-1 inputs)
+    and `swa` (keys, values, validity of at most the last window-1 tokens). `seen` counts tokens."""
+
+    def __init__(self, num_layers: int):
+        self.layers: list[dict] = [{} for _ in range(num_layers)]
+        self.seen = 0
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.seen
+
+    def nbytes(self) -> int:
+        """Bytes held, to check that the memory per sequence stays flat."""
+        return sum(t.numel() * t.element_size() for layer in self.layers for v in layer.values() for t in v)
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        for layer in self.layers:
+            for key, tensors in layer.items():
+                layer[key] = tuple(t.index_select(0, beam_idx.to(t.device)) for t in tensors)
+
+
+class HeadRMSNorm(RMSNorm):
+    """RMS norm over each head's channels separately, with one gain per channel."""
+
+    def __init__(self, heads: int, head_dim: int, eps: float):
+        super().__init__(heads * head_dim, eps)
+        self.head_dim = head_dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (batch, seq, heads, head_dim) -> (batch, seq, hidden)."""
+        normed = F.rms_norm(x.float(), (self.head_dim,), eps=self.eps).flatten(2)
+        return self.weight * normed.to(self.weight.dtype)
+
+
+class HedgehogFeatureMap(nn.Module):
+    """phi(x) = softmax([Wx, -Wx]) per head (W starts as the identity): head_dim -> 2 * head_dim."""
+
+    def __init__(self, heads: int, head_dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.eye(head_dim).repeat(heads, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (batch, heads, seq, head_dim)."""
+        proj = torch.einsum("bhtd,hde->bhte", x, self.weight.to(x.dtype))
+        return torch.cat([proj, -proj], dim=-1).softmax(-1)
+
+
+class ShortConv(nn.Module):
+    """Causal depthwise convolution over time; with a cache it continues from the stored tail."""
+
+    def __init__(self, dim: int, kernel_size: int):
+        super().__init__()
+        self.conv = nn.Conv1d(dim, dim, kernel_size, groups=dim, bias=True)
+        self.kernel_size = kernel_size
+
+    def forward(self, x: torch.Tensor, layer_cache: dict | None) -> torch.Tensor:
+        """x (batch, seq, dim) -> same shape."""
+        tail_len = self.kernel_size - 1
+        if layer_cache is not None and "conv" in layer_cache:
+            tail = layer_cache["conv"][0]
+        else:
+            tail = x.new_zeros(x.shape[0], tail_len, x.shape[2])
+        full = torch.cat([tail, x], dim=1)
+        if layer_cache is not None:
+            layer_cache["conv"] = (full[:, full.shape[1] - tail_len:],)
+        return self.conv(full.transpose(1, 2)).transpose(1, 2)
+
+
+class MLSTMMixer(nn.Module):
+    """The token mixer: mLSTM (+ optional conv, Hedgehog, sliding-window attention branch)."""
+
+    def __init__(self, config: BlalmConfig, layer_idx: int):
+        super().__init__()
+        d, self.heads, self.head_dim = config.hidden_size, config.num_attention_heads, config.head_dim
+        self.config, self.layer_idx = config, layer_idx
+        if config.mlstm_backend == "mlstm_kernels" and not mlstm_kernels_available():
+            raise ImportError("mlstm_backend='mlstm_kernels' needs NX-AI's mlstm_kernels: pip install 'babblelm[gpu]'")
+        self.conv = ShortConv(d, config.conv_kernel_size) if config.short_conv else None
+        self.q_proj = nn.Linear(d, d, bias=False)
+        self.k_proj = nn.Linear(d, d, bias=False)
+        self.v_proj = nn.Linear(d, d, bias=False)
+        self.gate_proj = nn.Linear(d, 2 * self.heads, bias=True)  # input and forget gate pre-activations
+        self.o_gate = nn.Linear(d, d, bias=False)
+        self.out_proj = nn.Linear(d, d, bias=False)
+        self.head_norm = HeadRMSNorm(self.heads, self.head_dim, config.rms_norm_eps)
+        self.feature_map = HedgehogFeatureMap(self.heads, self.head_dim) if config.feature_map == "hedgehog" else None
+        self.memory_kv = None
+        if config.swa_memory_tokens:
+            self.memory_kv = nn.Parameter(torch.zeros(2, self.heads, config.swa_memory_tokens, self.head_dim))
+        self.swa_gate = nn.Parameter(torch.zeros(())) if config.swa_modulation != "none" else None
+
+    def swa_scale(self) -> torch.Tensor | float:
+        """The factor on the SWA branch: 1, a learned scalar, or its sigmoid (bounded)."""
+        if self.swa_gate is None:
+            return 1.0
+        return torch.sigmoid(self.swa_gate) if self.config.swa_modulation == "bounded" else self.swa_gate
+
+    def forward(self, x, rope, valid, layer_cache: dict | None) -> torch.Tensor:
+        """x (batch, seq, hidden); valid (batch, seq) bool or None (no padding)."""
+        batch, seq, _ = x.shape
+        if valid is not None:
+            x = x * valid[..., None].to(x.dtype)  # padding must not reach the conv tail or the state
+        qk_in = F.silu(self.conv(x, layer_cache)) if self.conv is not None else x
+        split = lambda t: t.view(batch, seq, self.heads, self.head_dim).transpose(1, 2)  # noqa: E731
+        q, k, v = split(self.q_proj(qk_in)), split(self.k_proj(qk_in)), split(self.v_proj(x))
+        i, f = self.gate_proj(x).float().transpose(1, 2).chunk(2, dim=1)  # (batch, heads, seq) each
+        if valid is not None:
+            i = i.masked_fill(~valid[:, None], PAD_INPUT_GATE)
+            f = f.masked_fill(~valid[:, None], PAD_FORGET_GATE)
+        qm, km = (self.feature_map(q), self.feature_map(k)) if self.feature_map is not None else (q, k)
+        h = self._mlstm(qm, km, v, i, f, layer_cache).to(x.dtype).transpose(1, 2)
+        h = self.head_norm(h)
+        if self.config.swa_window:
+            h = h + self.swa_scale() * self._swa(q, k, v, rope, valid, layer_cache)
+        return self.out_proj(h * torch.sigmoid(self.o_gate(x)))
+
+    def _mlstm(self, q, k, v, i, f, layer_cache):
+        backend = self.config.mlstm_backend
+        use_kernels = backend == "mlstm_kernels" or (backend == "auto" and q.is_cuda and mlstm_kernels_available())
+        if layer_cache is None and use_kernels:
+            if not q.is_cuda:
+                raise RuntimeError("mlstm_backend='mlstm_kernels' runs on CUDA only; use 'auto' or 'torch' on CPU")
+            return mlstm_triton(q, k, v, i, f, self.config.chunk_size)
+        state = layer_cache.get("mlstm") if layer_cache is not None else None
+        if state is not None and q.shape[2] == 1:
+            h, state = mlstm_step(q[:, :, 0], k[:, :, 0], v[:, :, 0], i[:, :, 0], f[:, :, 0], state)
+            h = h.unsqueeze(2)
+        else:
+            h, state = mlstm_chunkwise(q, k, v, i, f, self.config.chunk_size, state)
+        if layer_cache is not None:
+            layer_cache["mlstm"] = state
+        return h
+
+    def _swa(self, q, k, v, rope, valid, layer_cache) -> torch.Tensor:
+        """Sliding-window attention on rotated q, k -> (batch, seq, hidden)."""
+        batch, _, seq, _ = q.shape
+        window = self.config.swa_window
+        cos, sin = rope
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        key_valid = valid if valid is not None else torch.ones(batch, seq, dtype=torch.bool, device=q.device)
+        if layer_cache is not None and "swa" in layer_cache:
+            past_k, past_v, past_valid = layer_cache["swa"]
+            k, v, key_valid = torch.cat([past_k, k], 2), torch.cat([past_v, v], 2), torch.cat([past_valid, key_valid], 1)
+        if layer_cache is not None:
+            keep = max(window - 1, 0)
+            layer_cache["swa"] = (k[:, :, k.shape[2] - keep:], v[:, :, v.shape[2] - keep:], key_valid[:, key_valid.shape[1] - keep:])
+        past = k.shape[2] - seq
+        query_index = torch.arange(past, past + seq, device=q.device)[:, None]
+        key_index = torch.arange(past + seq, device=q.device)[None]
+        distance = query_index - key_index
+        allowed = ((distance >= 0) & (distance < window))[None, None] & key_valid[:, None, None, :]
+        allowed = allowed | (distance == 0)  # a padding query still sees itself: no empty rows
+        if self.memory_kv is not None:
+            mem_k, mem_v = (m.to(k.dtype).expand(batch, -1, -1, -1) for m in self.memory_kv)
+            k, v = torch.cat([mem_k, k], 2), torch.cat([mem_v, v], 2)
+            allowed = torch.cat([allowed.new_ones(allowed.shape[0], 1, seq, mem_k.shape[2]), allowed], dim=-1)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+        return out.transpose(1, 2).flatten(2)
+
+
+class BlalmDecoderLayer(GradientCheckpointingLayer):
+    """x + mixer(norm(x)), then + mlp(norm(x))."""
+
+    def __init__(self, config: BlalmConfig, layer_idx: int):
+        super().__init__()
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.mixer = MLSTMMixer(config, layer_idx)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.mlp = SwiGLU(config.hidden_size, config.intermediate_size)
+        residual_std = config.initializer_range / math.sqrt(2 * config.num_hidden_layers)
+        for proj in (self.mixer.out_proj, self.mlp.down_proj):
+            proj.init_std = residual_std
+
+    def forward(self, hidden_states, rope=None, valid=None, layer_cache=None) -> torch.Tensor:
+        h = hidden_states + self.mixer(self.input_layernorm(hidden_states), rope, valid, layer_cache)
+        return h + self.mlp(self.post_attention_layernorm(h))
+
+
+class BlalmPreTrainedModel(PreTrainedModel):
+    config: BlalmConfig
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["BlalmDecoderLayer"]
+    _skip_keys_device_placement = ["past_key_values"]
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        return False  # the model builds its own BlalmCache
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        """Normal(0, initializer_range) (residual outputs: their own `init_std`), norms at 1, forget-gate
+        biases spread from forget_bias_low to _high across heads, Hedgehog maps at the identity."""
+        std = self.config.initializer_range
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            init.normal_(module.weight, mean=0.0, std=getattr(module, "init_std", std))
+            if getattr(module, "bias", None) is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, RMSNorm):
+            init.ones_(module.weight)
+        elif isinstance(module, RotaryEmbedding):
+            cos, sin = module.tables()
+            init.copy_(module.cos, cos)
+            init.copy_(module.sin, sin)
+        elif isinstance(module, HedgehogFeatureMap):
+            init.copy_(module.weight, torch.eye(module.weight.shape[-1]).repeat(module.weight.shape[0], 1, 1))
+        elif isinstance(module, nn.Conv1d):
+            init.normal_(module.weight, mean=0.0, std=module.kernel_size[0] ** -0.5)
+            init.zeros_(module.bias)
+        elif isinstance(module, MLSTMMixer):
+            low, high = self.config.forget_bias_low, self.config.forget_bias_high
+            bias = torch.cat([torch.zeros(module.heads), torch.linspace(low, high, module.heads)])
+            init.copy_(module.gate_proj.bias, bias)
+            if module.memory_kv is not None:
+                init.normal_(module.memory_kv, mean=0.0, std=1.0)
+            if module.swa_gate is not None:  # dynamic starts at 1 (plain SWA), bounded at sigmoid(0) = 0.5
+                init.constant_(module.swa_gate, 1.0 if self.config.swa_modulation == "dynamic" else 0.0)
+
+
+class BlalmModel(BlalmPreTrainedModel):
+    """Embeddings, the decoder layers and the final norm; returns hidden states."""
+
+    def __init__(self, config: BlalmConfig):
+        super().__init__(config)
+        self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
+        self.layers = nn.ModuleList(BlalmDecoderLayer(config, i) for i in range(config.num_hidden_layers))
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.rotary = (RotaryEmbedding(config.head_dim, config.max_position_embeddings, config.rope_theta)
+                       if config.swa_window else None)
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
+                inputs_embeds=None, use_cache=None, output_hidden_states=None, **kwargs) -> BaseModelOutputWithPast:
+        """`attention_mask` is a 0/1 (batch, past + new) padding mask; other kwargs are ignored."""
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids or inputs_embeds")
+        hidden = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
+        batch, seq = hidden.shape[:2]
+        if use_cache is None:
+            use_cache = not self.training
+        if use_cache and past_key_values is None:
+            past_key_values = BlalmCache(self.config.num_hidden_layers)
+        if past_key_values is not None and not isinstance(past_key_values, BlalmCache):
+            raise TypeError(f"BLaLM needs a BlalmCache, got {type(past_key_values).__name__}")
+        past = past_key_values.seen if past_key_values is not None else 0
+        valid = None
+        if attention_mask is not None:
+            if tuple(attention_mask.shape) != (batch, past + seq):
+                raise ValueError(f"attention_mask must be a 0/1 tensor of shape (batch, past + new tokens) = "
+                                 f"{(batch, past + seq)}, got shape {tuple(attention_mask.shape)}")
+            if not bool(attention_mask.all()):
+                valid = attention_mask[:, past:].bool()
+        rope = None
+        if self.rotary is not None:
+            if past + seq > self.config.max_position_embeddings:
+                raise ValueError(f"sequence of {past + seq} tokens exceeds max_position_embeddings="
+                                 f"{self.config.max_position_embeddings} (the SWA branch's rotary table)")
+            if position_ids is None:
+                position_ids = (position_ids_from_mask(attention_mask, seq) if attention_mask is not None
+                                else torch.arange(past, past + seq, device=hidden.device)[None])
+            rope = self.rotary(position_ids)
+
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        all_hidden = []
+        for idx, layer in enumerate(self.layers):
+            if output_hidden_states:
+                all_hidden.append(hidden)
+            layer_cache = past_key_values.layers[idx] if past_key_values is not None else None
+            hidden = layer(hidden, rope=rope, valid=valid, layer_cache=layer_cache)
+        if past_key_values is not None:
+            past_key_values.seen += seq
+        hidden = self.norm(hidden)
+        return BaseModelOutputWithPast(
+            last_hidden_state=hidden,
+            past_key_values=past_key_values if use_cache else None,
+            hidden_states=(*all_hidden, hidden) if output_hidden_states else None,
+        )
+
+
+class BlalmForCausalLM(BlalmPreTrainedModel, GenerationMixin):
+    """The decoder plus a vocabulary head (tied to the input embeddings if configured)."""
+
+    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+
+    def __init__(self, config: BlalmConfig):
+        super().__init__(config)
+        self.model = BlalmModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    @torch.no_grad()
+    def extra_metrics(self) -> dict[str, float]:
+        """Values the training loop logs: the SWA modulation factor of each layer that has one."""
+        return {f"swa_scale/{layer.mixer.layer_idx}": float(layer.mixer.swa_scale())
+                for layer in self.model.layers if layer.mixer.swa_gate is not None}
+
+    def prepare_inputs_for_generation(self, input_ids, past_key_values=None, attention_mask=None, **kwargs):
+        """Feed only the tokens the cache has not seen."""
+        if past_key_values is not None:
+            input_ids = input_ids[:, past_key_values.seen:]
+        return {"input_ids": input_ids, "past_key_values": past_key_values, "attention_mask": attention_mask,
+                "use_cache": kwargs.get("use_cache")}
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
+                inputs_embeds=None, labels=None, use_cache=None, logits_to_keep: int = 0,
+                output_hidden_states=None, **kwargs) -> CausalLMOutputWithPast:
+        """Logits for every position (or the last `logits_to_keep`); with `labels`, the mean
+        cross-entropy of predicting labels[:, 1:] from positions [:, :-1] (-100 is ignored)."""
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
+                         output_hidden_states=output_hidden_states)
+        hidden = out.last_hidden_state
+        if labels is not None and logits_to_keep:
+            raise ValueError("labels need logits for every position; leave logits_to_keep at 0")
+        logits = self.lm_head(hidden[:, -logits_to_keep:] if logits_to_keep else hidden)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(
+                logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten().to(logits.device), ignore_index=-100
+            )
+        return CausalLMOutputWithPast(
+            loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states
+        )

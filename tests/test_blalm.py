@@ -1,0 +1,203 @@
+"""BLaLM: every add-on switch gives the same logits with and without the recurrent cache, greedy
+generation equals recomputation, padding is invisible, the cache stays bounded, presets have the
+paper's sizes, training logs the SWA modulation, and exports load as remote code without babblelm."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from huggingface_hub.errors import StrictDataclassError
+
+from babblelm.config import load_config
+from babblelm.models.blalm import BlalmCache, BlalmConfig, BlalmForCausalLM
+from babblelm.models.registry import count_parameters, parse_model_section
+from test_transformer import LOAD_WITHOUT_BABBLELM
+
+VOCAB = 97
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+ADD_ONS = {
+    "plain": {},
+    "conv": dict(short_conv=True),
+    "swa": dict(swa_window=4),
+    "swa_memory": dict(swa_window=4, swa_memory_tokens=3),
+    "swa_dynamic": dict(swa_window=4, swa_modulation="dynamic"),
+    "swa_bounded": dict(swa_window=4, swa_modulation="bounded", short_conv=True),
+    "hedgehog": dict(feature_map="hedgehog"),
+}
+
+
+def tiny_model(seed: int = 0, **overrides) -> BlalmForCausalLM:
+    shape = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                 max_position_embeddings=64, chunk_size=4, pad_token_id=0, bos_token_id=1, eos_token_id=None)
+    torch.manual_seed(seed)
+    return BlalmForCausalLM(BlalmConfig(**{**shape, **overrides})).eval()
+
+
+def random_ids(*shape, seed: int = 1) -> torch.Tensor:
+    return torch.randint(2, VOCAB, shape, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("add_on", ADD_ONS)
+@torch.no_grad()
+def test_cached_decoding_matches_full_sequence(add_on):
+    model, ids = tiny_model(**ADD_ONS[add_on]), random_ids(2, 13)
+    full = model(ids, use_cache=False).logits
+    out = model(ids[:, :5], use_cache=True)
+    pieces, cache = [out.logits], out.past_key_values
+    for start, stop in [(5, 6), (6, 9), (9, 10), (10, 13)]:  # single tokens and multi-token chunks
+        out = model(ids[:, start:stop], past_key_values=cache, use_cache=True)
+        pieces.append(out.logits)
+    assert cache.get_seq_length() == 13
+    torch.testing.assert_close(torch.cat(pieces, dim=1), full, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("add_on", ["plain", "swa_bounded", "swa_memory"])
+@torch.no_grad()
+def test_greedy_generate_with_cache_equals_recomputation(add_on):
+    model, prompt = tiny_model(**ADD_ONS[add_on]), random_ids(2, 6)
+    generated = model.generate(prompt, max_new_tokens=12, do_sample=False, use_cache=True)
+    seq = prompt
+    for _ in range(12):
+        next_token = model(seq, use_cache=False).logits[:, -1].argmax(-1, keepdim=True)
+        seq = torch.cat([seq, next_token], dim=1)
+    assert torch.equal(generated, seq)
+
+
+@torch.no_grad()
+def test_cache_memory_does_not_grow_with_length():
+    model = tiny_model(short_conv=True, swa_window=4, swa_memory_tokens=2)
+    out = model(random_ids(1, 3), use_cache=True)
+    cache, sizes = out.past_key_values, []
+    for token in random_ids(1, 40, seed=4).T:
+        cache = model(token[:, None], past_key_values=cache, use_cache=True).past_key_values
+        sizes.append(cache.nbytes())
+    assert isinstance(cache, BlalmCache) and cache.seen == 43
+    assert len(set(sizes)) == 1  # the window (4 - 1 keys) was full before the first step
+
+
+@pytest.mark.parametrize("add_on", ["conv", "swa_memory"])
+@torch.no_grad()
+def test_left_padded_generate_matches_single_prompts(add_on):
+    model = tiny_model(**ADD_ONS[add_on])
+    short, long = random_ids(1, 4, seed=2), random_ids(1, 7, seed=3)
+    batch = torch.cat([torch.cat([torch.zeros(1, 3, dtype=torch.long), short], 1), long])
+    mask = (torch.arange(7) >= torch.tensor([[3], [0]])).long()
+    together = model.generate(batch, attention_mask=mask, max_new_tokens=6, do_sample=False)
+    for row, prompt in enumerate([short, long]):
+        alone = model.generate(prompt, max_new_tokens=6, do_sample=False)
+        assert torch.equal(together[row, -6:], alone[0, -6:])
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+@torch.no_grad()
+def test_padded_batch_matches_unpadded_sequences(side):
+    model = tiny_model(short_conv=True, swa_window=3, swa_memory_tokens=2)
+    seqs = [random_ids(1, n, seed=n) for n in (5, 9, 3)]
+    width = max(s.shape[1] for s in seqs)
+    ids, mask = torch.zeros(len(seqs), width, dtype=torch.long), torch.zeros(len(seqs), width, dtype=torch.long)
+    for row, s in enumerate(seqs):
+        cols = slice(width - s.shape[1], width) if side == "left" else slice(0, s.shape[1])
+        ids[row, cols], mask[row, cols] = s[0], 1
+    logits = model(ids, attention_mask=mask).logits
+    assert torch.isfinite(logits).all()
+    for row, s in enumerate(seqs):
+        torch.testing.assert_close(logits[row][mask[row].bool()], model(s).logits[0], atol=1e-5, rtol=0)
+
+
+def test_chunk_size_does_not_change_the_function():
+    ids = random_ids(2, 11)
+    a, b = tiny_model(chunk_size=3)(ids).logits, tiny_model(chunk_size=16)(ids).logits
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+def test_modulation_is_learned_and_reported():
+    model = tiny_model(swa_window=4, swa_modulation="bounded").train()
+    assert model.extra_metrics() == {"swa_scale/0": 0.5, "swa_scale/1": 0.5}
+    ids = random_ids(2, 12)
+    model(ids, labels=ids).loss.backward()
+    assert all(layer.mixer.swa_gate.grad is not None for layer in model.model.layers)
+    assert tiny_model().extra_metrics() == {}
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(hidden_size=30), "whole, even head dimension"),
+    (dict(swa_memory_tokens=2), "need sliding-window attention"),
+    (dict(swa_modulation="bounded"), "need sliding-window attention"),
+    (dict(chunk_size=0), "chunk_size must be >= 1"),
+])
+def test_config_rejects_bad_settings(bad, message):
+    with pytest.raises(StrictDataclassError, match=message):
+        tiny_model(**bad)
+
+
+def test_yaml_section_checks_names_and_choices():
+    from babblelm.configbase import ConfigError
+
+    with pytest.raises(ConfigError, match="model.feature_map"):
+        parse_model_section({"arch": "blalm", "feature_map": "cosine"})
+    with pytest.raises(ConfigError, match="need sliding-window"):
+        parse_model_section({"arch": "blalm", "swa_modulation": "dynamic"})
+
+
+def test_mlstm_kernels_backend_needs_cuda_or_the_package():
+    from babblelm.models.mlstm import mlstm_kernels_available
+
+    if not mlstm_kernels_available():
+        with pytest.raises(ImportError, match=r"babblelm\[gpu\]"):
+            tiny_model(mlstm_backend="mlstm_kernels")
+    else:
+        with pytest.raises(RuntimeError, match="CUDA only"):
+            tiny_model(mlstm_backend="mlstm_kernels")(random_ids(1, 5).cpu(), use_cache=False)
+
+
+@pytest.mark.parametrize("preset, target", [("blalm-270m", 270e6), ("blalm-strict-small", 270e6),
+                                            ("blalm-strict", 270e6), ("transformer-250m", 250e6)])
+def test_preset_parameter_counts(preset, target):
+    cfg = load_config(CONFIGS / f"{preset}.yaml")
+    arch, args = parse_model_section(cfg.model)
+    config = arch.make_config(args, vocab_size=cfg.tokenizer.vocab_size, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    with torch.device("meta"):
+        n = count_parameters(arch.model_class(config))
+    print(f"{preset}: {n:,} parameters")
+    assert abs(n - target) / target <= 0.03
+
+
+def test_training_logs_modulation(small_corpus, tmp_path):
+    from conftest import tiny_raw
+
+    from babblelm.train.loop import train
+    import json
+
+    raw = tiny_raw(small_corpus, tmp_path / "run", model={"arch": "blalm", "swa_window": 8, "swa_modulation": "dynamic",
+                                                          "short_conv": True, "chunk_size": 16})
+    raw["train"].update(dev_every=0)
+    result = train(load_config(raw=raw), progress=False, stop_after_steps=5)
+    records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    logged = [r for r in records if "loss" in r]
+    assert logged and {"swa_scale/0", "swa_scale/1"} <= set(logged[-1])
+    assert logged[-1]["swa_scale/0"] != 1.0  # moved away from its initial value
+
+
+def test_export_loads_as_remote_code_without_babblelm(tmp_path, monkeypatch):
+    model, ids = tiny_model(short_conv=True, swa_window=4, swa_memory_tokens=2, swa_modulation="bounded",
+                            feature_map="hedgehog", tie_word_embeddings=True), random_ids(2, 9)
+    for cls in (BlalmConfig, BlalmForCausalLM):  # undo the registration afterwards
+        monkeypatch.setattr(cls, "_auto_class", cls._auto_class)
+    BlalmConfig.register_for_auto_class()
+    BlalmForCausalLM.register_for_auto_class("AutoModelForCausalLM")
+    model.save_pretrained(tmp_path / "hf")
+    assert {"blalm.py", "layers.py", "mlstm.py", "config.json"} <= {p.name for p in (tmp_path / "hf").iterdir()}
+    torch.save(ids, tmp_path / "ids.pt")
+    env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home"),
+           "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    result = subprocess.run(
+        [sys.executable, "-c", LOAD_WITHOUT_BABBLELM, str(tmp_path / "hf"), str(tmp_path / "ids.pt"),
+         str(tmp_path / "logits.pt")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    with torch.no_grad():
+        expected = model(ids).logits
+    torch.testing.assert_close(torch.load(tmp_path / "logits.pt"), expected, atol=1e-6, rtol=0)
