@@ -95,6 +95,13 @@ def test_greedy_generate_with_state_equals_recomputation():
     assert torch.equal(model.generate(prompt, max_new_tokens=12, do_sample=False, use_cache=False), seq)
 
 
+@torch.no_grad()
+def test_beam_search_reorders_the_state():
+    model, prompt = tiny_model(), random_ids(2, 5)
+    with_state = model.generate(prompt, max_new_tokens=6, num_beams=3, do_sample=False, use_cache=True)
+    assert torch.equal(with_state, model.generate(prompt, max_new_tokens=6, num_beams=3, do_sample=False, use_cache=False))
+
+
 def test_later_tokens_do_not_influence_earlier_logits():
     model, ids = tiny_model(), random_ids(1, 20)
     embeds = model.model.embed_tokens(ids).detach().requires_grad_()
