@@ -23,7 +23,7 @@ def cmd_demo(args) -> None:
 
 def cmd_info(args) -> None:
     from .configbase import to_dict
-    from .models.registry import count_parameters, parse_model_section
+    from .models.registry import count_parameters, parameter_breakdown, parse_model_section
 
     import yaml
 
@@ -32,6 +32,8 @@ def cmd_info(args) -> None:
     arch, margs = parse_model_section(cfg.model)
     model = arch.model_class(arch.make_config(margs, cfg.tokenizer.vocab_size, 0, 1, 2))
     print(f"\n{arch.name}: {count_parameters(model):,} parameters (vocab {cfg.tokenizer.vocab_size:,})")
+    for name, n in parameter_breakdown(model).items():
+        print(f"  {n:>12,}  {name}")
 
 
 def cmd_data_prepare(args) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import re
 import sys
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ from ..configbase import ConfigError, from_dict
 _MODULES: dict[str, tuple[str, str, str]] = {
     "transformer": ("babblelm.models.transformer", "BabbleTransformerConfig", "BabbleTransformerForCausalLM"),
     "blalm": ("babblelm.models.blalm", "BlalmConfig", "BlalmForCausalLM"),
+    "streammixer": ("babblelm.models.streammixer", "StreamMixerConfig", "StreamMixerForCausalLM"),
 }
 
 # Keys the pipeline sets from the tokenizer; users never write them.
@@ -97,6 +99,18 @@ def register_auto_classes() -> None:
 def count_parameters(model) -> int:
     """Unique trainable parameters (tied weights counted once)."""
     return sum(p.numel() for p in {id(p): p for p in model.parameters() if p.requires_grad}.values())
+
+
+def parameter_breakdown(model) -> dict[str, int]:
+    """Unique trainable parameters per tensor name, layers merged (`model.layers.*.mlp...`)."""
+    counts: dict[str, int] = {}
+    seen: set[int] = set()
+    for name, p in model.named_parameters():
+        if p.requires_grad and id(p) not in seen:
+            seen.add(id(p))
+            key = re.sub(r"\.\d+\.", ".*.", name)
+            counts[key] = counts.get(key, 0) + p.numel()
+    return counts
 
 
 def arch_for_folder(path) -> Architecture:
