@@ -21,6 +21,7 @@ from ..configbase import ConfigError, from_dict
 # name -> (module, config class, model class)
 _MODULES: dict[str, tuple[str, str, str]] = {
     "transformer": ("babblelm.models.transformer", "BabbleTransformerConfig", "BabbleTransformerForCausalLM"),
+    "induction": ("babblelm.models.induction", "BabbleInductionConfig", "BabbleInductionForCausalLM"),
 }
 
 # Keys the pipeline sets from the tokenizer; users never write them.

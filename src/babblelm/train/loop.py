@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import RunConfig, save_config
+from ..configbase import to_dict
 from ..data.blocks import load_blocks
 from ..data.prepare import prepare_data
 from ..models.registry import count_parameters, parse_model_section
@@ -143,8 +144,11 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True, stop_afte
             "n_parameters": n_params,
         }
 
+    hparams = ckpt.hyperparameters(to_dict(cfg))
+
     def save(name: str, step: int, milestone: str | None = None) -> Path:
-        return ckpt.save_checkpoint(ckpt_dir / name, model, tokenizer, trainer_state(step, milestone), optimizer, scheduler)
+        return ckpt.save_checkpoint(ckpt_dir / name, model, tokenizer, trainer_state(step, milestone), optimizer, scheduler,
+                                    hyperparameters=hparams)
 
     metrics_path = run_dir / "metrics.jsonl"
     metrics = metrics_path.open("a" if resume else "w", encoding="utf-8")
