@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from .models.registry import arch_for_folder, count_parameters, register_auto_classes
-from .train.checkpoints import read_trainer_state
+from .train.checkpoints import HYPERPARAMETERS, hyperparameters, read_trainer_state
 
 
 def resolve_checkpoint(path: str | Path, checkpoint: str | None = None) -> Path:
@@ -60,6 +60,7 @@ def export_model(path: str | Path, out_dir: str | Path, checkpoint: str | None =
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     _portable_tokenizer_config(out / "tokenizer_config.json")
+    _write_hyperparameters(src, out / HYPERPARAMETERS)
     (out / "README.md").write_text(model_card(src, model, arch.name), encoding="utf-8")
     return out
 
@@ -130,6 +131,15 @@ def _portable_tokenizer_config(path: Path) -> None:
     cfg = json.loads(path.read_text(encoding="utf-8"))
     cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
     path.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
+
+
+def _write_hyperparameters(src: Path, path: Path) -> None:
+    """The checkpoint's hyperparameters.json, else the one derived from its run's config.yaml."""
+    if (src / HYPERPARAMETERS).exists():
+        path.write_text((src / HYPERPARAMETERS).read_text(encoding="utf-8"), encoding="utf-8")
+    elif (run := run_dir_of(src)) is not None:
+        cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+        path.write_text(json.dumps(hyperparameters(cfg), indent=2), encoding="utf-8")
 
 
 def _read_json(path: Path) -> dict:

@@ -24,6 +24,7 @@ _MODULES: dict[str, tuple[str, str, str]] = {
     "transformer": ("babblelm.models.transformer", "BabbleTransformerConfig", "BabbleTransformerForCausalLM"),
     "blalm": ("babblelm.models.blalm", "BlalmConfig", "BlalmForCausalLM"),
     "streammixer": ("babblelm.models.streammixer", "StreamMixerConfig", "StreamMixerForCausalLM"),
+    "induction": ("babblelm.models.induction", "BabbleInductionConfig", "BabbleInductionForCausalLM"),
 }
 
 # Keys the pipeline sets from the tokenizer; users never write them.

@@ -4,6 +4,7 @@ Layout of one checkpoint folder::
 
     config.json, model.safetensors, <modeling files>, tokenizer files   # loadable with from_pretrained
     trainer_state.json                                                  # step, words, tokens, milestone
+    hyperparameters.json                                                # the run's model/optim/schedule/train sections
     resume_state.pt                                                     # optimizer, scheduler, RNG (tensors only)
 
 Writes are atomic: everything goes into a temporary sibling folder that is renamed into place,
@@ -23,9 +24,17 @@ import torch
 
 TRAINER_STATE = "trainer_state.json"
 RESUME_STATE = "resume_state.pt"
+HYPERPARAMETERS = "hyperparameters.json"
+HYPERPARAMETER_SECTIONS = ("model", "optim", "schedule", "train")
 
 
-def save_checkpoint(path: Path, model, tokenizer, trainer_state: dict, optimizer=None, scheduler=None, scaler=None) -> Path:
+def hyperparameters(run_config: dict) -> dict:
+    """The sections of a resolved run config (as a plain dict) that describe how the model was trained."""
+    return {key: run_config[key] for key in HYPERPARAMETER_SECTIONS if key in run_config}
+
+
+def save_checkpoint(path: Path, model, tokenizer, trainer_state: dict, optimizer=None, scheduler=None, scaler=None,
+                    hyperparameters: dict | None = None) -> Path:
     """Write a checkpoint atomically to `path` (replacing an older one of the same name)."""
     path = Path(path)
     tmp = path.parent / f".tmp-{path.name}-{os.getpid()}"
@@ -36,6 +45,8 @@ def save_checkpoint(path: Path, model, tokenizer, trainer_state: dict, optimizer
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=2), encoding="utf-8")
+        if hyperparameters is not None:
+            (tmp / HYPERPARAMETERS).write_text(json.dumps(hyperparameters, indent=2), encoding="utf-8")
         if optimizer is not None:
             resume = {
                 "optimizer": optimizer.state_dict(),

@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..config import RunConfig, save_config
+from ..configbase import to_dict
 from ..data.blocks import load_blocks
 from ..data.prepare import prepare_data
 from ..models.registry import count_parameters, parse_model_section
@@ -229,11 +230,13 @@ def _train(cfg: RunConfig, ctx: distributed.Dist, device: torch.device, resume: 
             "world_size": ctx.world_size,
         }
 
+    hparams = ckpt.hyperparameters(to_dict(cfg))
+
     def save(name: str, step: int, milestone: str | None = None) -> Path | None:
         if not ctx.is_main:
             return None
         return ckpt.save_checkpoint(ckpt_dir / name, model, tokenizer, trainer_state(step, milestone), optimizer,
-                                    scheduler, scaler)
+                                    scheduler, scaler, hyperparameters=hparams)
 
     def batch_for(step: int) -> list[torch.Tensor]:
         """This rank's slice of the step's blocks, as micro-batches on the device."""

@@ -1,0 +1,228 @@
+"""The Conv-Routed Induction LM: occurrence index vs brute force, causality, padding-side
+agnosticism, linear memory (a 16k-token forward), cached decoding, export as remote code,
+and a tiny training run with hyperparameters.json in its checkpoints."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from huggingface_hub.errors import StrictDataclassError
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from babblelm.config import load_config
+from babblelm.export import export_model
+from babblelm.models.induction import BabbleInductionConfig, BabbleInductionForCausalLM, previous_occurrences
+from babblelm.models.registry import count_parameters
+from babblelm.train.loop import train
+from conftest import tiny_raw
+from test_transformer import LOAD_WITHOUT_BABBLELM
+
+VOCAB = 23  # small, so tokens repeat often and the induction mixer has candidates
+
+
+def tiny_config(**overrides) -> BabbleInductionConfig:
+    shape = dict(vocab_size=VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                 induction_memory=3, conv_groups=4, max_position_embeddings=64, pad_token_id=0, bos_token_id=1)
+    return BabbleInductionConfig(**{**shape, **overrides})
+
+
+def tiny_model(seed: int = 0, **overrides) -> BabbleInductionForCausalLM:
+    torch.manual_seed(seed)
+    model = BabbleInductionForCausalLM(tiny_config(**overrides)).eval()
+    with torch.no_grad():  # non-zero sinks, so abstaining and copying both matter
+        for layer in model.model.layers:
+            layer.induction.sink.normal_()
+    return model
+
+
+def random_ids(*shape, seed: int = 1, vocab: int = VOCAB) -> torch.Tensor:
+    return torch.randint(2, vocab, shape, generator=torch.Generator().manual_seed(seed))
+
+
+def padded_batch(seqs, side: str, pad: int = 0):
+    width = max(s.shape[-1] for s in seqs)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for row, s in enumerate(seqs):
+        cols = slice(width - s.shape[-1], width) if side == "left" else slice(0, s.shape[-1])
+        ids[row, cols], mask[row, cols] = s.flatten(), 1
+    return ids, mask
+
+
+def brute_force_occurrences(ids, mask, memory):
+    out = torch.full((*ids.shape, memory), -1, dtype=torch.long)
+    for b in range(ids.shape[0]):
+        for t in range(ids.shape[1]):
+            if mask[b, t]:
+                earlier = [p for p in range(t - 1, -1, -1) if mask[b, p] and ids[b, p] == ids[b, t]][:memory]
+                out[b, t, : len(earlier)] = torch.tensor(earlier, dtype=torch.long)
+    return out
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_occurrence_index_matches_brute_force(side):
+    for trial in range(5):
+        lengths = torch.randint(1, 40, (4,), generator=torch.Generator().manual_seed(trial)).tolist()
+        seqs = [random_ids(n, seed=100 * trial + n, vocab=6) for n in lengths]
+        ids, mask = padded_batch(seqs, side, pad=3)  # the pad id is also a real token id
+        keys = torch.where(mask.bool(), ids, -1)
+        for memory in (1, 4):
+            got = previous_occurrences(keys, memory)[0]
+            assert torch.equal(got, brute_force_occurrences(ids, mask, memory)), (trial, memory)
+
+
+@torch.no_grad()
+def test_changing_a_future_token_never_changes_earlier_logits():
+    model, ids = tiny_model(), random_ids(2, 30, vocab=6)
+    base = model(ids, use_cache=False).logits
+    for t in (0, 7, 15, 29):
+        changed = ids.clone()
+        changed[:, t] = (changed[:, t] + 1) % 6 + 2
+        logits = model(changed, use_cache=False).logits
+        torch.testing.assert_close(logits[:, :t], base[:, :t], atol=0, rtol=0)
+        assert not torch.allclose(logits[:, t:], base[:, t:])
+
+
+@torch.no_grad()
+def test_left_and_right_padding_agree_with_unpadded_sequences():
+    model = tiny_model()
+    seqs = [random_ids(1, n, seed=n, vocab=8) for n in (5, 19, 11)]
+    results = {}
+    for side in ("left", "right"):
+        ids, mask = padded_batch(seqs, side)
+        logits = model(ids, attention_mask=mask, use_cache=False).logits
+        assert torch.isfinite(logits).all()
+        results[side] = [logits[row][mask[row].bool()] for row in range(len(seqs))]
+    for row, s in enumerate(seqs):
+        alone = model(s, use_cache=False).logits[0]
+        torch.testing.assert_close(results["left"][row], alone, atol=1e-5, rtol=0)
+        torch.testing.assert_close(results["right"][row], alone, atol=1e-5, rtol=0)
+
+
+class LargestTensor(TorchDispatchMode):
+    """Records the largest number of elements of any tensor an operation produces."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else [out]:
+            if isinstance(t, torch.Tensor):
+                self.largest = max(self.largest, t.numel())
+        return out
+
+
+@torch.no_grad()
+def test_memory_grows_linearly_a_16k_token_forward_runs_on_cpu():
+    model = tiny_model(max_position_embeddings=16384, vocab_size=97)
+    largest = {}
+    for seq in (4096, 16384):
+        ids = random_ids(1, seq, vocab=97)
+        with LargestTensor() as probe:
+            logits = model(ids, use_cache=False).logits
+        assert torch.isfinite(logits).all()
+        largest[seq] = probe.largest
+    assert largest[16384] < 16384 * 16384 / 64  # nothing close to a T x T matrix
+    assert largest[16384] == pytest.approx(4 * largest[4096], rel=0.01)  # 4x the tokens, 4x the biggest tensor
+
+
+@torch.no_grad()
+def test_cached_decoding_matches_full_sequence():
+    model, ids = tiny_model(), random_ids(2, 24, vocab=7)
+    full = model(ids, use_cache=False).logits
+    out = model(ids[:, :6], use_cache=True)
+    pieces, cache = [out.logits], out.past_key_values
+    for start, stop in [(6, 7), (7, 12), (12, 13), (13, 14), (14, 24)]:  # single tokens and chunks
+        out = model(ids[:, start:stop], past_key_values=cache, use_cache=True)
+        pieces.append(out.logits)
+    assert cache.get_seq_length() == 24
+    torch.testing.assert_close(torch.cat(pieces, dim=1), full, atol=1e-5, rtol=0)
+
+
+@torch.no_grad()
+def test_greedy_generate_with_cache_equals_recomputation():
+    model, prompt = tiny_model(), random_ids(2, 6, vocab=7)
+    generated = model.generate(prompt, max_new_tokens=12, do_sample=False, use_cache=True)
+    seq = prompt
+    for _ in range(12):
+        next_token = model(seq, use_cache=False).logits[:, -1].argmax(-1, keepdim=True)
+        seq = torch.cat([seq, next_token], dim=1)
+    assert torch.equal(generated, seq)
+
+
+@torch.no_grad()
+def test_left_padded_generate_matches_single_prompts():
+    model = tiny_model()
+    short, long = random_ids(1, 4, seed=2, vocab=7), random_ids(1, 9, seed=3, vocab=7)
+    ids, mask = padded_batch([short, long], "left")
+    together = model.generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=False)
+    for row, prompt in enumerate([short, long]):
+        alone = model.generate(prompt, max_new_tokens=8, do_sample=False)
+        assert torch.equal(together[row, -8:], alone[0, -8:])
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(hidden_size=30), "divisible by num_attention_heads"),
+    (dict(conv_groups=5), "divisible by conv_groups"),
+    (dict(conv_dilations=[1, 0]), "conv_dilations must be"),
+    (dict(induction_memory=0), "induction_memory must be >= 1"),
+])
+def test_config_rejects_bad_shapes(bad, message):
+    with pytest.raises(StrictDataclassError, match=message):
+        tiny_config(**bad)
+
+
+def test_preset_parameter_count():
+    cfg = load_config("configs/conv-induction-strict-small.yaml")
+    from babblelm.models.registry import parse_model_section
+
+    arch, args = parse_model_section(cfg.model)
+    config = arch.make_config(args, vocab_size=cfg.tokenizer.vocab_size, bos_token_id=0, eos_token_id=1, pad_token_id=2)
+    with torch.device("meta"):
+        n = count_parameters(arch.model_class(config))
+    print(f"conv-induction-strict-small: {n:,} parameters")
+    assert config.dilations == (1, 2, 4) and config.induction_memory == 5 and config.tie_word_embeddings
+    assert 11_000_000 <= n <= 13_000_000
+
+
+def test_export_loads_as_remote_code_without_babblelm(tmp_path, monkeypatch):
+    model, ids = tiny_model(), random_ids(2, 9, vocab=7)
+    for cls in (BabbleInductionConfig, BabbleInductionForCausalLM):  # undo the registration afterwards
+        monkeypatch.setattr(cls, "_auto_class", cls._auto_class)
+    BabbleInductionConfig.register_for_auto_class()
+    BabbleInductionForCausalLM.register_for_auto_class("AutoModelForCausalLM")
+    model.save_pretrained(tmp_path / "hf")
+    assert {"induction.py", "layers.py", "config.json", "model.safetensors"} <= {p.name for p in (tmp_path / "hf").iterdir()}
+    torch.save(ids, tmp_path / "ids.pt")
+    env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home"),
+           "HF_MODULES_CACHE": str(tmp_path / "modules")}
+    result = subprocess.run(
+        [sys.executable, "-c", LOAD_WITHOUT_BABBLELM, str(tmp_path / "hf"), str(tmp_path / "ids.pt"), str(tmp_path / "logits.pt")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    with torch.no_grad():
+        expected = model(ids).logits
+    torch.testing.assert_close(torch.load(tmp_path / "logits.pt"), expected, atol=1e-6, rtol=0)
+
+
+INDUCTION_MODEL = {"arch": "induction", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                   "intermediate_size": 64, "induction_memory": 3, "conv_groups": 4, "max_position_embeddings": 32}
+
+
+def test_tiny_training_run_learns_and_saves_hyperparameters(small_corpus, tmp_path):
+    run = tmp_path / "run"
+    result = train(load_config(raw=tiny_raw(small_corpus, run, model=INDUCTION_MODEL, train={"epochs": 0.25})), progress=False)
+    losses = [r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
+    assert losses[-1] < losses[0] - 0.5
+    hparams = json.loads((result.final_dir / "hyperparameters.json").read_text())
+    assert hparams["model"]["arch"] == "induction" and hparams["optim"]["lr"] == 3e-3
+    assert set(hparams) == {"model", "optim", "schedule", "train"}
+    milestone = sorted(run.glob("checkpoints/chck_*"))[0]
+    assert json.loads((milestone / "hyperparameters.json").read_text()) == hparams
+    out = export_model(run, tmp_path / "hf")
+    assert json.loads((out / "hyperparameters.json").read_text()) == hparams
