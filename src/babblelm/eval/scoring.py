@@ -84,7 +84,7 @@ def score_continuations(
         first_group.setdefault(item, None if groups is None else groups[index])
     unique = list(first_group)
     scores = score_encoded(
-        model, encode_items(tokenizer, unique), _pad_id(tokenizer), batch_size=batch_size, device=device,
+        model, encode_items(tokenizer, unique), pad_id_of(tokenizer), batch_size=batch_size, device=device,
         progress=progress, groups=None if groups is None else list(first_group.values()),
     )
     score_of = dict(zip(unique, scores))
@@ -136,7 +136,7 @@ def sentence_logprobs(
     return score_continuations(model, tokenizer, items, batch_size=batch_size, device=device, progress=progress)
 
 
-def _pad_id(tokenizer) -> int:
+def pad_id_of(tokenizer) -> int:
     """Padding is masked out, so any valid id works: pad, else EOS (as the official pipeline), else 0."""
     for token_id in (tokenizer.pad_token_id, tokenizer.eos_token_id):
         if token_id is not None:
