@@ -91,27 +91,67 @@ def cmd_sweep(args) -> None:
 
 
 def cmd_eval(args) -> None:
-    from .eval.blimp import evaluate_blimp, format_table
-    from .eval.load import load_model_and_tokenizer
+    from .eval.load import load_model_and_tokenizer, load_tokenizer
+    from .eval.suite import evaluate_all_checkpoints, evaluate_tasks, run_checkpoints
+    from .eval.tasks import parse_task_list
     from .export import resolve_checkpoint, run_dir_of
 
-    if args.task != "blimp":
-        raise ValueError(f"--task {args.task!r}: supported tasks: blimp")
+    tasks = parse_task_list(args.tasks or args.task)
     if not args.data:
-        raise ValueError("--data DIR is required: a folder of BLiMP-format *.jsonl files")
+        raise ValueError("--data DIR is required: the evaluation data folder (official full_eval layout, "
+                         "or one task's folder of *.jsonl files)")
+    if args.all_checkpoints:
+        tokenizer = load_tokenizer(run_checkpoints(args.model)[0])
+        device = "cuda" if args.device == "auto" and _cuda() else ("cpu" if args.device == "auto" else args.device)
+        summary = evaluate_all_checkpoints(args.model, tasks, args.data, tokenizer, args.out and Path(args.out),
+                                           batch_size=args.batch_size, device=device, force=args.force, progress=True)
+        out = Path(args.out) if args.out else Path(args.model) / "results"
+        print((out / "learning_curves.md").read_text(encoding="utf-8"))
+        if "aoa" in summary:
+            print(f"AoA curve fitness (Pearson r, model vs child AoA): {summary['aoa']:.2f}")
+        best = summary["best_checkpoint"]
+        print(f"best checkpoint by average: {best['name']} ({best['average']:.2f}); tables and curves in {out}")
+        return
     model_dir = resolve_checkpoint(args.model, args.checkpoint)
-    model, tokenizer = load_model_and_tokenizer(model_dir, device=args.device)
-    result = evaluate_blimp(model, tokenizer, args.data, batch_size=args.batch_size, progress=True)
-    result.update(model=str(model_dir), data=str(args.data))
-    print(format_table(result))
-    out = Path(args.out) if args.out else None
     run = run_dir_of(model_dir)
-    if out is None and run is not None:
-        out = run / "results" / f"{model_dir.name}_{args.task}_{Path(args.data).name}.json"
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2), encoding="utf-8")
-        print(f"results written to {out}")
+    out = Path(args.out) if args.out else (run / "results" / model_dir.name if run else Path("results") / model_dir.name)
+    model, tokenizer = load_model_and_tokenizer(model_dir, device=args.device)
+    results = evaluate_tasks(model, tokenizer, tasks, args.data, out, batch_size=args.batch_size,
+                             force=args.force, progress=True)
+    from .eval.report import scores_of
+
+    print(f"average ({len(scores_of(results)) - 1} scores): {scores_of(results)['average']:.2f}; results in {out}")
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def cmd_finetune(args) -> None:
+    from .eval.finetune import GLUE_TASKS, finetune_tasks, format_results
+    from .export import resolve_checkpoint
+
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    unknown = [t for t in tasks if t not in GLUE_TASKS]
+    if unknown or not tasks:
+        raise ValueError(f"unknown GLUE task(s) {', '.join(unknown) or '(none)'}; known: {', '.join(GLUE_TASKS)}")
+    model_dir = resolve_checkpoint(args.model, args.checkpoint)
+    out = Path(args.out) if args.out else Path("results") / model_dir.name / "finetune"
+    results = finetune_tasks(model_dir, tasks, args.data, out, lr=args.lr, batch_size=args.batch_size,
+                             epochs=args.epochs, max_length=args.max_length, seed=args.seed, device=args.device)
+    print(format_results(results))
+    print(f"results in {out}")
+
+
+def cmd_report(args) -> None:
+    from .eval.suite import compare_runs
+
+    out = Path(args.out)
+    compare_runs([Path(r) for r in args.runs], out)
+    print((out / "comparison.md").read_text(encoding="utf-8"))
+    print(f"written: {out / 'comparison.md'}, comparison.csv, comparison.png, model_card_results.md")
 
 
 def cmd_export(args) -> None:
@@ -183,15 +223,38 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-progress", action="store_true")
     sp.set_defaults(func=cmd_sweep)
 
-    sp = sub.add_parser("eval", help="score a model on minimal pairs")
+    sp = sub.add_parser("eval", help="score a model (or every checkpoint of a run) on the BabyLM zero-shot tasks")
     sp.add_argument("model", help="run folder, checkpoint folder or exported Hugging Face folder")
-    sp.add_argument("--task", default="blimp")
-    sp.add_argument("--data", help="folder of task files (BLiMP: *.jsonl)")
+    sp.add_argument("--tasks", help="comma-separated: blimp,supplement,ewok,entity_tracking,comps,wug_adj,wug_past,reading")
+    sp.add_argument("--task", default="blimp", help="one task (kept for compatibility; --tasks wins)")
+    sp.add_argument("--data", help="evaluation data folder (official full_eval layout, or one task's folder)")
     sp.add_argument("--checkpoint", help="checkpoint name inside a run folder (default: final)")
+    sp.add_argument("--all-checkpoints", action="store_true",
+                    help="score every chck_* of the run: learning curves, AoA, best checkpoint by average")
+    sp.add_argument("--force", action="store_true", help="re-score tasks whose results file already exists")
     sp.add_argument("--batch-size", type=int, default=64)
     sp.add_argument("--device", default="auto")
-    sp.add_argument("--out", help="results JSON path")
+    sp.add_argument("--out", help="results folder (default: <run>/results[/<checkpoint>])")
     sp.set_defaults(func=cmd_eval)
+
+    sp = sub.add_parser("finetune", help="fine-tune a classification head on the GLUE tasks (official defaults)")
+    sp.add_argument("model", help="run folder, checkpoint folder or exported Hugging Face folder")
+    sp.add_argument("--tasks", default="boolq,multirc,rte,wsc,mrpc,qqp,mnli")
+    sp.add_argument("--data", required=True, help="glue_filtered folder: <task>.train.jsonl and <task>.valid.jsonl")
+    sp.add_argument("--checkpoint")
+    sp.add_argument("--lr", type=float, default=3e-5)
+    sp.add_argument("--batch-size", type=int, default=32)
+    sp.add_argument("--epochs", type=int, default=None, help="default: 10 (30 for wsc)")
+    sp.add_argument("--max-length", type=int, default=512)
+    sp.add_argument("--seed", type=int, default=42)
+    sp.add_argument("--device", default="auto")
+    sp.add_argument("--out", help="results folder (default: results/<model>/finetune)")
+    sp.set_defaults(func=cmd_finetune)
+
+    sp = sub.add_parser("report", help="side-by-side table (runs x tasks + average), plots and model-card section")
+    sp.add_argument("runs", nargs="+", help="run folders (or results folders) already evaluated")
+    sp.add_argument("--out", default="report", help="output folder (default: ./report)")
+    sp.set_defaults(func=cmd_report)
 
     sp = sub.add_parser("export", help="write a Hugging Face folder with modeling code and a model card")
     sp.add_argument("run", help="run folder (or checkpoint folder)")

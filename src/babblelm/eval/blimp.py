@@ -9,20 +9,18 @@ the field's pairs.
 
 from __future__ import annotations
 
-import json
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from .metrics import accuracy_by, macro
+from .records import EvalDataError, data_files, field, jsonl_records
 from .scoring import sentence_logprobs
+
+__all__ = ["EvalDataError", "MinimalPair", "evaluate_blimp", "format_table", "load_blimp", "summarize"]
 
 FIELD_SPELLINGS = {"syntax_semantics": "syntax/semantics"}
 SUPPLEMENT_FIELD = "supplement"
-
-
-class EvalDataError(ValueError):
-    """Evaluation data that cannot be read; the message names the file, line and field."""
 
 
 @dataclass(frozen=True)
@@ -35,71 +33,32 @@ class MinimalPair:
 
 def load_blimp(data_dir) -> list[MinimalPair]:
     """Read every `*.jsonl` in `data_dir` (sorted by name), one pair per non-blank line."""
-    folder = Path(data_dir)
-    if not folder.is_dir():
-        raise EvalDataError(f"{folder}: BLiMP data folder not found")
-    files = sorted(folder.glob("*.jsonl"))
-    if not files:
-        raise EvalDataError(f"{folder}: no *.jsonl files (expected one BLiMP file per UID)")
-    return [pair for path in files for pair in _read_file(path)]
+    return [
+        _pair(record, where, path)
+        for path in data_files(data_dir, "*.jsonl", "BLiMP")
+        for where, record in jsonl_records(path, "'sentence_good' and 'sentence_bad'")
+    ]
 
 
-def _read_file(path: Path) -> list[MinimalPair]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as err:
-        raise EvalDataError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
-    pairs = [_parse_line(line, path, number) for number, line in enumerate(lines, start=1) if line.strip()]
-    if not pairs:
-        raise EvalDataError(
-            f"{path}: empty file; expected one JSON object per line with 'sentence_good' and 'sentence_bad'"
-        )
-    return pairs
-
-
-def _parse_line(line: str, path: Path, number: int) -> MinimalPair:
-    where = f"{path}:{number}"
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise EvalDataError(f"{where}: malformed JSON ({err.msg} at column {err.colno})") from None
-    if not isinstance(record, dict):
-        raise EvalDataError(f"{where}: expected a JSON object, got {type(record).__name__}")
-
-    def text(key: str, default: str | None = None) -> str:
-        if key not in record:
-            if default is None:
-                raise EvalDataError(f"{where}: missing field '{key}'")
-            return default
-        if not isinstance(record[key], str):
-            raise EvalDataError(f"{where}: field '{key}' must be a string, got {type(record[key]).__name__}")
-        return record[key]
-
-    field = text("field", SUPPLEMENT_FIELD)
+def _pair(record: dict, where: str, path: Path) -> MinimalPair:
+    field_name = field(record, "field", where, default=SUPPLEMENT_FIELD)
     return MinimalPair(
-        good=text("sentence_good"),
-        bad=text("sentence_bad"),
-        uid=text("UID", path.stem),
-        field=FIELD_SPELLINGS.get(field, field),
+        good=field(record, "sentence_good", where),
+        bad=field(record, "sentence_bad", where),
+        uid=field(record, "UID", where, default=path.stem),
+        field=FIELD_SPELLINGS.get(field_name, field_name),
     )
 
 
 def summarize(pairs: list[MinimalPair], good_scores: list[float], bad_scores: list[float]) -> dict:
     """Accuracies in percent: a pair is right when good >= bad (ties count as correct)."""
-    by_uid, by_field = defaultdict(list), defaultdict(list)
-    for pair, good, bad in zip(pairs, good_scores, bad_scores, strict=True):
-        by_uid[pair.uid].append(good >= bad)
-        by_field[pair.field].append(good >= bad)
-    uid_accuracy = {uid: _percent(hits) for uid, hits in sorted(by_uid.items())}
+    hits = [good >= bad for good, bad in zip(good_scores, bad_scores, strict=True)]
+    uid_accuracy = accuracy_by([pair.uid for pair in pairs], hits)
     return {
-        "accuracy": sum(uid_accuracy.values()) / len(uid_accuracy),
+        "accuracy": macro(uid_accuracy.values()),
         "by_uid": uid_accuracy,
-        "by_field": {field: _percent(hits) for field, hits in sorted(by_field.items())},
+        "by_field": accuracy_by([pair.field for pair in pairs], hits),
     }
-
-
-def _percent(hits: list[bool]) -> float:
-    return 100.0 * sum(hits) / len(hits)
 
 
 def evaluate_blimp(model, tokenizer, data_dir, batch_size: int = 64, device=None, progress: bool = False) -> dict:

@@ -22,9 +22,7 @@ def load_model_and_tokenizer(path, device: str | torch.device = "auto", dtype=No
     register_auto_classes()
     dtype_kwargs = {} if dtype is None else {"dtype": dtype}
     model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True, **dtype_kwargs)
-    tokenizer = AutoTokenizer.from_pretrained(folder, padding_side="right")
-    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(folder)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     return model.to(device).eval(), tokenizer
@@ -40,3 +38,11 @@ def _check_folder(folder: Path) -> Path:
     if not any((folder / name).is_file() for name in TOKENIZER_FILES):
         raise FileNotFoundError(f"{folder}: no tokenizer files; expected one of {', '.join(TOKENIZER_FILES)}")
     return folder
+
+
+def load_tokenizer(path):
+    """The folder's tokenizer with right padding; with no pad token it pads with EOS (as the pipeline)."""
+    tokenizer = AutoTokenizer.from_pretrained(_check_folder(Path(path)), padding_side="right")
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer

@@ -9,14 +9,22 @@ official pipeline does for a float32 model.
 
 Items are sorted by length, right-padded and run in batches, one forward pass each; only the
 log-probabilities of scored tokens are computed from the logits.
+
+Shared prefixes: items given the same `groups` id (the options of one task item) are tokenized as
+usual, then their longest common token prefix (up to the first scored token) runs once with a KV
+cache and only the continuations run per option. The result is the same sum of the same
+log-probabilities (up to float rounding, ~1e-6); models whose forward returns no `transformers`
+Cache fall back to the plain batched path.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
+from transformers import Cache
 
 
 @dataclass(frozen=True)
@@ -58,37 +66,66 @@ def score_continuations(
     batch_size: int = 64,
     device=None,
     progress: bool = False,
+    groups: list | None = None,
 ) -> list[float]:
     """Sum of log-probs of each item's completion tokens, in input order (see module docstring).
 
     `device`: where to run; the model is moved there. Default: the device the model is on.
+    `groups`: one id per item; items sharing an id share their context (run once, KV cache).
     Identical items are scored once, so they always get identical scores.
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     check_items(items)
+    if groups is not None and len(groups) != len(items):
+        raise ValueError(f"groups has {len(groups)} ids for {len(items)} items")
     if not items:
         return []
-    unique = list(dict.fromkeys(items))
-    encoded = encode_items(tokenizer, unique)
+    first_group = {}
+    for index, item in enumerate(items):
+        first_group.setdefault(item, None if groups is None else groups[index])
+    unique = list(first_group)
+    scores = score_encoded(
+        model, encode_items(tokenizer, unique), pad_id_of(tokenizer), batch_size=batch_size, device=device,
+        progress=progress, groups=None if groups is None else list(first_group.values()),
+    )
+    score_of = dict(zip(unique, scores))
+    return [score_of[item] for item in items]
+
+
+def score_encoded(
+    model, encoded: list[Encoded], pad_id: int, batch_size: int = 64, device=None, progress: bool = False,
+    groups: list | None = None,
+) -> list[float]:
+    """The scoring core: a float32 score per tokenized item (see module docstring)."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if device is not None:
         model.to(device)
     device = next(model.parameters()).device
-    pad_id = _pad_id(tokenizer)
-
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].ids), reverse=True)
-    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
     scores = torch.zeros(len(encoded), dtype=torch.float32)
+    shared, plain = _shared_groups(encoded, groups)
+    order = sorted(plain, key=lambda i: len(encoded[i].ids), reverse=True)
+    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            for batch in tqdm(batches, desc="scoring", disable=not progress):
+            bar = tqdm(total=len(batches) + len(shared), desc="scoring", disable=not progress)
+            for done, (members, split) in enumerate(shared):
+                try:
+                    scores[members] = _score_shared(model, [encoded[i] for i in members], split, pad_id, device)
+                except _NoCache:  # not a KV-cache model: score the groups left the plain way
+                    rest = sorted((i for m, _ in shared[done:] for i in m), key=lambda i: -len(encoded[i].ids))
+                    batches += [rest[start : start + batch_size] for start in range(0, len(rest), batch_size)]
+                    bar.total = len(batches) + done
+                    break
+                bar.update()
+            for batch in batches:
                 scores[batch] = _score_batch(model, [encoded[i] for i in batch], pad_id, device)
+                bar.update()
+            bar.close()
     finally:
         model.train(was_training)
-    score_of = dict(zip(unique, scores.tolist()))
-    return [score_of[item] for item in items]
+    return scores.tolist()
 
 
 def sentence_logprobs(
@@ -99,7 +136,7 @@ def sentence_logprobs(
     return score_continuations(model, tokenizer, items, batch_size=batch_size, device=device, progress=progress)
 
 
-def _pad_id(tokenizer) -> int:
+def pad_id_of(tokenizer) -> int:
     """Padding is masked out, so any valid id works: pad, else EOS (as the official pipeline), else 0."""
     for token_id in (tokenizer.pad_token_id, tokenizer.eos_token_id):
         if token_id is not None:
@@ -113,22 +150,90 @@ def _score_batch(model, batch: list[Encoded], pad_id: int, device) -> torch.Tens
     width = int(lengths.max())
     if width < 2:  # nothing after the first token
         return torch.zeros(len(batch))
+    ids, scored = _targets(batch, 0, width, pad_id)
+    attention_mask = torch.arange(width - 1)[None, :] < lengths[:, None]
+    output = model(input_ids=ids[:, :-1].to(device), attention_mask=attention_mask.long().to(device))
+    return _sum_scored(_logits(output), ids[:, 1:], scored[:, 1:], device)
+
+
+class _NoCache(Exception):
+    """The model's forward returned no transformers Cache."""
+
+
+def _shared_groups(encoded: list[Encoded], groups) -> tuple[list[tuple[list[int], int]], list[int]]:
+    """([(members, shared token count)] worth a cached prefix, indices to score the plain way)."""
+    if groups is None:
+        return [], list(range(len(encoded)))
+    by_group = defaultdict(list)
+    for index, group in enumerate(groups):
+        by_group[group].append(index)
+    shared, plain = [], []
+    for members in by_group.values():
+        split = _shared_length([encoded[i] for i in members])
+        if len(members) > 1 and split >= 2:
+            shared.append((members, split))
+        else:
+            plain += members
+    return shared, plain
+
+
+def _shared_length(batch: list[Encoded]) -> int:
+    """Common token prefix of the items, ending before the first scored token of any item."""
+    split = min(len(item.ids) for item in batch)
+    first = batch[0].ids
+    for item in batch[1:]:
+        same = next((k for k, (a, b) in enumerate(zip(first, item.ids)) if a != b), split)
+        split = min(split, same)
+    for item in batch:
+        scored = next((k for k in range(1, len(item.ids)) if item.ends[k] > item.completion_start), len(item.ids))
+        split = min(split, scored)
+    return split
+
+
+def _score_shared(model, batch: list[Encoded], split: int, pad_id: int, device) -> torch.Tensor:
+    """Run ids[:split] once with a KV cache, then every item's ids[split:-1] against copies of it."""
+    prefix = torch.tensor([batch[0].ids[:split]], device=device)
+    output = model(input_ids=prefix, attention_mask=torch.ones_like(prefix), use_cache=True)
+    cache = getattr(output, "past_key_values", None)
+    if not isinstance(cache, Cache):
+        raise _NoCache
+    logits = _logits(output)[:, -1:].expand(len(batch), -1, -1)  # predicts token `split`
+    lengths = torch.tensor([len(item.ids) - split for item in batch])  # targets per item
+    width = int(lengths.max())
+    ids, scored = _targets(batch, split, width, pad_id)
+    if width > 1:
+        cache.batch_repeat_interleave(len(batch))
+        mask = torch.cat([torch.ones(len(batch), split, dtype=torch.long),
+                          (torch.arange(width - 1)[None, :] < lengths[:, None] - 1).long()], dim=1)
+        more = model(input_ids=ids[:, :-1].to(device), attention_mask=mask.to(device), past_key_values=cache,
+                     use_cache=True)
+        logits = torch.cat([logits, _logits(more)], dim=1)
+    return _sum_scored(logits, ids, scored, device)
+
+
+def _targets(batch: list[Encoded], start: int, width: int, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids[start:start+width] and whether each position overlaps the completion."""
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     ends = torch.full((len(batch), width), -1, dtype=torch.long)  # padding never overlaps the completion
     for row, item in enumerate(batch):
-        ids[row, : len(item.ids)] = torch.tensor(item.ids)
-        ends[row, : len(item.ends)] = torch.tensor(item.ends)
+        ids[row, : len(item.ids) - start] = torch.tensor(item.ids[start:])
+        ends[row, : len(item.ends) - start] = torch.tensor(item.ends[start:])
     starts = torch.tensor([item.completion_start for item in batch])
-    scored = ends[:, 1:] > starts[:, None]  # target positions 1..n-1 that overlap the completion
-    attention_mask = torch.arange(width - 1)[None, :] < lengths[:, None]
+    scored = ends > starts[:, None]
+    if start == 0:
+        scored[:, 0] = False  # the first token is never scored
+    return ids, scored
 
-    output = model(input_ids=ids[:, :-1].to(device), attention_mask=attention_mask.long().to(device))
-    logits = output.logits if hasattr(output, "logits") else output[0]
-    targets = ids[:, 1:].to(device)
-    scored = scored.to(device)
+
+def _logits(output) -> torch.Tensor:
+    return output.logits if hasattr(output, "logits") else output[0]
+
+
+def _sum_scored(logits: torch.Tensor, targets: torch.Tensor, scored: torch.Tensor, device) -> torch.Tensor:
+    """Sum over scored positions of log-softmax(logits)[target], in float32 -> (batch,) on CPU."""
+    targets, scored = targets.to(device), scored.to(device)
     picked = logits[scored].float()  # (n_scored, vocab): only the positions we score
     token_logprobs = picked.gather(1, targets[scored][:, None]).squeeze(1) - picked.logsumexp(dim=-1)
-
     per_token = torch.zeros(scored.shape, dtype=torch.float32, device=device)
     per_token[scored] = token_logprobs
     return per_token.sum(dim=1).cpu()

@@ -1,0 +1,114 @@
+"""Tables (Markdown, CSV, plain text) and plots of evaluation results."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+from .tasks import average
+
+
+def scores_of(results: dict[str, dict]) -> dict[str, float]:
+    """{score name: value} over task results, plus their average."""
+    scores = {name: value for result in results.values() for name, value in result["scores"].items()}
+    return {**scores, "average": average(scores)} if scores else {}
+
+
+def _cell(value) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.2f}"
+
+
+def columns_of(rows: dict[str, dict[str, float]]) -> list[str]:
+    names = list(dict.fromkeys(name for row in rows.values() for name in row if name != "average"))
+    return [*names, "average"]
+
+
+def markdown_table(rows: dict[str, dict[str, float]], first: str = "model") -> str:
+    columns = columns_of(rows)
+    lines = ["| " + " | ".join([first, *columns]) + " |", "|" + "---|" * (len(columns) + 1)]
+    lines += ["| " + " | ".join([label, *(_cell(row.get(c)) for c in columns)]) + " |" for label, row in rows.items()]
+    return "\n".join(lines) + "\n"
+
+
+def csv_table(rows: dict[str, dict[str, float]], first: str = "model") -> str:
+    columns = columns_of(rows)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([first, *columns])
+    for label, row in rows.items():
+        writer.writerow([label, *(_cell(row.get(c)) for c in columns)])
+    return out.getvalue()
+
+
+def text_table(result: dict) -> str:
+    """One task result as plain text: its scores, then per-UID and per-group breakdowns, two decimals."""
+    lines = [f"{result['task']}: {result['n_items']} items in {result['seconds']:.1f} s"]
+    for title, values in (("", result["scores"]), ("UID", result.get("by_uid", {})), ("group", result.get("by_group", {}))):
+        if values:
+            width = max(map(len, values))
+            lines += [f"  [{title}]"] if title else []
+            lines += [f"  {name:<{width}}  {value:8.2f}" for name, value in values.items()]
+    return "\n".join(lines)
+
+
+def plot_curves(rows: dict[str, dict[str, float]], words: dict[str, float], out_dir: Path) -> list[Path]:
+    """One learning-curve PNG per score: score against words seen (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    labels = list(rows)
+    for column in columns_of(rows):
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        points = [(words[label], rows[label][column]) for label in labels if rows[label].get(column) is not None]
+        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o")
+        ax.set_xscale("log")
+        ax.set_xlabel("words seen")
+        ax.set_ylabel(column)
+        ax.set_title(f"{column} over training")
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        path = out_dir / f"{column}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def plot_comparison(rows: dict[str, dict[str, float]], path: Path) -> Path:
+    """Grouped bars: one group per score, one bar per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    columns = columns_of(rows)
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(columns)), 3.5))
+    width = 0.8 / len(rows)
+    for k, (label, row) in enumerate(rows.items()):
+        values = [row.get(c, math.nan) for c in columns]
+        ax.bar(np.arange(len(columns)) + k * width, values, width, label=label)
+    ax.set_xticks(np.arange(len(columns)) + 0.4 - width / 2, columns, rotation=30, ha="right")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def read_results(folder: Path) -> dict[str, dict]:
+    """Every `<task>.json` result in a checkpoint's results folder."""
+    results = {}
+    for path in sorted(Path(folder).glob("*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict) and "scores" in data and "task" in data:
+            results[data["task"]] = data
+    return results

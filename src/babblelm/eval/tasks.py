@@ -1,0 +1,205 @@
+"""The official BabyLM zero-shot tasks: one loader per data format, one scoring path, one summary.
+
+Every task item is a `Choice`: options as (context, completion) pairs with the gold option first.
+Each option's score is `scoring.score_continuations` (sum of the completion's token log-probs).
+Accuracy tasks count an item right when option 0 scores at least as high as every other option
+(ties go to the gold option) and macro-average over UIDs; the WUG tasks correlate P(option 0)
+with the human ratio. See docs/evaluation.md for each rule and where it comes from.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .blimp import load_blimp
+from .metrics import accuracy_by, macro, spearman
+from .records import EvalDataError, data_files, field, jsonl_records
+from .scoring import score_continuations
+
+ENTITY_TRACKING_SPLITS = ("regular", "ambiref", "move_contents")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One task item: `options` (context, completion) with the gold option first."""
+
+    options: tuple[tuple[str, str], ...]
+    uid: str
+    group: str = ""  # BLiMP field, entity-tracking file: a second breakdown
+    ratio: float | None = None  # WUG: the human preference for option 0
+
+
+def load_minimal_pairs(folder) -> list[Choice]:
+    """BLiMP and its supplement: whole sentences (empty context); UID and field as in `blimp.py`."""
+    return [Choice((("", p.good), ("", p.bad)), p.uid, p.field) for p in load_blimp(folder)]
+
+
+def load_ewok(folder, add_swapped: bool = False) -> list[Choice]:
+    """EWoK: " " + Target1 vs " " + Target2 after Context1; UID = Domain.
+
+    The official `ewok_filtered` files already hold both directions of every item; for raw
+    EWoK-core rows, `add_swapped=True` adds the mirrored item (Target2 gold after Context2).
+    """
+    choices = []
+    for path in data_files(folder, "*.jsonl", "EWoK"):
+        for where, record in jsonl_records(path, "'Domain', 'Context1', 'Context2', 'Target1', 'Target2'"):
+            c1, c2, t1, t2, domain = (field(record, key, where) for key in
+                                      ("Context1", "Context2", "Target1", "Target2", "Domain"))
+            choices.append(Choice(((c1, " " + t1), (c1, " " + t2)), domain))
+            if add_swapped:
+                choices.append(Choice(((c2, " " + t2), (c2, " " + t1)), domain))
+    return choices
+
+
+def load_entity_tracking(folder) -> list[Choice]:
+    """Entity tracking: each option right after `input_prefix`; UID = `<file>_<numops>_ops`."""
+    choices = []
+    for path in data_files(folder, "*.jsonl", "entity tracking"):
+        for where, record in jsonl_records(path, "'input_prefix', 'options', 'numops'"):
+            prefix = field(record, "input_prefix", where)
+            options = _strings(record, "options", where, at_least=2)
+            numops = field(record, "numops", where, int)
+            choices.append(Choice(tuple((prefix, option) for option in options), f"{path.stem}_{numops}_ops", path.stem))
+    return choices
+
+
+def load_comps(folder) -> list[Choice]:
+    """COMPS: " " + property_phrase after the acceptable vs the unacceptable prefix; UID = file name."""
+    choices = []
+    for path in data_files(folder, "*.jsonl", "COMPS"):
+        for where, record in jsonl_records(path, "'prefix_acceptable', 'prefix_unacceptable', 'property_phrase'"):
+            good, bad, phrase = (field(record, key, where) for key in
+                                 ("prefix_acceptable", "prefix_unacceptable", "property_phrase"))
+            choices.append(Choice(((good, " " + phrase), (bad, " " + phrase)), path.stem))
+    return choices
+
+
+def load_wug(folder) -> list[Choice]:
+    """WUG: tab-separated whole-sentence options (gold first) and the human `ratio`."""
+    choices = []
+    for path in data_files(folder, "*.jsonl", "WUG"):
+        for where, record in jsonl_records(path, "'sentences' (tab-separated) and 'ratio'"):
+            options = field(record, "sentences", where).split("\t")
+            if len(options) < 2:
+                raise EvalDataError(f"{where}: field 'sentences' must hold at least 2 tab-separated options")
+            ratio = _ratio(record, where)
+            choices.append(Choice(tuple(("", option) for option in options), path.stem, ratio=ratio))
+    return choices
+
+
+def _strings(record: dict, key: str, where: str, at_least: int) -> list[str]:
+    values = field(record, key, where, list)
+    if len(values) < at_least or not all(isinstance(v, str) for v in values):
+        raise EvalDataError(f"{where}: field '{key}' must be a list of at least {at_least} strings")
+    return values
+
+
+def _ratio(record: dict, where: str) -> float:
+    value = field(record, "ratio", where, (int, float, str))
+    try:
+        return float(value)
+    except ValueError:
+        raise EvalDataError(f"{where}: field 'ratio' must be a number, got {value!r}") from None
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    folder: str  # the sub-folder of the official `evaluation_data/full_eval`
+    load: Callable[[Path], list[Choice]]
+    metric: str  # "accuracy" or "spearman"
+    shared_prefix: bool  # do the options share their context (run it once)?
+
+
+TASKS = {
+    task.name: task
+    for task in (
+        Task("blimp", "blimp_filtered", load_minimal_pairs, "accuracy", False),
+        Task("supplement", "supplement_filtered", load_minimal_pairs, "accuracy", False),
+        Task("ewok", "ewok_filtered", load_ewok, "accuracy", True),
+        Task("entity_tracking", "entity_tracking", load_entity_tracking, "accuracy", True),
+        Task("comps", "comps", load_comps, "accuracy", False),
+        Task("wug_adj", "wug_adj_nominalization", load_wug, "spearman", True),
+        Task("wug_past", "wug_past_tense", load_wug, "spearman", True),
+    )
+}
+ALL_TASKS = [*TASKS, "reading"]  # reading lives in reading.py (a regression, not a choice task)
+
+
+def task_folder(name: str, data_dir) -> Path:
+    """The task's official sub-folder of `data_dir` if present, else `data_dir` itself."""
+    data_dir = Path(data_dir)
+    sub = data_dir / TASKS[name].folder
+    return sub if sub.is_dir() else data_dir
+
+
+def parse_task_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in ALL_TASKS]
+    if unknown or not names:
+        raise ValueError(f"unknown task(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(ALL_TASKS)}")
+    return names
+
+
+def score_choices(model, tokenizer, choices: list[Choice], shared_prefix: bool, batch_size=64, progress=False):
+    """Scores per choice: a list of per-option log-prob sums."""
+    items = [option for choice in choices for option in choice.options]
+    groups = [index for index, choice in enumerate(choices) for _ in choice.options] if shared_prefix else None
+    flat = iter(score_continuations(model, tokenizer, items, batch_size=batch_size, groups=groups, progress=progress))
+    return [[next(flat) for _ in choice.options] for choice in choices]
+
+
+def summarize(name: str, choices: list[Choice], scores: list[list[float]]) -> dict:
+    """Task score and breakdowns from per-option scores (see module docstring)."""
+    if TASKS[name].metric == "spearman":
+        gold_probability = [torch.softmax(torch.tensor(s), dim=0)[0].item() for s in scores]
+        rho = spearman(gold_probability, [choice.ratio for choice in choices])
+        return {"scores": {name: 100.0 * rho}, "spearman": rho, "by_uid": {}}
+    hits = [s[0] >= max(s[1:]) for s in scores]
+    by_uid = accuracy_by([choice.uid for choice in choices], hits)
+    result = {"by_uid": by_uid}
+    if name == "entity_tracking":  # within each file over its numops UIDs, then over the files
+        by_file = {split: macro(v for uid, v in by_uid.items() if uid.startswith(split))
+                   for split in ENTITY_TRACKING_SPLITS if any(uid.startswith(split) for uid in by_uid)}
+        unmatched = [uid for uid in by_uid if not uid.startswith(ENTITY_TRACKING_SPLITS)]
+        if unmatched:  # the official average would silently leave them out
+            raise EvalDataError(f"entity tracking: file names must start with {', '.join(ENTITY_TRACKING_SPLITS)}; "
+                                f"got UIDs {', '.join(unmatched)}")
+        result["by_group"], accuracy = by_file, macro(by_file.values())
+    else:
+        accuracy = macro(by_uid.values())
+        if any(choice.group for choice in choices):
+            result["by_group"] = accuracy_by([choice.group for choice in choices], hits)
+    return {"scores": {name: accuracy}, **result}
+
+
+def evaluate_task(model, tokenizer, name: str, data_dir, batch_size: int = 64, progress: bool = False,
+                  shared_prefix: bool | None = None) -> dict:
+    """Load, score and summarize one task -> {"task", "scores", "by_uid", ..., "n_items", "seconds"}."""
+    if name == "reading":
+        from .reading import evaluate_reading
+
+        return evaluate_reading(model, tokenizer, data_dir, batch_size=batch_size, progress=progress)
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; known: {', '.join(ALL_TASKS)}")
+    task = TASKS[name]
+    start = time.perf_counter()
+    folder = task_folder(name, data_dir)
+    choices = task.load(folder)
+    shared = task.shared_prefix if shared_prefix is None else shared_prefix
+    scores = score_choices(model, tokenizer, choices, shared, batch_size=batch_size, progress=progress)
+    summary = summarize(name, choices, scores)
+    return {"task": name, **summary, "n_items": len(choices), "data": str(folder),
+            "seconds": time.perf_counter() - start}
+
+
+def average(scores: dict[str, float]) -> float:
+    """The leaderboard-style average: the mean of every reported task score (NaN-free)."""
+    values = [v for v in scores.values() if not math.isnan(v)]
+    return sum(values) / len(values) if values else math.nan

@@ -1,0 +1,58 @@
+"""Small evaluation data in every official format (the `evaluation_data/full_eval` layout)."""
+
+import csv
+import json
+from pathlib import Path
+
+SENTENCES = ["The cat sat on the mat.", "Who did the cat see?", "A dog ran to the house.", "The children were playing."]
+
+
+def write_jsonl(path: Path, records) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def write_eval_data(root: Path) -> Path:
+    write_jsonl(root / "blimp_filtered" / "agreement.jsonl", [
+        {"sentence_good": "The cat sat.", "sentence_bad": "The cat sit.", "UID": "agreement", "field": "morphology"},
+        {"sentence_good": "The cats sat.", "sentence_bad": "The cats sits.", "UID": "agreement", "field": "morphology"},
+    ])
+    write_jsonl(root / "supplement_filtered" / "hypernym.jsonl", [
+        {"sentence_good": "A dog is an animal.", "sentence_bad": "An animal is a dog."}])
+    ewok = {"Domain": "spatial", "Context1": "The cat is on the mat.", "Context2": "The cat is under the mat.",
+            "Target1": "The mat is below the cat.", "Target2": "The mat is above the cat.",
+            "ContextType": "x", "ContextDiff": "y", "TargetDiff": "z"}
+    write_jsonl(root / "ewok_filtered" / "spatial.jsonl", [ewok, {**ewok, "Domain": "social", "Target2": "Who ran?"}])
+    entity = [{"input_prefix": "Box A has the cat. Box B has the dog. Box A contains", "options": [" the cat.", " the dog.", " nothing."],
+               "numops": n, "sample_id": k} for n in (0, 1) for k in range(2)]
+    write_jsonl(root / "entity_tracking" / "regular.jsonl", entity)
+    write_jsonl(root / "entity_tracking" / "ambiref.jsonl", entity[:2])
+    write_jsonl(root / "comps" / "comps_base.jsonl", [
+        {"prefix_acceptable": "A cat", "prefix_unacceptable": "A mat", "property_phrase": "can run."},
+        {"prefix_acceptable": "The dog", "prefix_unacceptable": "The house", "property_phrase": "has a tail."}])
+    for folder, name in (("wug_adj_nominalization", "wug_adj"), ("wug_past_tense", "wug_past")):
+        write_jsonl(root / folder / f"{name}.jsonl", [
+            {"sentences": f"The cat {a}.\tThe cat {b}.", "ratio": r}
+            for a, b, r in (("sat", "sit", 0.9), ("ran", "runned", 0.7), ("saw", "seed", 0.4), ("went", "goed", 0.2))])
+    write_reading(root / "reading" / "reading_data.csv", rows=24)
+    return root
+
+
+def write_reading(path: Path, rows: int) -> Path:
+    """A reading CSV whose columns vary deterministically; every fourth row starts a sentence (no prev)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    words = "the cat sat on the mat and the dog ran to the house".split()
+    columns = ["item", "word", "prev_item", "prev_word", "Subtlex_log10", "length", "context_length", "prev_length",
+               "RTfirstfix", "RTfirstpass", "RTgopast", "RTrightbound", "self_paced_reading_time"]
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(columns)
+        for i in range(rows):
+            k = i % len(words)
+            item = " ".join(words[:k]) + " " if k else ""
+            prev = (" ".join(words[: k - 1]) + " " if k > 1 else "", words[k - 1]) if i % 4 else ("", "")
+            writer.writerow([item, words[k], *prev, 3 + (i * 7 % 5) / 2, len(words[k]), k, len(prev[1]) if prev[1] else "",
+                             200 + (i * 13 % 17) * 5, 250 + (i * 11 % 7) * 9, 300 + (i * 5 % 11) * 7,
+                             260 + (i * 3 % 13) * 6, 320 + (i * 17 % 19) * 4 if i != 5 else ""])
+    return path

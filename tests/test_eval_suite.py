@@ -1,0 +1,118 @@
+"""`babble eval --tasks/--all-checkpoints`, `babble report`, `babble finetune` and AoA fits, end to end on fixtures."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from eval_fixtures import write_eval_data, write_jsonl
+from test_scoring import make_model, make_tokenizer
+
+from babblelm.cli import main
+from babblelm.eval.aoa import child_aoa, model_aoa, words_of_checkpoint
+from babblelm.eval.finetune import metric
+
+pytest.importorskip("babblelm.models.transformer")  # the auto-class registry
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A run folder with two checkpoints of a tiny Llama (different seeds) sharing one tokenizer."""
+    run = tmp_path_factory.mktemp("run")
+    (run / "config.yaml").write_text("run: {name: tiny}\n")
+    tokenizer = make_tokenizer()
+    for seed, name in ((0, "chck_1M"), (1, "chck_2M")):
+        make_model(len(tokenizer), seed=seed).save_pretrained(run / "checkpoints" / name)
+        tokenizer.save_pretrained(run / "checkpoints" / name)
+    return run
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = write_eval_data(tmp_path_factory.mktemp("data"))
+    words = {w: [{"context": "x"}] for w in ["cat", "dog", "mat", "house", "ball"]}
+    (root / "aoa").mkdir()
+    (root / "aoa" / "cdi_childes.json").write_text(json.dumps(words))
+    ages = ",".join(str(a) for a in range(16, 31))
+    rows = [f"{w}," + ",".join(f"{1 / (1 + math.exp(-(a - c))):.4f}" for a in range(16, 31))
+            for w, c in zip(words, [18, 20, 22, 24, 26])]
+    (root / "aoa" / "cdi.csv").write_text(f"word,{ages}\n" + "\n".join(rows) + "\n")
+    return root
+
+
+ALL = "blimp,supplement,ewok,entity_tracking,comps,wug_adj,wug_past,reading"
+
+
+def test_all_checkpoints_curves_best_and_rerun(run_dir, data, capsys):
+    assert main(["eval", str(run_dir), "--tasks", ALL, "--data", str(data), "--all-checkpoints", "--device", "cpu"]) == 0
+    results = run_dir / "results"
+    first = {p.relative_to(results): p.read_text() for p in results.glob("chck_*/*.json")}
+    assert len(first) == 2 * 9  # 8 tasks + AoA surprisals, per checkpoint
+    summary = json.loads((results / "best_checkpoint.json").read_text())
+    averages = {name: row["average"] for name, row in summary["checkpoints"].items()}
+    assert summary["best_checkpoint"]["name"] == max(averages, key=averages.get)
+    row = summary["checkpoints"]["chck_1M"]
+    scores = [v for k, v in row.items() if k != "average"]
+    assert len(scores) == 9 and row["average"] == pytest.approx(sum(scores) / 9)  # reading gives two scores
+    assert "| chck_2M |" in (results / "learning_curves.md").read_text()
+    assert (results / "curves" / "blimp.png").stat().st_size > 1000 and (results / "curves" / "average.png").exists()
+    assert "aoa" in json.loads((results / "aoa.json").read_text())["scores"]
+    capsys.readouterr()
+    # re-run: nothing re-scored, identical files and table
+    assert main(["eval", str(run_dir), "--tasks", ALL, "--data", str(data), "--all-checkpoints", "--device", "cpu"]) == 0
+    assert "== chck_" not in capsys.readouterr().out
+    assert {p.relative_to(results): p.read_text() for p in results.glob("chck_*/*.json")} == first
+
+    # a forced re-score of one checkpoint gives the same numbers
+    out = run_dir / "again"
+    assert main(["eval", str(run_dir), "--checkpoint", "chck_1M", "--tasks", "ewok,wug_adj,reading", "--data",
+                 str(data), "--device", "cpu", "--out", str(out)]) == 0
+    for task in ("ewok", "wug_adj", "reading"):
+        again = json.loads((out / f"{task}.json").read_text())["scores"]
+        assert again == json.loads(first[results.relative_to(results) / "chck_1M" / f"{task}.json"])["scores"]
+
+    assert main(["report", str(run_dir), "--out", str(run_dir / "report")]) == 0
+    table = (run_dir / "report" / "comparison.md").read_text()
+    assert table.count(f"{run_dir.name} ({summary['best_checkpoint']['name']})") == 1 and "average" in table
+    assert (run_dir / "report" / "comparison.png").exists()
+    assert "## Evaluation" in (run_dir / "report" / "model_card_results.md").read_text()
+
+
+def test_single_task_flag_and_bad_task(run_dir, data, tmp_path, capsys):
+    assert main(["eval", str(run_dir / "checkpoints" / "chck_2M"), "--task", "blimp", "--data",
+                 str(data / "blimp_filtered"), "--device", "cpu", "--out", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "blimp.json").read_text())["by_uid"].keys() == {"agreement"}
+    assert main(["eval", str(run_dir), "--tasks", "blimp,nope", "--data", str(data)]) == 2
+    assert "unknown task(s) nope" in capsys.readouterr().err
+    write_jsonl(tmp_path / "bad" / "x.jsonl", ['{"sentence_good": "a"}'])
+    assert main(["eval", str(run_dir / "checkpoints" / "chck_2M"), "--data", str(tmp_path / "bad"),
+                 "--device", "cpu", "--out", str(tmp_path / "o")]) == 2
+    assert "x.jsonl:1: missing field 'sentence_bad'" in capsys.readouterr().err
+
+
+def test_aoa_fits_recover_known_crossings():
+    steps = [words_of_checkpoint(f"chck_{m}M") for m in (1, 2, 3, 5, 10, 20, 50, 100)]
+    x = np.log10(np.array(steps) + 1)
+    surprisal = 20 - 10 / (1 + np.exp(-4 * (x - 7.0)))  # from 20 down to 10 nats, midpoint at 10M words
+    aoa = model_aoa(list(surprisal), steps)
+    chance = math.log2(300_000)
+    target = chance - 0.5 * (chance - surprisal.min())  # the official halfway point
+    assert aoa == pytest.approx(7.0 - math.log(10 / (20 - target) - 1) / 4, abs=1e-3)
+    proportions = [1 / (1 + math.exp(-0.8 * (a - 22))) for a in range(16, 31)]
+    assert child_aoa(proportions) == pytest.approx(22.0, abs=1e-3)
+
+
+def test_finetune_runs_and_is_reproducible(run_dir, tmp_path):
+    texts = [("The cat sat.", "A cat sat.", 0), ("The dog ran.", "Who ran?", 1)] * 3
+    records = [{"sentence1": a, "sentence2": b, "label": y} for a, b, y in texts]
+    write_jsonl(tmp_path / "glue" / "rte.train.jsonl", records)
+    write_jsonl(tmp_path / "glue" / "rte.valid.jsonl", records[:4])
+    args = ["finetune", str(run_dir / "checkpoints" / "chck_1M"), "--tasks", "rte", "--data", str(tmp_path / "glue"),
+            "--epochs", "2", "--batch-size", "4", "--device", "cpu"]
+    scores = []
+    for k in range(2):
+        assert main([*args, "--out", str(tmp_path / f"out{k}")]) == 0
+        scores.append(json.loads((tmp_path / f"out{k}" / "rte.json").read_text()))
+    assert scores[0]["predictions"] == scores[1]["predictions"] and scores[0]["scores"] == scores[1]["scores"]
+    assert scores[0]["scores"]["rte"] == metric("rte", scores[0]["predictions"], [0, 1, 0, 1])
+    assert metric("mrpc", [1, 1, 0, 0], [1, 0, 1, 0]) == pytest.approx(50.0)  # F1: tp 1, fp 1, fn 1

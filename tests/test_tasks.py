@@ -1,0 +1,197 @@
+"""Every official task on small fixtures: each score checked against the rule computed by hand
+from one-sequence-at-a-time reference log-probs; bad data names file, line and field."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from eval_fixtures import write_eval_data, write_jsonl
+from test_scoring import make_model, make_tokenizer, reference_score
+
+from babblelm.eval import tasks
+from babblelm.eval.metrics import ranks, spearman
+from babblelm.eval.reading import evaluate_reading, gain, r_squared, word_steps
+from babblelm.eval.records import EvalDataError
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return make_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def model(tokenizer):
+    return make_model(len(tokenizer))
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_eval_data(tmp_path_factory.mktemp("eval_data"))
+
+
+def reference(model, tokenizer, choice):
+    return [reference_score(model, tokenizer, context, completion) for context, completion in choice.options]
+
+
+def test_loaders_follow_the_official_formats(data):
+    ewok = tasks.load_ewok(data / "ewok_filtered")
+    assert ewok[0].options == (("The cat is on the mat.", " The mat is below the cat."),
+                               ("The cat is on the mat.", " The mat is above the cat."))
+    assert [c.uid for c in ewok] == ["spatial", "social"]
+    swapped = tasks.load_ewok(data / "ewok_filtered", add_swapped=True)[1]
+    assert swapped.options[0] == ("The cat is under the mat.", " The mat is above the cat.")
+    entity = tasks.load_entity_tracking(data / "entity_tracking")
+    assert {c.uid for c in entity} == {"ambiref_0_ops", "regular_0_ops", "regular_1_ops"}
+    assert entity[0].options[1] == ("Box A has the cat. Box B has the dog. Box A contains", " the dog.")
+    comps = tasks.load_comps(data / "comps")
+    assert comps[0].options == (("A cat", " can run."), ("A mat", " can run.")) and comps[0].uid == "comps_base"
+    wug = tasks.load_wug(data / "wug_past_tense")
+    assert wug[0].options == (("", "The cat sat."), ("", "The cat sit.")) and wug[0].ratio == 0.9
+    supplement = tasks.load_minimal_pairs(data / "supplement_filtered")
+    assert supplement[0].uid == "hypernym" and supplement[0].group == "supplement"
+
+
+@pytest.mark.parametrize("name", ["blimp", "supplement", "ewok", "comps"])
+def test_accuracy_tasks_match_hand_computed_rule(model, tokenizer, data, name):
+    choices = tasks.TASKS[name].load(tasks.task_folder(name, data))
+    right = {}
+    for choice in choices:  # gold wins ties; accuracy per UID, then the mean over UIDs
+        scores = reference(model, tokenizer, choice)
+        right.setdefault(choice.uid, []).append(scores[0] >= max(scores[1:]) - 1e-5)
+    expected = sum(100 * sum(v) / len(v) for v in right.values()) / len(right)
+    result = tasks.evaluate_task(model, tokenizer, name, data)
+    assert result["scores"][name] == pytest.approx(expected)
+    assert result["n_items"] == len(choices)
+
+
+def test_entity_tracking_averages_within_files_then_across(model, tokenizer, data):
+    result = tasks.evaluate_task(model, tokenizer, "entity_tracking", data)
+    uid = result["by_uid"]
+    regular = (uid["regular_0_ops"] + uid["regular_1_ops"]) / 2
+    assert result["by_group"] == {"regular": pytest.approx(regular), "ambiref": uid["ambiref_0_ops"]}
+    assert result["scores"]["entity_tracking"] == pytest.approx((regular + uid["ambiref_0_ops"]) / 2)
+    choice = tasks.load_entity_tracking(data / "entity_tracking")[0]
+    scores = reference(model, tokenizer, choice)
+    assert uid["ambiref_0_ops"] == (100.0 if scores[0] >= max(scores[1:]) else 0.0)  # both items are identical
+
+
+def test_wug_is_spearman_of_gold_probability_against_ratio(model, tokenizer, data):
+    choices = tasks.load_wug(data / "wug_adj_nominalization")
+    probability = [torch.softmax(torch.tensor(reference(model, tokenizer, c)), 0)[0].item() for c in choices]
+    expected = spearman(probability, [c.ratio for c in choices])
+    result = tasks.evaluate_task(model, tokenizer, "wug_adj", data)
+    assert result["spearman"] == pytest.approx(expected, abs=1e-6)
+    assert result["scores"]["wug_adj"] == pytest.approx(100 * expected, abs=1e-4)
+
+
+def test_spearman_and_ranks_match_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    x, y = [3.0, 1.0, 2.0, 2.0, 5.0, 0.5], [0.1, 0.4, 0.4, 0.2, 0.9, 0.3]
+    assert list(ranks(x)) == list(stats.rankdata(x))
+    assert spearman(x, y) == pytest.approx(stats.spearmanr(x, y)[0])
+
+
+def test_shared_prefix_scores_equal_plain_scores(model, tokenizer, data):
+    choices = tasks.load_entity_tracking(data / "entity_tracking") + tasks.load_ewok(data / "ewok_filtered")
+    plain = tasks.score_choices(model, tokenizer, choices, shared_prefix=False)
+    shared = tasks.score_choices(model, tokenizer, choices, shared_prefix=True, batch_size=2)
+    assert np.allclose(sum(plain, []), sum(shared, []), atol=1e-4)
+
+
+def test_reading_word_is_scored_without_leading_space(tokenizer):
+    steps = word_steps(tokenizer, "The cat sat on ", "the")
+    assert steps[0][-1] == tokenizer("the", add_special_tokens=False)["input_ids"][0]
+    assert steps[0][-1] != tokenizer(" the", add_special_tokens=False)["input_ids"][0]
+    assert steps[0][:-1] == tokenizer("The cat sat on ")["input_ids"]
+
+
+def test_ols_r_squared_and_gain():
+    x = np.arange(10.0)
+    assert r_squared(2 * x + 1, [x]) == pytest.approx(1.0)
+    rng = np.random.default_rng(0)
+    table = {name: rng.normal(size=50) for name in ("a", "b", "pred")}
+    table["y"] = table["a"] + 3 * table["pred"] + 0.1 * rng.normal(size=50)
+    base = r_squared(table["y"], [table["a"], table["b"], table["a"] * table["b"]])
+    full = r_squared(table["y"], [table["a"], table["b"], table["a"] * table["b"], table["pred"]])
+    assert gain(table, "y", ("a", "b")) == pytest.approx((full - base) / (1 - base) * 100)
+    assert gain(table, "y", ("a", "b")) > 90
+
+
+def test_reading_scores_follow_the_regressions(model, tokenizer, data):
+    result = evaluate_reading(model, tokenizer, data)
+    assert set(result["scores"]) == {"reading_et", "reading_spr"}
+    eye = [result["by_uid"][m] for m in ("RTfirstfix", "RTfirstpass", "RTgopast", "RTrightbound")]
+    assert result["scores"]["reading_et"] == pytest.approx(sum(eye) / 4)
+    assert all(math.isfinite(v) for v in result["scores"].values())
+    from babblelm.eval.reading import surprisals
+
+    for context, word in (("None", "the"), ("The cat sat on ", "mat")):
+        assert surprisals(model, tokenizer, [(context, word)])[0] == pytest.approx(
+            official_surprisal(model, tokenizer, context, word), abs=1e-4)
+
+
+def official_surprisal(model, tokenizer, sentence, word):
+    """The official loop, one model call per sub-token: p of each token after the text so far."""
+    total = 0.0
+    for k, token in enumerate(tokenizer(word, add_special_tokens=False)["input_ids"]):
+        text = tokenizer.decode([token])
+        target = token if k == 0 else tokenizer(text, add_special_tokens=False)["input_ids"][0]
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([tokenizer(sentence)["input_ids"]])).logits[0, -1].double()
+        total -= torch.log_softmax(logits, -1)[target].item()
+        sentence += text
+    return total
+
+
+def test_rerun_gives_identical_numbers(model, tokenizer, data):
+    for name in ("ewok", "entity_tracking", "wug_past"):
+        assert tasks.evaluate_task(model, tokenizer, name, data)["scores"] == \
+            tasks.evaluate_task(model, tokenizer, name, data)["scores"]
+
+
+@pytest.mark.parametrize(
+    ("name", "folder", "line", "expected"),
+    [
+        ("ewok", "ewok_filtered", '{"Domain": "d", "Context1": "c", "Context2": "c", "Target1": "t"}',
+         r"x\.jsonl:2: missing field 'Target2'"),
+        ("entity_tracking", "entity_tracking", '{"input_prefix": "p", "options": ["a"], "numops": 0}',
+         r"x\.jsonl:2: field 'options' must be a list of at least 2"),
+        ("entity_tracking", "entity_tracking", '{"input_prefix": "p", "options": ["a", "b"], "numops": "1"}',
+         r"x\.jsonl:2: field 'numops' must be an integer"),
+        ("comps", "comps", '{"prefix_acceptable": "a", "prefix_unacceptable": "b"', r"x\.jsonl:2: malformed JSON"),
+        ("wug_adj", "wug_adj_nominalization", '{"sentences": "only one", "ratio": 0.5}',
+         r"x\.jsonl:2: field 'sentences' must hold at least 2"),
+        ("wug_adj", "wug_adj_nominalization", '{"sentences": "a\\tb", "ratio": "high"}',
+         r"x\.jsonl:2: field 'ratio' must be a number"),
+    ],
+)
+def test_bad_lines_name_file_line_and_field(tmp_path, name, folder, line, expected):
+    good = {"ewok": '{"Domain": "d", "Context1": "c", "Context2": "c", "Target1": "t", "Target2": "u"}',
+            "entity_tracking": '{"input_prefix": "p", "options": ["a", "b"], "numops": 0}',
+            "comps": '{"prefix_acceptable": "a", "prefix_unacceptable": "b", "property_phrase": "c"}',
+            "wug_adj": '{"sentences": "a\\tb", "ratio": 0.5}'}[name]
+    write_jsonl(tmp_path / folder / "x.jsonl", [good, line])
+    with pytest.raises(EvalDataError, match=expected):
+        tasks.TASKS[name].load(tasks.task_folder(name, tmp_path))
+
+
+def test_bad_reading_csv_and_empty_files_are_named(model, tokenizer, tmp_path):
+    write_jsonl(tmp_path / "comps" / "empty.jsonl", [""])
+    with pytest.raises(EvalDataError, match=r"empty\.jsonl: empty file"):
+        tasks.load_comps(tmp_path / "comps")
+    path = tmp_path / "reading_data.csv"
+    path.write_text("item,word\nThe,cat\n", encoding="utf-8")
+    with pytest.raises(EvalDataError, match=r"reading_data\.csv:1: header lacks column\(s\) prev_item"):
+        evaluate_reading(model, tokenizer, path)
+    from eval_fixtures import write_reading
+
+    write_reading(path, rows=6)
+    text = path.read_text(encoding="utf-8").splitlines()
+    cells = text[3].split(",")
+    cells[4] = "fast"
+    path.write_text("\n".join(text[:3] + [",".join(cells)] + text[4:]) + "\n", encoding="utf-8")
+    with pytest.raises(EvalDataError, match=r"reading_data\.csv:4: column 'Subtlex_log10' must be a number"):
+        evaluate_reading(model, tokenizer, path)
+    with pytest.raises(ValueError, match="unknown task"):
+        tasks.parse_task_list("blimp,glue")
