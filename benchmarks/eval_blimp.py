@@ -1,7 +1,7 @@
 """Evaluation speed: BLiMP with a 26M-shaped model, batched vs one sentence at a time (as the
 official pipeline's causal loop), and the shared-prefix path on entity-tracking-shaped items.
 
-The model is RANDOMLY INITIALIZED (hidden 384, 6 layers, 6 heads, a 16,000-row vocabulary: the
+The model is RANDOMLY INITIALIZED (hidden 384, 6 layers, 6 heads, FFN 1536, untied 16,000-row vocabulary: the
 BabyLM-LLaMA-26M shape); speed does not depend on the weights. The tokenizer is a byte-level BPE
 trained on the BLiMP sentences themselves. Usage:
 
@@ -61,7 +61,8 @@ def main():
     pairs = load_blimp(args.blimp)
     tokenizer = tokenizer_for([s for p in pairs for s in (p.good, p.bad)])
     config = BabbleTransformerConfig(vocab_size=max(16000, len(tokenizer)), hidden_size=384, num_hidden_layers=6,
-                                     num_attention_heads=6, intermediate_size=1024, max_position_embeddings=512,
+                                     num_attention_heads=6, intermediate_size=1536, max_position_embeddings=512,
+                                     tie_word_embeddings=False,
                                      bos_token_id=1, eos_token_id=2, pad_token_id=0)
     model = BabbleTransformerForCausalLM(config).eval()
     print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters (random init), "

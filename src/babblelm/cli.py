@@ -104,7 +104,8 @@ def cmd_eval(args) -> None:
         tokenizer = load_tokenizer(run_checkpoints(args.model)[0])
         device = "cuda" if args.device == "auto" and _cuda() else ("cpu" if args.device == "auto" else args.device)
         summary = evaluate_all_checkpoints(args.model, tasks, args.data, tokenizer, args.out and Path(args.out),
-                                           batch_size=args.batch_size, device=device, force=args.force, progress=True)
+                                           batch_size=args.batch_size, device=device, force=args.force, progress=True,
+                                           shared_prefix=args.shared_prefix)
         out = Path(args.out) if args.out else Path(args.model) / "results"
         print((out / "learning_curves.md").read_text(encoding="utf-8"))
         if "aoa" in summary:
@@ -117,7 +118,7 @@ def cmd_eval(args) -> None:
     out = Path(args.out) if args.out else (run / "results" / model_dir.name if run else Path("results") / model_dir.name)
     model, tokenizer = load_model_and_tokenizer(model_dir, device=args.device)
     results = evaluate_tasks(model, tokenizer, tasks, args.data, out, batch_size=args.batch_size,
-                             force=args.force, progress=True)
+                             force=args.force, progress=True, shared_prefix=args.shared_prefix)
     from .eval.report import scores_of
 
     print(f"average ({len(scores_of(results)) - 1} scores): {scores_of(results)['average']:.2f}; results in {out}")
@@ -232,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--all-checkpoints", action="store_true",
                     help="score every chck_* of the run: learning curves, AoA, best checkpoint by average")
     sp.add_argument("--force", action="store_true", help="re-score tasks whose results file already exists")
+    sp.add_argument("--shared-prefix", action="store_true",
+                    help="run the shared context of EWoK/entity tracking/WUG options once (KV cache)")
     sp.add_argument("--batch-size", type=int, default=64)
     sp.add_argument("--device", default="auto")
     sp.add_argument("--out", help="results folder (default: <run>/results[/<checkpoint>])")

@@ -20,7 +20,7 @@ from .tasks import evaluate_task
 
 
 def evaluate_tasks(model, tokenizer, tasks: list[str], data_dir, out_dir: Path, batch_size: int = 64,
-                   force: bool = False, progress: bool = False, log=print) -> dict[str, dict]:
+                   force: bool = False, progress: bool = False, log=print, shared_prefix: bool = False) -> dict[str, dict]:
     """Results per task for one loaded model; each written to `out_dir/<task>.json` (reused unless `force`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {}
@@ -30,7 +30,8 @@ def evaluate_tasks(model, tokenizer, tasks: list[str], data_dir, out_dir: Path, 
             results[task] = json.loads(path.read_text(encoding="utf-8"))
             log(f"{task}: reusing {path}")
             continue
-        results[task] = evaluate_task(model, tokenizer, task, data_dir, batch_size=batch_size, progress=progress)
+        results[task] = evaluate_task(model, tokenizer, task, data_dir, batch_size=batch_size, progress=progress,
+                                      shared_prefix=shared_prefix)
         path.write_text(json.dumps(results[task], indent=2), encoding="utf-8")
         log(report.text_table(results[task]))
     return results
@@ -47,7 +48,7 @@ def run_checkpoints(run_dir: Path) -> list[Path]:
 
 def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, tokenizer, out_dir: Path | None = None,
                              batch_size: int = 64, device: str = "cpu", force: bool = False,
-                             progress: bool = False, log=print) -> dict:
+                             progress: bool = False, log=print, shared_prefix: bool = False) -> dict:
     """Score every checkpoint (one tokenizer for all), then learning curves, AoA and the best checkpoint."""
     register_auto_classes()
     out_dir = Path(out_dir) if out_dir else Path(run_dir) / "results"
@@ -65,7 +66,7 @@ def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, tokenizer, out
             log(f"== {checkpoint.name}")
             model = AutoModelForCausalLM.from_pretrained(checkpoint, trust_remote_code=True).to(device).eval()
         results = evaluate_tasks(model, tokenizer, tasks, data_dir, folder, batch_size, force, progress,
-                                 log=lambda _: None) if todo else {t: json.loads((folder / f"{t}.json").read_text())
+                                 log=lambda _: None, shared_prefix=shared_prefix) if todo else {t: json.loads((folder / f"{t}.json").read_text())
                                                                    for t in tasks}
         if need_aoa:
             aoa_path.write_text(json.dumps(word_surprisals(model, tokenizer, aoa_words, batch_size)), encoding="utf-8")

@@ -180,8 +180,12 @@ def summarize(name: str, choices: list[Choice], scores: list[list[float]]) -> di
 
 
 def evaluate_task(model, tokenizer, name: str, data_dir, batch_size: int = 64, progress: bool = False,
-                  shared_prefix: bool | None = None) -> dict:
-    """Load, score and summarize one task -> {"task", "scores", "by_uid", ..., "n_items", "seconds"}."""
+                  shared_prefix: bool = False) -> dict:
+    """Load, score and summarize one task -> {"task", "scores", "by_uid", ..., "n_items", "seconds"}.
+
+    `shared_prefix`: run the options' shared context once (KV cache) on tasks that have one; off by
+    default because on a loaded 2-core CPU it measured slower (BENCHMARKS.md, "Evaluation speed").
+    """
     if name == "reading":
         from .reading import evaluate_reading
 
@@ -192,7 +196,7 @@ def evaluate_task(model, tokenizer, name: str, data_dir, batch_size: int = 64, p
     start = time.perf_counter()
     folder = task_folder(name, data_dir)
     choices = task.load(folder)
-    shared = task.shared_prefix if shared_prefix is None else shared_prefix
+    shared = task.shared_prefix and shared_prefix
     scores = score_choices(model, tokenizer, choices, shared, batch_size=batch_size, progress=progress)
     summary = summarize(name, choices, scores)
     return {"task": name, **summary, "n_items": len(choices), "data": str(folder),
