@@ -225,7 +225,10 @@ class InductionLayer(GradientCheckpointingLayer):
         for proj in (self.conv.out_proj, self.induction.o_proj, self.mlp.down_proj):
             proj.init_std = residual_std  # read by _init_weights: outputs added to the residual stream
 
-    def forward(self, hidden_states, candidates=None, keep=None, cache: InductionCache | None = None):
+    def forward(self, hidden_states, candidates=None, keep=None, past_key_values: InductionCache | None = None):
+        """`past_key_values` (the decoding cache) is read and updated in place when given."""
+        cache = past_key_values
+
         def masked(h):
             return h if keep is None else h * keep
 
@@ -322,7 +325,7 @@ class BabbleInductionModel(BabbleInductionPreTrainedModel):
         for layer in self.layers:
             if output_hidden_states:
                 all_hidden.append(hidden)
-            hidden = layer(hidden, candidates=candidates, keep=keep, cache=cache)
+            hidden = layer(hidden, candidates=candidates, keep=keep, past_key_values=cache)
         hidden = self.norm(hidden)
         if cache is not None:
             cache.length = total
