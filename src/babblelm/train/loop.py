@@ -128,8 +128,10 @@ def build_stepper(cfg: RunConfig, model, device: torch.device, ctx: distributed.
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     if cfg.train.gradient_checkpointing:
-        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable  # v5.2x name
-        enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "activation_checkpointing_enable"):  # the name since transformers 5.2x
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     global_batch = cfg.train.batch_size * cfg.train.grad_accum
     if global_batch % ctx.world_size:
         raise ValueError(f"the global batch (train.batch_size x train.grad_accum = {global_batch}) must be divisible "
