@@ -129,7 +129,7 @@ def build_stepper(cfg: RunConfig, model, device: torch.device, ctx: distributed.
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     if cfg.train.gradient_checkpointing:
-        if hasattr(model, "activation_checkpointing_enable"):  # the transformers >= 5.2x name
+        if hasattr(model, "activation_checkpointing_enable"):  # the name since transformers 5.2x
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
