@@ -141,3 +141,22 @@ def test_resume_keeps_the_mixing_state(languages, tmp_path):
 
     wa, wb = load_file(full.final_dir / "model.safetensors"), load_file(resumed.final_dir / "model.safetensors")
     assert all(torch.allclose(wa[k], wb[k], atol=1e-5) for k in wa)
+
+
+def test_eval_with_language_tag_reads_multiblimp_and_blimp_pairs(languages, tmp_path):
+    from babblelm.cli import main
+    from babblelm.eval.tasks import load_multilingual_pairs
+    from babblelm.train.loop import train
+
+    data = tmp_path / "eval" / "nld"
+    data.mkdir(parents=True)
+    (data / "agr.jsonl").write_text(json.dumps({"sen": "kebu vavi", "wrong_sen": "vavi kebu", "phenomenon": "SV-#"}) + "\n"
+                                    + json.dumps({"sentence_good": "a b", "sentence_bad": "b a"}) + "\n")
+    choices = load_multilingual_pairs(data)
+    assert [c.options for c in choices] == [(("", "kebu vavi"), ("", "vavi kebu")), (("", "a b"), ("", "b a"))]
+    assert [c.uid for c in choices] == ["SV-#", "agr"]
+    result = train(load_config(raw=_raw(languages, tmp_path / "run", "uniform", tokens=512)), progress=False)
+    assert main(["eval", str(result.final_dir), "--tasks", "multiblimp", "--data", str(tmp_path / "eval"),
+                 "--language", "nld", "--out", str(tmp_path / "res")]) == 0
+    scores = json.loads((tmp_path / "res" / "nld" / "multiblimp.json").read_text())
+    assert scores["n_items"] == 2 and set(scores["by_uid"]) == {"SV-#", "agr"}
