@@ -90,6 +90,15 @@ def cmd_sweep(args) -> None:
     print(format_markdown(rows))
 
 
+def cmd_prior(args) -> None:  # TAAM (issue 9)
+    from .train.prior import isolation, typological_prior, uriel_features
+
+    iso = isolation(uriel_features(args.languages))
+    pi0 = typological_prior(args.languages, args.temperature, args.min_pi)
+    for lang, i, p in zip(args.languages, iso, pi0):
+        print(f"{lang}: isolation {i:.4f}  pi0 {p:.4f}")
+
+
 def cmd_eval(args) -> None:
     from .eval.load import load_model_and_tokenizer, load_tokenizer
     from .eval.suite import evaluate_all_checkpoints, evaluate_tasks, run_checkpoints
@@ -116,6 +125,9 @@ def cmd_eval(args) -> None:
     model_dir = resolve_checkpoint(args.model, args.checkpoint)
     run = run_dir_of(model_dir)
     out = Path(args.out) if args.out else (run / "results" / model_dir.name if run else Path("results") / model_dir.name)
+    if args.language:  # per-language minimal pairs: <data>/<lang>/ when present, results under <out>/<lang>/
+        args.data = str(Path(args.data) / args.language) if (Path(args.data) / args.language).is_dir() else args.data
+        out = out / args.language
     model, tokenizer = load_model_and_tokenizer(model_dir, device=args.device)
     results = evaluate_tasks(model, tokenizer, tasks, args.data, out, batch_size=args.batch_size,
                              force=args.force, progress=True, shared_prefix=args.shared_prefix)
@@ -224,9 +236,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-progress", action="store_true")
     sp.set_defaults(func=cmd_sweep)
 
+    sp = sub.add_parser("prior", help="the TAAM typological prior pi0 of some languages (URIEL via lang2vec)")
+    sp.add_argument("languages", nargs="+", help="ISO 639-3 codes, e.g. eng nld zho")
+    sp.add_argument("--temperature", type=float, default=0.1)
+    sp.add_argument("--min-pi", type=float, default=0.05)
+    sp.set_defaults(func=cmd_prior)
+
     sp = sub.add_parser("eval", help="score a model (or every checkpoint of a run) on the BabyLM zero-shot tasks")
     sp.add_argument("model", help="run folder, checkpoint folder or exported Hugging Face folder")
-    sp.add_argument("--tasks", help="comma-separated: blimp,supplement,ewok,entity_tracking,comps,wug_adj,wug_past,reading")
+    sp.add_argument("--tasks", help="comma-separated: blimp,supplement,multiblimp,ewok,entity_tracking,comps,wug_adj,wug_past,reading")
     sp.add_argument("--task", default="blimp", help="one task (kept for compatibility; --tasks wins)")
     sp.add_argument("--data", help="evaluation data folder (official full_eval layout, or one task's folder)")
     sp.add_argument("--checkpoint", help="checkpoint name inside a run folder (default: final)")
@@ -238,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--batch-size", type=int, default=64)
     sp.add_argument("--device", default="auto")
     sp.add_argument("--out", help="results folder (default: <run>/results[/<checkpoint>])")
+    sp.add_argument("--language", help="language tag (e.g. nld): reads DATA/<lang>/ if present, writes OUT/<lang>/")
     sp.set_defaults(func=cmd_eval)
 
     sp = sub.add_parser("finetune", help="fine-tune a classification head on the GLUE tasks (official defaults)")

@@ -147,6 +147,40 @@ class EvalSection:
     batch_size: int = field(default=64, metadata={"min": 1})
 
 
+# --- multilingual mixing (issue 9, TAAM): see docs/multilingual.md ---
+@dataclass
+class LanguageSection:
+    corpus: str | None = field(default=None, metadata={"help": "this language's folder; default data.corpus/<language>"})
+    premium: float | None = field(default=None, metadata={"min": 0.0, "min_exclusive": True,
+                                                          "help": "byte premium; default from the built-in table"})
+
+
+@dataclass
+class MixingSection:
+    languages: dict[str, LanguageSection] = field(default_factory=dict, metadata={"help": "empty: one-corpus training"})
+    zho_variant: Literal["zho_hans", "zho_hant"] = field(default="zho_hans", metadata={"help": "premium 0.9360 or 0.9894"})
+    budget: int | None = field(default=None, metadata={"min": 1, "help": "premium-adjusted bytes (sum of bytes/premium), split equally"})
+    tokens: int | None = field(default=None, metadata={"min": 1, "help": "token exposures to train; default train.epochs x corpus tokens"})
+    policy: Literal["uniform", "static", "taam"] = "taam"
+    prior: Literal["uriel", "uniform"] = field(default="uriel", metadata={"help": "pi0 when mixing.pi is not given"})
+    pi: dict[str, float] | None = field(default=None, metadata={"help": "a fixed pi (static) or TAAM's start, e.g. P*"})
+    temperature: float = field(default=0.1, metadata={"min": 0.0, "min_exclusive": True, "help": "prior softmax temperature"})
+    eta: float = field(default=0.1, metadata={"min": 0.0})
+    gamma: float = field(default=0.1, metadata={"min": 0.0, "max": 1.0})
+    min_pi: float = field(default=0.05, metadata={"min": 0.0, "max": 1.0})
+    reward: Literal["normalized_excess_loss", "cross_lingual_deficit"] = "normalized_excess_loss"
+    eval_every: int = field(default=100, metadata={"min": 1, "help": "steps between per-language dev losses (and pi updates)"})
+
+    def validate(self):
+        if self.languages and self.min_pi * len(self.languages) > 1:
+            yield "min_pi", f"min_pi x {len(self.languages)} languages must be <= 1, got {self.min_pi}"
+        if self.pi is not None:
+            if set(self.pi) != set(self.languages):
+                yield "pi", f"expected one value per language {sorted(self.languages)}, got {sorted(self.pi)}"
+            elif any(v < 0 for v in self.pi.values()) or sum(self.pi.values()) <= 0:
+                yield "pi", "expected non-negative values with a positive sum"
+
+
 @dataclass
 class RunConfig:
     run: RunSection = field(default_factory=RunSection)
@@ -158,6 +192,7 @@ class RunConfig:
     train: TrainSection = field(default_factory=TrainSection)
     checkpoints: CheckpointSection = field(default_factory=CheckpointSection)
     eval: EvalSection = field(default_factory=EvalSection)
+    mixing: MixingSection = field(default_factory=MixingSection)
 
     @property
     def out_dir(self) -> Path:

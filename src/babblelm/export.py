@@ -62,6 +62,8 @@ def export_model(path: str | Path, out_dir: str | Path, checkpoint: str | None =
     _portable_tokenizer_config(out / "tokenizer_config.json")
     _write_hyperparameters(src, out / HYPERPARAMETERS)
     (out / "README.md").write_text(model_card(src, model, arch.name), encoding="utf-8")
+    if (run := run_dir_of(src)) is not None and (run / "mixing.png").exists():
+        (out / "mixing.png").write_bytes((run / "mixing.png").read_bytes())
     return out
 
 
@@ -118,6 +120,8 @@ def model_card(src: Path, model, arch_name: str) -> str:
             if "accuracy" in res:
                 lines.append(f"| {res.get('task', r.stem)} ({r.stem}) | {res['accuracy']:.2f} |")
         lines.append("")
+    if run and (run / "mixing.md").exists():  # multilingual mixing (issue 9): final pi, exposures, trajectory
+        lines += [(run / "mixing.md").read_text(encoding="utf-8")]
     milestones = sorted((d.name for d in src.parent.glob("chck_*M")), key=lambda n: int(n[5:-1])) if run else []
     if milestones:
         lines += ["## Intermediate checkpoints", "", ", ".join(milestones), ""]

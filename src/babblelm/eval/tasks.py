@@ -40,6 +40,18 @@ def load_minimal_pairs(folder) -> list[Choice]:
     return [Choice((("", p.good), ("", p.bad)), p.uid, p.field) for p in load_blimp(folder)]
 
 
+def load_multilingual_pairs(folder) -> list[Choice]:
+    """Per-language minimal pairs: BLiMP's `sentence_good`/`sentence_bad` or MultiBLiMP's `sen`/`wrong_sen`;
+    UID = `phenomenon` (MultiBLiMP) or `UID`, else the file name."""
+    choices = []
+    for path in data_files(folder, "*.jsonl", "minimal pairs"):
+        for where, record in jsonl_records(path, "'sentence_good'/'sentence_bad' or 'sen'/'wrong_sen'"):
+            good, bad = ("sen", "wrong_sen") if "sen" in record else ("sentence_good", "sentence_bad")
+            uid = record.get("phenomenon") or record.get("UID") or path.stem
+            choices.append(Choice((("", field(record, good, where)), ("", field(record, bad, where))), str(uid)))
+    return choices
+
+
 def load_ewok(folder, add_swapped: bool = False) -> list[Choice]:
     """EWoK: " " + Target1 vs " " + Target2 after Context1; UID = Domain.
 
@@ -122,6 +134,7 @@ TASKS = {
     for task in (
         Task("blimp", "blimp_filtered", load_minimal_pairs, "accuracy", False),
         Task("supplement", "supplement_filtered", load_minimal_pairs, "accuracy", False),
+        Task("multiblimp", "multiblimp", load_multilingual_pairs, "accuracy", False),
         Task("ewok", "ewok_filtered", load_ewok, "accuracy", True),
         Task("entity_tracking", "entity_tracking", load_entity_tracking, "accuracy", True),
         Task("comps", "comps", load_comps, "accuracy", False),

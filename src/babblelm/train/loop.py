@@ -157,6 +157,10 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True, stop_afte
     `stop_after_steps` stops early (saving a resume point), as an interruption would."""
     ctx, device = distributed.setup(cfg.run.device)
     try:
+        if cfg.mixing.languages:  # multilingual mixing (TAAM, issue 9): its own data and language sampler
+            from .multilingual import train_mixed
+
+            return train_mixed(cfg, ctx, device, resume, progress and ctx.is_main, stop_after_steps)
         return _train(cfg, ctx, device, resume, progress and ctx.is_main, stop_after_steps)
     finally:
         distributed.shutdown(ctx)
