@@ -157,6 +157,15 @@ def cmd_report(args) -> None:
 def cmd_export(args) -> None:
     from .export import export_model
 
+    if args.branches:
+        from .hubrepo import branches, export_repo
+
+        if args.checkpoint:
+            raise ValueError("--branches exports every checkpoint; leave out --checkpoint")
+        out = export_repo(args.run, args.out)
+        print(f"git repository {out}: branches {', '.join(branches(out))}; publish it with "
+              f"`git push` to a Hugging Face model repo (see the README)")
+        return
     out = export_model(args.run, args.out, checkpoint=args.checkpoint)
     print(f"exported to {out}; load it with AutoModelForCausalLM.from_pretrained({str(out)!r}, trust_remote_code=True)")
 
@@ -268,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("run", help="run folder (or checkpoint folder)")
     sp.add_argument("out", help="output folder")
     sp.add_argument("--checkpoint", help="e.g. chck_5M (default: final)")
+    sp.add_argument("--branches", action="store_true",
+                    help="a git repository: main = final model, one branch per chck_* checkpoint (BabyLM layout)")
     sp.set_defaults(func=cmd_export)
 
     sp = sub.add_parser("generate", help="continue a prompt, streaming tokens to the terminal")

@@ -158,11 +158,13 @@ class Generation:
         ids = torch.tensor([prompt_ids], dtype=torch.long, device=model.device)
         kwargs = dict(
             input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=sampling.max_new_tokens,
-            do_sample=sampling.temperature > 0, num_return_sequences=n, temperature=1.0, top_k=0, top_p=1.0,
+            do_sample=sampling.temperature > 0, num_return_sequences=n,
             logits_processor=processors, stopping_criteria=StoppingCriteriaList([_RowStop(self.done)]),
             streamer=_QueueStreamer(self._queue, recorder, logprobs or 0),
             pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(self.eos_ids), 0),
         )
+        if sampling.temperature > 0:  # our warpers replace any defaults from generation_config.json
+            kwargs.update(temperature=1.0, top_k=0, top_p=1.0)
         self._thread = threading.Thread(target=self._run, args=(model, kwargs, sampling.seed), daemon=True)
         self._thread.start()
 
@@ -232,4 +234,10 @@ def stream_text(model, tokenizer, prompt: str, sampling: Sampling):
     """An iterator over the continuation of `prompt`, piece by piece (one sample); checks settings at once."""
     generation = Generation(model, tokenizer, tokenizer(prompt).input_ids, sampling)
     decoder = TextDecoder(tokenizer)
-    return (piece for step in generation if (piece := decoder.push(step[0].id)))
+
+    def pieces():
+        for step in generation:
+            yield decoder.push(step[0].id)
+        yield decoder.flush()
+
+    return (piece for piece in pieces() if piece)

@@ -136,13 +136,14 @@ class _Choice:
         return piece
 
     def close(self, eos: bool) -> str:
-        if self.finish_reason is None:
-            self.finish_reason = "stop" if eos else "length"
-            tail = self.scanner.feed(self.decoder.flush())
-            tail += "" if self.scanner.stopped else self.scanner.flush()
-            self.text += tail
-            return tail
-        return ""
+        """End the choice (EOS or length, unless a stop string ended it); return the held-back text."""
+        if self.finish_reason is not None:
+            return ""
+        tail = self.scanner.feed(self.decoder.flush())
+        tail += "" if self.scanner.stopped else self.scanner.flush()
+        self.finish_reason = "stop" if eos or self.scanner.stopped else "length"
+        self.text += tail
+        return tail
 
     def logprobs_since(self, start: int) -> dict | None:
         return None if self.logprobs is None else {k: v[start:] for k, v in self.logprobs.items()}
