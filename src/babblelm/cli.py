@@ -170,22 +170,39 @@ def cmd_report(args) -> None:
 def cmd_export(args) -> None:
     from .export import export_model
 
+    if args.branches:
+        from .hubrepo import branches, export_repo
+
+        if args.checkpoint:
+            raise ValueError("--branches exports every checkpoint; leave out --checkpoint")
+        out = export_repo(args.run, args.out)
+        print(f"git repository {out}: branches {', '.join(branches(out))}; publish it with "
+              f"`git push` to a Hugging Face model repo (see the README)")
+        return
     out = export_model(args.run, args.out, checkpoint=args.checkpoint)
     print(f"exported to {out}; load it with AutoModelForCausalLM.from_pretrained({str(out)!r}, trust_remote_code=True)")
 
 
 def cmd_generate(args) -> None:
-    import torch
+    from .generate import Sampling, load_for_generation, stream_text
 
-    from .eval.load import load_model_and_tokenizer
-    from .export import resolve_checkpoint
+    model, tokenizer = load_for_generation(args.model, args.checkpoint, device=args.device)
+    sampling = Sampling(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed)
+    pieces = stream_text(model, tokenizer, args.prompt, sampling)  # checks the settings before printing
+    print(args.prompt, end="", flush=True)
+    for piece in pieces:
+        print(piece, end="", flush=True)
+    print()
 
-    model, tokenizer = load_model_and_tokenizer(resolve_checkpoint(args.model, args.checkpoint), device=args.device)
-    torch.manual_seed(args.seed)
-    ids = tokenizer(args.prompt, return_tensors="pt").to(model.device)
-    out = model.generate(**ids, max_new_tokens=args.max_new_tokens, do_sample=args.temperature > 0,
-                         temperature=args.temperature or None, top_k=args.top_k, top_p=args.top_p)
-    print(tokenizer.decode(out[0], skip_special_tokens=True))
+
+def cmd_serve(args) -> None:
+    try:
+        from .serve import Limits, serve
+    except ImportError as err:
+        raise ValueError(f"babble serve needs the serve extra: pip install 'babblelm[serve]' ({err})") from None
+    limits = Limits(max_body_bytes=args.max_body_bytes, max_prompt_tokens=args.max_prompt_tokens,
+                    max_tokens=args.max_tokens, max_n=args.max_n, max_active=args.max_active, max_queue=args.max_queue)
+    serve(args.model, args.checkpoint, host=args.host, port=args.port, limits=limits, device=args.device, name=args.name)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -282,19 +299,36 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("run", help="run folder (or checkpoint folder)")
     sp.add_argument("out", help="output folder")
     sp.add_argument("--checkpoint", help="e.g. chck_5M (default: final)")
+    sp.add_argument("--branches", action="store_true",
+                    help="a git repository: main = final model, one branch per chck_* checkpoint (BabyLM layout)")
     sp.set_defaults(func=cmd_export)
 
-    sp = sub.add_parser("generate", help="continue a prompt")
-    sp.add_argument("model")
+    sp = sub.add_parser("generate", help="continue a prompt, streaming tokens to the terminal")
+    sp.add_argument("model", help="run folder, checkpoint folder or exported Hugging Face folder")
     sp.add_argument("prompt")
-    sp.add_argument("--checkpoint")
+    sp.add_argument("--checkpoint", help="checkpoint name inside a run folder, e.g. chck_5M (default: final)")
     sp.add_argument("--max-new-tokens", type=int, default=40)
-    sp.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    sp.add_argument("--top-k", type=int, default=None)
-    sp.add_argument("--top-p", type=float, default=None)
+    sp.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); > 0 samples")
+    sp.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens")
+    sp.add_argument("--top-p", type=float, default=None, help="sample within the top-p probability mass")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--device", default="auto")
     sp.set_defaults(func=cmd_generate)
+
+    sp = sub.add_parser("serve", help="serve a model through an OpenAI-compatible HTTP API (/v1/completions)")
+    sp.add_argument("model", help="run folder, checkpoint folder or exported Hugging Face folder")
+    sp.add_argument("--checkpoint", help="checkpoint name inside a run folder (default: final)")
+    sp.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
+    sp.add_argument("--port", type=int, default=8000)
+    sp.add_argument("--name", help="model id reported by /v1/models (default: the folder name)")
+    sp.add_argument("--max-body-bytes", type=int, default=64 * 1024)
+    sp.add_argument("--max-prompt-tokens", type=int, help="default: the model's context")
+    sp.add_argument("--max-tokens", type=int, help="largest max_tokens accepted (default: the model's context)")
+    sp.add_argument("--max-n", type=int, default=8, help="largest n (samples per prompt)")
+    sp.add_argument("--max-active", type=int, default=1, help="generations running at once")
+    sp.add_argument("--max-queue", type=int, default=16, help="requests waiting beyond that; more get 503")
+    sp.add_argument("--device", default="auto")
+    sp.set_defaults(func=cmd_serve)
     return p
 
 

@@ -1,0 +1,175 @@
+"""The model card (README.md of an exported folder), generated from the run that made the model.
+
+Sources, all optional except the model itself: `config.yaml` (training setup), the checkpoint's
+`trainer_state.json` (steps, words), `metrics.jsonl` (wall-clock, validation loss),
+`data/manifest.json` (corpus and the cleaning filters' reports), `results/<checkpoint>/*.json`
+(zero-shot tasks, from `babble eval`) and `results/<checkpoint>/finetune/*.json` (fine-tuning),
+and the run's other `chck_*` checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import yaml
+
+from .models.registry import count_parameters, get
+from .train.checkpoints import TRAINER_STATE
+
+
+def model_card(src: Path, model, arch_name: str) -> str:
+    """Markdown for the checkpoint folder `src` holding `model` (an architecture registered as `arch_name`)."""
+    from .export import run_dir_of
+
+    src = Path(src)
+    run = run_dir_of(src)
+    cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) if run else {}
+    title = cfg.get("run", {}).get("name", src.name)
+    checkpoints = _checkpoints(run) if run else []
+    sections = [
+        "\n".join(["---", "library_name: transformers", "pipeline_tag: text-generation",
+                   "tags: [babylm, babblelm, causal-lm]", "---"]),
+        f"# {title}" + (f" ({src.name})" if src.name != "final" else ""),
+        f"A {arch_name} causal language model trained from scratch with babblelm under the BabyLM rules.",
+        _details(model, arch_name),
+        _usage(bool(checkpoints)),
+    ]
+    if run:
+        mixing = (run / "mixing.md").read_text(encoding="utf-8") if (run / "mixing.md").exists() else ""  # TAAM runs
+        sections += [_training(run, src, cfg), _data(run), _evaluation(run, src.name), mixing, _checkpoint_list(checkpoints)]
+    sections.append(
+        "## Limitations\n\nA small model trained on a child-sized corpus: a research artifact for studying "
+        "sample-efficient language learning, not a general-purpose assistant. Its text is often ungrammatical "
+        "or meaningless, it has no factual knowledge to rely on, and it reproduces the biases of its training text."
+    )
+    return "\n\n".join(s for s in sections if s) + "\n"
+
+
+def _table(rows, header=("", "")) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
+
+
+def _details(model, arch_name: str) -> str:
+    config = model.config
+    fields = [f.name for f in dataclasses.fields(get(arch_name).args_class)]
+    rows = [("architecture", f"{arch_name} (`{type(model).__name__}`)"), ("parameters", f"{count_parameters(model):,}"),
+            ("vocabulary", f"{config.vocab_size:,} (byte-level BPE, BOS prepended)")]
+    rows += [(name, getattr(config, name)) for name in fields if hasattr(config, name)]
+    return "## Model details\n\n" + _table(rows)
+
+
+def _usage(has_checkpoints: bool) -> str:
+    revision = '  # a checkpoint: add revision="chck_1M"' if has_checkpoints else ""
+    return f"""## How to use
+
+```python
+from transformers import AutoModelForCausalLM, AutoTokenizer
+model = AutoModelForCausalLM.from_pretrained("REPO", trust_remote_code=True){revision}
+tokenizer = AutoTokenizer.from_pretrained("REPO", trust_remote_code=True)
+ids = tokenizer("the little dog", return_tensors="pt")
+out = model.generate(**ids, max_new_tokens=20, do_sample=True, top_p=0.9)
+print(tokenizer.decode(out[0], skip_special_tokens=True))
+```
+
+With babblelm installed: `babble generate REPO "the little dog"` streams a continuation, and
+`babble serve REPO` serves it through an OpenAI-compatible API (`/v1/completions`)."""
+
+
+def _metrics(run: Path, last_step: int) -> tuple[float | None, float | None]:
+    """(wall-clock seconds, latest validation loss) up to `last_step` from metrics.jsonl."""
+    elapsed = dev = None
+    path = run / "metrics.jsonl"
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            record = json.loads(line) if line.strip() else {}
+            if record.get("step", 0) > last_step:
+                break
+            elapsed = record.get("elapsed_s", elapsed)
+            dev = record.get("dev_loss", dev)
+    return elapsed, dev
+
+
+def _training(run: Path, src: Path, cfg: dict) -> str:
+    o, s, t, d = (cfg.get(k, {}) for k in ("optim", "schedule", "train", "data"))
+    state = _read_json(src / TRAINER_STATE)
+    steps = state.get("step", -1) + 1
+    elapsed, dev = _metrics(run, steps)
+    optimizer = f"{o.get('name')} (lr {o.get('lr')}, betas {o.get('betas')}, eps {o.get('eps')})"
+    if o.get("name") == "muon_adamw":
+        optimizer += f"; Muon lr {o.get('muon_lr')}, momentum {o.get('muon_momentum')}"
+    warmup = s.get("warmup_steps") if s.get("warmup_steps") is not None else f"{s.get('warmup_fraction')} of steps"
+    tokens_per_step = (t.get("batch_size") or 0) * (t.get("grad_accum") or 0) * (d.get("seq_len") or 0)
+    rows = [
+        ("optimizer", optimizer),
+        ("schedule", f"{s.get('name')}, warmup {warmup}, final lr ratio {s.get('min_lr_ratio')}"),
+        ("weight decay", o.get("weight_decay")),
+        ("gradient clipping", o.get("grad_clip")),
+        ("batch", f"{t.get('batch_size')} sequences x {t.get('grad_accum')} accumulation x {d.get('seq_len')} tokens "
+                  f"= {tokens_per_step:,} tokens per step"),
+        ("steps", f"{steps:,} of {state.get('total_steps', steps):,}"),
+        ("words seen", f"{state.get('words_seen', 0):,}"),
+        ("tokens seen", f"{state.get('tokens_seen', 0):,}"),
+        ("epochs", f"{state.get('epoch', 0):.2f}"),
+        ("device", f"{cfg.get('run', {}).get('device')} x {state.get('world_size', 1)} process(es)"),
+        ("wall-clock", "not recorded" if elapsed is None else f"{elapsed / 60:.1f} min"),
+        ("validation loss", "not recorded" if dev is None else f"{dev:.4f}"),
+        ("seed", cfg.get("run", {}).get("seed")),
+    ]
+    return "## Training details\n\n" + _table(rows) + "\n\nAll hyperparameters: `hyperparameters.json`."
+
+
+def _data(run: Path) -> str:
+    manifest = _read_json(run / "data" / "manifest.json")
+    if not manifest:
+        return ""
+    budget, train = manifest.get("budget", {}), manifest.get("splits", {}).get("train", {})
+    text = (f"## Data\n\nTrack: {budget.get('track', '?')}; {train.get('words', 0):,} training words "
+            f"({train.get('tokens', 0):,} tokens) from {len(manifest.get('inputs', {}).get('train', []))} file(s).")
+    filters = manifest.get("filters", {}).get("train", {})
+    if not filters:
+        return text + "\n\nData cleaning: none (the text was used as read)."
+    rows = [(name, f"{r.get('lines_removed', 0):,}", f"{r.get('lines_changed', 0):,}", f"{r.get('words_removed', 0):,}")
+            for name, r in filters.items()]
+    return (text + "\n\nData cleaning applied (training split, from `data/manifest.json`):\n\n"
+            + _table(rows, ("filter", "lines removed", "lines changed", "words removed")))
+
+
+def _evaluation(run: Path, checkpoint: str) -> str:
+    from .eval.report import read_results
+
+    folder = run / "results" / checkpoint
+    parts = []
+    zero_shot = read_results(folder)
+    if zero_shot:
+        rows = [(task, name, f"{value:.2f}") for task, r in zero_shot.items() for name, value in r["scores"].items()]
+        parts.append("### Zero-shot\n\nScored like the official BabyLM pipeline.\n\n" + _table(rows, ("task", "score", "value")))
+    finetuned = read_results(folder / "finetune")
+    if finetuned:
+        rows = [(task, r.get("metric", ""), f"{value:.2f}") for task, r in finetuned.items() for value in r["scores"].values()]
+        parts.append("### Fine-tuning\n\n" + _table(rows, ("task", "metric", "score")))
+    curves = run / "results" / "learning_curves.md"
+    if curves.exists():
+        parts.append("### Across checkpoints\n\n" + curves.read_text(encoding="utf-8").strip())
+    return "## Evaluation\n\n" + "\n\n".join(parts) if parts else ""
+
+
+def _checkpoints(run: Path) -> list[tuple[str, dict]]:
+    from .hubrepo import milestone_checkpoints
+
+    return [(name, _read_json(run / "checkpoints" / name / TRAINER_STATE)) for name in milestone_checkpoints(run)]
+
+
+def _checkpoint_list(checkpoints: list[tuple[str, dict]]) -> str:
+    if not checkpoints:
+        return ""
+    rows = [(f"`{name}`", f"{s.get('words_seen', 0):,}", f"{s.get('step', -1) + 1:,}") for name, s in checkpoints]
+    return ("## Intermediate checkpoints\n\nEach is a branch of this repository (`revision=\"chck_...\"`), "
+            "saved after the first step whose words seen reach the milestone.\n\n"
+            + _table(rows, ("revision", "words seen", "step")))
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}

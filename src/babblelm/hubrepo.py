@@ -1,0 +1,107 @@
+"""A Hub-ready git repository of a run: `main` holds the final model, one branch per `chck_*` checkpoint.
+
+    export_repo("runs/demo", "hf/demo")      # babble export runs/demo hf/demo --branches
+
+This is the BabyLM submission layout: after `git push` to a Hugging Face model repo,
+`from_pretrained("user/repo", revision="chck_5M")` loads the 5M-word checkpoint. Every branch is
+a complete exported folder (weights, modeling code, tokenizer, `hyperparameters.json`, model card)
+committed on top of `main`. Nothing contacts the network; the `git` command line does the work.
+
+Locally, transformers ignores `revision` for a folder path (it reads the files on disk, i.e. the
+checked-out branch), so open a local branch with `git worktree add DIR chck_5M` (see `checkout`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+
+from .export import export_model, resolve_checkpoint
+
+# The Hub stores these through git LFS (its standard .gitattributes patterns for model files).
+LFS_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.h5", "*.onnx", "*.msgpack", "*.model")
+HUB_FILE_LIMIT = 10 * 1024 * 1024  # files above this size need LFS to be pushed to the Hub
+
+
+def milestone_checkpoints(run_dir: Path) -> list[str]:
+    """The run's `chck_<N>M` checkpoints in milestone order (fractional milestones of scaled runs included)."""
+    names = [d.name for d in (Path(run_dir) / "checkpoints").glob("chck_*") if (d / "config.json").exists()]
+    return sorted(names, key=_milestone_words)
+
+
+def _milestone_words(name: str) -> float:
+    try:
+        return float(name[len("chck_"):].rstrip("M"))
+    except ValueError:
+        return float("inf")
+
+
+def git(repo: Path, *args: str) -> str:
+    """Run git in `repo` (no user config needed, never prompts); raise with git's message on failure."""
+    cmd = ["git", "-c", "user.name=babblelm", "-c", "user.email=babblelm@localhost", "-c", "commit.gpgsign=false",
+           "-C", str(repo), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                          env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
+    if proc.returncode != 0:
+        raise RuntimeError(f"git {' '.join(args)} failed in {repo}: {proc.stderr.strip()}")
+    return proc.stdout
+
+
+def _has_lfs() -> bool:
+    return subprocess.run(["git", "lfs", "version"], capture_output=True).returncode == 0
+
+
+def export_repo(run_dir: str | Path, out_dir: str | Path) -> Path:
+    """Write the repository; return its path. `out_dir` must not exist or be empty."""
+    run_dir, out = Path(run_dir), Path(out_dir)
+    resolve_checkpoint(run_dir)  # a run folder with a final model, else a clear error
+    if not (run_dir / "checkpoints").is_dir():
+        raise ValueError(f"--branches needs a run folder (with checkpoints/), got {run_dir}")
+    if out.exists() and any(out.iterdir()):
+        raise ValueError(f"{out} exists and is not empty; choose a new folder for the repository")
+    out.mkdir(parents=True, exist_ok=True)
+    git(out, "init", "-q", "-b", "main")
+    lfs = _has_lfs()
+    if lfs:
+        git(out, "lfs", "install", "--local")
+    _commit_model(out, run_dir, None, "final model")
+    for name in milestone_checkpoints(run_dir):
+        git(out, "checkout", "-q", "-b", name, "main")
+        _commit_model(out, run_dir, name, f"checkpoint {name}")
+    git(out, "checkout", "-q", "main")
+    if not lfs:
+        big = [p for p in out.rglob("*") if ".git" not in p.parts and p.is_file() and p.stat().st_size > HUB_FILE_LIMIT]
+        if big:
+            warnings.warn(f"git-lfs is not installed, so {len(big)} file(s) over 10 MB were committed as plain git "
+                          "blobs; the Hub refuses those on `git push`: install git-lfs and export again, or upload "
+                          "with `hf upload` (see the README)", stacklevel=2)
+    return out
+
+
+def _commit_model(repo: Path, run_dir: Path, checkpoint: str | None, message: str) -> None:
+    """Replace the working tree with the exported checkpoint and commit it."""
+    for item in repo.iterdir():
+        if item.name != ".git":
+            shutil.rmtree(item) if item.is_dir() else item.unlink()
+    export_model(run_dir, repo, checkpoint=checkpoint)
+    (repo / ".gitattributes").write_text("".join(f"{p} filter=lfs diff=lfs merge=lfs -text\n" for p in LFS_PATTERNS),
+                                         encoding="utf-8")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", message)
+
+
+def branches(repo: str | Path) -> list[str]:
+    return git(Path(repo), "for-each-ref", "--format=%(refname:short)", "refs/heads").split()
+
+
+def checkout(repo: str | Path, revision: str, dest: str | Path | None = None) -> Path:
+    """A folder holding `revision` of the repository (a `git worktree`), loadable with `from_pretrained`."""
+    dest = Path(dest) if dest else Path(tempfile.mkdtemp(prefix=f"{revision}-")) / revision
+    if revision not in branches(repo):
+        raise ValueError(f"{repo}: no branch {revision!r}; branches: {', '.join(branches(repo))}")
+    git(Path(repo), "worktree", "add", "-q", "--detach", str(dest), revision)
+    return dest

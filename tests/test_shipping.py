@@ -1,0 +1,249 @@
+"""Shipping: streamed generation for every architecture, the OpenAI-compatible server (tested with the
+official `openai` client on 127.0.0.1), the Hub-ready repository with chck_* branches, the model card."""
+
+import json
+import socket
+import threading
+import time
+
+import pytest
+import torch
+
+from babblelm.cli import main
+from babblelm.config import load_config
+from babblelm.data.tokenizer import train_tokenizer
+from babblelm.generate import Generation, Sampling, load_for_generation, stream_text
+from babblelm.models.registry import get, names, parse_model_section
+from babblelm.train.loop import train
+from conftest import tiny_raw
+
+# A tiny YAML `model` section per architecture (an architecture added later needs a line here).
+TINY = {
+    "transformer": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                        max_position_embeddings=64),
+    "blalm": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                  max_position_embeddings=64, chunk_size=4),
+    "streammixer": dict(hidden_size=32, num_hidden_layers=2, num_streams=6, stream_dim=8, num_read_heads=2,
+                        intermediate_size=48, scan_chunk_size=4),
+    "induction": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+                      induction_memory=3, conv_groups=4, max_position_embeddings=64),
+}
+LINES = ["the dog sees the ball .", "a cat is on the mat .", "where is the little dog ?", "she likes the red ball ."] * 50
+
+
+@pytest.fixture(scope="module")
+def tokenizer_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tok")
+    train_tokenizer(LINES, vocab_size=300, min_frequency=1, out_dir=out)
+    return out
+
+
+def random_model_folder(arch_name, tokenizer_dir, out):
+    """A randomly initialised model of `arch_name` saved with the tokenizer as a Hugging Face folder."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    arch, args = parse_model_section({"arch": arch_name, **TINY[arch_name]})
+    torch.manual_seed(0)
+    model = arch.model_class(arch.make_config(args, len(tok), tok.bos_token_id, tok.eos_token_id, tok.pad_token_id))
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.mark.parametrize("arch_name", names())
+def test_generation_engine_matches_hf_generate(arch_name, tokenizer_dir, tmp_path):
+    assert arch_name in TINY, f"add a tiny shape for {arch_name!r} to TINY"
+    model, tok = load_for_generation(random_model_folder(arch_name, tokenizer_dir, tmp_path), device="cpu")
+    prompt = tok("the dog sees").input_ids
+    ids = torch.tensor([prompt])
+    ref = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False,
+                         pad_token_id=tok.pad_token_id, eos_token_id=None)[0, len(prompt):].tolist()
+    steps = list(Generation(model, tok, prompt, Sampling(max_new_tokens=6), logprobs=2))
+    got = [s[0].id for s in steps]
+    assert got == ref[: len(got)] and (len(got) == 6 or ref[len(got)] == tok.eos_token_id)
+    # logprobs are the model's own distribution at each step (teacher-forced forward pass)
+    with torch.inference_mode():
+        full = torch.log_softmax(model(torch.tensor([prompt + got])).logits[0].float(), -1)
+    for k, step in enumerate(steps):
+        expect = full[len(prompt) - 1 + k, step[0].id].item()
+        assert step[0].logprob == pytest.approx(expect, abs=1e-4)
+        assert step[0].top[0][1] >= step[0].logprob - 1e-6 and len(step[0].top) == 2
+    # sampling: reproducible with a seed, n rows at once
+    sample = Sampling(max_new_tokens=5, temperature=0.9, top_k=20, top_p=0.95, seed=3)
+    a = [[t.id for t in s] for s in Generation(model, tok, prompt, sample, n=3)]
+    b = [[t.id for t in s] for s in Generation(model, tok, prompt, sample, n=3)]
+    assert a == b and all(len(s) <= 3 for s in a)
+    text = "".join(stream_text(model, tok, "the dog sees", Sampling(max_new_tokens=5)))
+    assert text == tok.decode(ref[:5] if len(got) >= 5 else got, skip_special_tokens=True)
+
+
+def test_sampling_checks():
+    with pytest.raises(ValueError, match="exceeds the model's context of 32 tokens"):
+        Sampling(max_new_tokens=30).check(prompt_tokens=5, context=32)
+    with pytest.raises(ValueError, match="top_p must be in"):
+        Sampling(top_p=1.5).check(1, None)
+    with pytest.raises(ValueError, match="temperature must be >= 0"):
+        Sampling(temperature=-1).check(1, None)
+    Sampling(max_new_tokens=10_000).check(5, None)  # no context limit: recurrent state
+
+
+@pytest.fixture(scope="module")
+def run_dir(small_corpus, tmp_path_factory):
+    run = tmp_path_factory.mktemp("ship") / "run"
+    train(load_config(raw=tiny_raw(small_corpus, run, train={"epochs": 0.2})), progress=False)
+    results = run / "results" / "final"
+    (results / "finetune").mkdir(parents=True)
+    (results / "blimp.json").write_text(json.dumps({"task": "blimp", "scores": {"blimp": 55.5}}))
+    (results / "finetune" / "boolq.json").write_text(json.dumps({"task": "boolq", "metric": "accuracy",
+                                                                  "scores": {"boolq": 61.25}}))
+    return run
+
+
+def test_generate_cli_streams(run_dir, capsys):
+    assert main(["generate", str(run_dir), "the dog", "--max-new-tokens", "5", "--temperature", "0.8",
+                 "--top-k", "40", "--top-p", "0.9", "--seed", "1", "--device", "cpu"]) == 0
+    first = capsys.readouterr().out
+    assert first.startswith("the dog") and len(first) > len("the dog\n")
+    main(["generate", str(run_dir), "the dog", "--max-new-tokens", "5", "--temperature", "0.8", "--seed", "1",
+          "--top-k", "40", "--top-p", "0.9", "--device", "cpu", "--checkpoint", "final"])
+    assert capsys.readouterr().out == first  # same seed, same text
+    assert main(["generate", str(run_dir), "the dog", "--max-new-tokens", "500"]) == 2
+    assert "exceeds the model's context" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(run_dir):
+    """The server on 127.0.0.1 in a thread; 1 generation at a time and 1 waiting, so overload is testable."""
+    import uvicorn
+
+    from babblelm.serve import Limits, Server
+
+    model, tok = load_for_generation(run_dir, device="cpu")
+    app = Server(model, tok, "tiny", Limits(max_active=1, max_queue=1, max_body_bytes=4096)).app
+    port = _free_port()
+    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not uv.started:
+        assert time.time() < deadline and thread.is_alive(), "server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    uv.should_exit = True
+    thread.join(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    openai = pytest.importorskip("openai")
+    return openai.OpenAI(base_url=server + "/v1", api_key="unused", max_retries=0, timeout=120)
+
+
+def test_server_completions(client):
+    assert [m.id for m in client.models.list().data] == ["tiny"]
+    greedy = client.completions.create(model="tiny", prompt="the dog", max_tokens=6, temperature=0, logprobs=2)
+    choice = greedy.choices[0]
+    assert choice.finish_reason in ("length", "stop") and greedy.usage.prompt_tokens >= 2
+    assert greedy.usage.completion_tokens == len(choice.logprobs.tokens) <= 6
+    assert all(lp <= 0 and len(top) == 2 for lp, top in zip(choice.logprobs.token_logprobs, choice.logprobs.top_logprobs))
+    again = client.completions.create(model="tiny", prompt="the dog", max_tokens=6, temperature=0)
+    assert again.choices[0].text == choice.text
+
+    many = client.completions.create(model="tiny", prompt=["the dog", "a cat"], max_tokens=5, n=2, temperature=1.0,
+                                     top_p=0.9, seed=5)
+    assert [c.index for c in many.choices] == [0, 1, 2, 3]
+
+    stopped = client.completions.create(model="tiny", prompt="the dog", max_tokens=20, temperature=0, stop=[" "])
+    assert " " not in stopped.choices[0].text
+
+    chunks = list(client.completions.create(model="tiny", prompt="the dog", max_tokens=6, temperature=0, stream=True,
+                                            stream_options={"include_usage": True}))
+    text = "".join(c.choices[0].text for c in chunks if c.choices)
+    assert text == choice.text and chunks[-1].usage.completion_tokens == greedy.usage.completion_tokens
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == choice.finish_reason
+
+
+def test_server_rejects_bad_requests(client, server):
+    import openai
+    import urllib.error
+    import urllib.request
+
+    cases = [(dict(max_tokens=500), 400, "max_tokens must be <= 32"), (dict(top_p=3), 400, "top_p"),
+             (dict(n=50), 400, "n must be <= 8"), (dict(model="other"), 404, "not found"),
+             (dict(extra_body={"bogus": 1}), 400, "bogus: Extra inputs"),
+             (dict(prompt="the dog " * 40), 400, "prompt is")]
+    for change, status, message in cases:
+        with pytest.raises(openai.APIStatusError) as err:
+            client.completions.create(**{"model": "tiny", "prompt": "x", **change})
+        assert err.value.status_code == status and message in err.value.message, change
+    for body, status, message in [(b"{not json", 400, "not valid JSON"), (b"[1]", 400, "JSON object"),
+                                  (b"{}", 400, "prompt: Field required"), (b"x" * 5000, 413, "exceeds the limit")]:
+        request = urllib.request.Request(server + "/v1/completions", data=body, headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(request, timeout=60)
+        assert err.value.code == status and message in json.loads(err.value.read())["error"]["message"]
+    assert json.loads(urllib.request.urlopen(server + "/health", timeout=60).read())["status"] == "ok"
+
+
+def test_server_refuses_beyond_queue(client):
+    """1 running + 1 queued: of 6 simultaneous requests some get 503 at once, the others complete."""
+    import openai
+
+    outcomes = []
+
+    def call():
+        try:
+            client.completions.create(model="tiny", prompt="the dog", max_tokens=25, temperature=1.0)
+            outcomes.append(200)
+        except openai.APIStatusError as err:
+            outcomes.append(err.status_code)
+
+    threads = [threading.Thread(target=call) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(set(outcomes)) == [200, 503] and outcomes.count(200) >= 2
+    assert client.completions.create(model="tiny", prompt="the dog", max_tokens=2).choices  # still serving
+
+
+def test_export_branches(run_dir, tmp_path, monkeypatch):
+    from babblelm.hubrepo import branches, checkout, milestone_checkpoints
+
+    out = tmp_path / "repo"
+    assert main(["export", str(run_dir), str(out), "--branches"]) == 0
+    names_ = milestone_checkpoints(run_dir)
+    assert names_ and branches(out) == sorted([*names_, "main"])
+    card = (out / "README.md").read_text()
+    for part in ("## Model details", "## How to use", "## Training details", "| wall-clock | ", "## Data",
+                 "childes_speaker_tags", "### Zero-shot", "| blimp | blimp | 55.50 |", "### Fine-tuning",
+                 "| boolq | accuracy | 61.25 |", "## Intermediate checkpoints", f"`{names_[0]}`", "## Limitations"):
+        assert part in card, part
+    assert "not recorded" not in card  # wall-clock and validation loss come from metrics.jsonl
+
+    from transformers import AutoModelForCausalLM
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+    def weights(folder):
+        return AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).state_dict()
+
+    final = weights(run_dir / "checkpoints" / "final")
+    for name in names_:
+        folder = checkout(out, name, tmp_path / name)
+        assert json.loads((folder / "hyperparameters.json").read_text())["optim"]["lr"] == 3e-3
+        assert f"({name})" in (folder / "README.md").read_text()
+        want = weights(run_dir / "checkpoints" / name)
+        assert all(torch.equal(v, want[k]) for k, v in weights(folder).items())
+        assert not all(torch.equal(v, final[k]) for k, v in want.items())
+    # transformers reads a local folder as it is on disk: `revision` does not switch branches locally
+    local = AutoModelForCausalLM.from_pretrained(out, revision=names_[0], trust_remote_code=True).state_dict()
+    assert all(torch.equal(v, final[k]) for k, v in local.items())
+    assert main(["export", str(run_dir), str(out), "--branches"]) == 2  # not empty: refused
