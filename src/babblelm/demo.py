@@ -19,7 +19,7 @@ CONFIG = Path(__file__).parent / "demo.yaml"
 
 # (corpus words, pairs per phenomenon, config overrides) for the full and the quick demo
 SIZES = {
-    "full": (600_000, 200, []),
+    "full": (300_000, 200, []),
     "quick": (
         60_000,
         50,
