@@ -28,7 +28,7 @@ Minimal pairs (BLiMP jsonl, one file per phenomenon, one word differs between th
     anaphor_gender_agreement             Anna washes herself .    / Anna washes himself .
     irregular_past_tense                 yesterday the dog went home . / ... go home .
     do_support_negation                  the dog does not like it . / ... does not likes it .
-    do_support_question                  does the dog like it ?   / do the dog like it ?
+    do_support_question                  does the dog like it ?   / does the dog likes it ?
 
 Held-out by construction: a sentence of four or more words whose CRC-32 falls in a reserved
 bucket is never written to the corpus, and a pair's good sentence must fall in that bucket;
@@ -90,8 +90,6 @@ class Verb:
 _NOUN_TABLE = """
 boy boys person m | girl girls person f | man men person m | woman women person f
 mom moms person f | dad dads person m | king kings person m | queen queens person f
-brother brothers person m | sister sisters person f | grandma grandmas person f
-grandpa grandpas person m | uncle uncles person m | aunt aunts person f
 dog dogs animal n | cat cats animal n | bird birds animal n | cow cows animal n | pig pigs animal n
 duck ducks animal n | horse horses animal n | bunny bunnies animal n | bear bears animal n
 frog frogs animal n | mouse mice animal n | monkey monkeys animal n
@@ -105,7 +103,7 @@ zoo zoos place n
 """
 
 _NAME_TABLE = """
-Tom m | Sam m | Max m | Ben m | Leo m | Jack m | Anna f | Emma f | Lily f | Mia f | Lucy f | Kate f
+Tom m | Sam m | Max m | Ben m | Anna f | Emma f | Lily f | Mia f
 """
 
 _VERB_TABLE = """
@@ -309,7 +307,7 @@ class Grammar:
 
     def statement_past(self) -> list[str]:
         r = self.rng
-        head = r.choice((["yesterday"], ["yesterday"], ["last", "night"])) if r.random() < 0.6 else []
+        head = r.choice((["yesterday"], ["yesterday"], ["yesterday"], ["last", "night"])) if r.random() < 0.75 else []
         subj = self.subject()
         return head + subj.words + self.verb_phrase(lambda v: v.past, owner=subj) + ["."]
 
@@ -540,9 +538,13 @@ def _pair_do_negation(g: Grammar):
 def _pair_do_question(g: Grammar):
     frame, verb = _random_verb(g)
     subj = g.subject(modifier_p=0.1)
-    does = subj.number == "sg"
-    good = ["does" if does else "do"] + subj.words + g.verb_phrase(lambda v: v.base, frame, verb) + ["?"]
-    return good, ["do" if does else "does"] + good[1:]
+    if g.rng.random() < 0.7:
+        aux, bad_word = ("does" if subj.number == "sg" else "do"), verb.s3
+    else:
+        aux, bad_word = "did", verb.past
+    good = [aux] + subj.words + g.verb_phrase(lambda v: v.base, frame, verb) + ["?"]
+    i = 1 + len(subj.words)
+    return good, good[:i] + [bad_word] + good[i + 1:]
 
 
 _IRREGULAR_VERBS = tuple(v for v in VERBS if v.irregular)
