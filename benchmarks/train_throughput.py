@@ -68,7 +68,9 @@ def measure(kind: str, raw: dict, args: dict, queue) -> None:
     train = raw.setdefault("train", {})
     train.update(batch_size=args["batch"], grad_accum=1, micro_batch=args["micro"], precision=args["precision"],
                  compile=args["compile"])
-    raw.setdefault("model", {})["max_position_embeddings"] = max(args["seq_len"], raw["model"].get("max_position_embeddings", 0))
+    model_raw = raw.setdefault("model", {})
+    if "max_position_embeddings" in model_raw:  # only architectures with a position limit
+        model_raw["max_position_embeddings"] = max(args["seq_len"], model_raw["max_position_embeddings"])
     cfg = load_config(raw=raw)
     arch, margs = parse_model_section(cfg.model)
     vocab = cfg.tokenizer.vocab_size
