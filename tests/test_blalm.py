@@ -2,8 +2,6 @@
 generation equals recomputation, padding is invisible, the cache stays bounded, presets have the
 paper's sizes, training logs the SWA modulation, and exports load as remote code without babblelm."""
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,7 @@ from huggingface_hub.errors import StrictDataclassError
 from babblelm.config import load_config
 from babblelm.models.blalm import BlalmCache, BlalmConfig, BlalmForCausalLM
 from babblelm.models.registry import count_parameters, parse_model_section
-from test_transformer import LOAD_WITHOUT_BABBLELM
+from remote_code import assert_loads_without_babblelm
 
 VOCAB = 97
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -183,21 +181,4 @@ def test_training_logs_modulation(small_corpus, tmp_path):
 def test_export_loads_as_remote_code_without_babblelm(tmp_path, monkeypatch):
     model, ids = tiny_model(short_conv=True, swa_window=4, swa_memory_tokens=2, swa_modulation="bounded",
                             feature_map="hedgehog", tie_word_embeddings=True), random_ids(2, 9)
-    for cls in (BlalmConfig, BlalmForCausalLM):  # undo the registration afterwards
-        monkeypatch.setattr(cls, "_auto_class", cls._auto_class)
-    BlalmConfig.register_for_auto_class()
-    BlalmForCausalLM.register_for_auto_class("AutoModelForCausalLM")
-    model.save_pretrained(tmp_path / "hf")
-    assert {"blalm.py", "layers.py", "mlstm.py", "config.json"} <= {p.name for p in (tmp_path / "hf").iterdir()}
-    torch.save(ids, tmp_path / "ids.pt")
-    env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home"),
-           "HF_MODULES_CACHE": str(tmp_path / "modules")}
-    result = subprocess.run(
-        [sys.executable, "-c", LOAD_WITHOUT_BABBLELM, str(tmp_path / "hf"), str(tmp_path / "ids.pt"),
-         str(tmp_path / "logits.pt")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    with torch.no_grad():
-        expected = model(ids).logits
-    torch.testing.assert_close(torch.load(tmp_path / "logits.pt"), expected, atol=1e-6, rtol=0)
+    assert_loads_without_babblelm(model, ids, tmp_path, monkeypatch, {"blalm.py", "layers.py", "mlstm.py", "config.json"})

@@ -1,7 +1,6 @@
 """BLiMP loading, scoring rules (ties, macro average) and an end-to-end run on real BLiMP files."""
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest

@@ -1,9 +1,6 @@
 """Export: a Hugging Face folder that loads and generates in a process where babblelm cannot be imported."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -12,19 +9,9 @@ from babblelm.config import load_config
 from babblelm.export import export_model
 from babblelm.train.loop import train
 from conftest import tiny_raw
+from remote_code import run_without_babblelm
 
 LOAD_WITHOUT_BABBLELM = r"""
-import json, sys
-class BlockBabblelm:
-    def find_spec(self, name, path=None, target=None):
-        if name == "babblelm" or name.startswith("babblelm."):
-            raise ImportError("babblelm is blocked in this process")
-sys.meta_path.insert(0, BlockBabblelm())
-try:
-    import babblelm
-    raise SystemExit("babblelm should not be importable here")
-except ImportError:
-    pass
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 folder, text = sys.argv[1], sys.argv[2]
@@ -59,13 +46,8 @@ def test_export_round_trip_without_babblelm(trained_run, tmp_path):
     for section in ("## Model details", "## How to use", "## Training", "## Data", "## Intermediate checkpoints"):
         assert section in card
 
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
     text = "the dog is here ."
-    proc = subprocess.run([sys.executable, "-c", LOAD_WITHOUT_BABBLELM, str(out), text],
-                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300, stdin=subprocess.DEVNULL)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    got = json.loads(proc.stdout.split("RESULT ", 1)[1])
+    got = run_without_babblelm(LOAD_WITHOUT_BABBLELM, [out, text], tmp_path)
     assert not got["module"].startswith("babblelm")
     assert got["ids"][0] == got["bos"] and got["keys"] == ["attention_mask", "input_ids"]
     assert len(got["generated"]) == len(got["ids"]) + 8 or got["generated"][-1] == cfg["eos_token_id"]

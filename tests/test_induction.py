@@ -3,8 +3,6 @@ agnosticism, linear memory (a 16k-token forward), cached decoding, export as rem
 and a tiny training run with hyperparameters.json in its checkpoints."""
 
 import json
-import subprocess
-import sys
 import warnings
 
 import pytest
@@ -18,7 +16,7 @@ from babblelm.models.induction import BabbleInductionConfig, BabbleInductionForC
 from babblelm.models.registry import count_parameters
 from babblelm.train.loop import train
 from conftest import tiny_raw
-from test_transformer import LOAD_WITHOUT_BABBLELM
+from remote_code import assert_loads_without_babblelm
 
 VOCAB = 23  # small, so tokens repeat often and the induction mixer has candidates
 
@@ -211,23 +209,7 @@ def test_preset_parameter_count():
 
 def test_export_loads_as_remote_code_without_babblelm(tmp_path, monkeypatch):
     model, ids = tiny_model(), random_ids(2, 9, vocab=7)
-    for cls in (BabbleInductionConfig, BabbleInductionForCausalLM):  # undo the registration afterwards
-        monkeypatch.setattr(cls, "_auto_class", cls._auto_class)
-    BabbleInductionConfig.register_for_auto_class()
-    BabbleInductionForCausalLM.register_for_auto_class("AutoModelForCausalLM")
-    model.save_pretrained(tmp_path / "hf")
-    assert {"induction.py", "layers.py", "config.json", "model.safetensors"} <= {p.name for p in (tmp_path / "hf").iterdir()}
-    torch.save(ids, tmp_path / "ids.pt")
-    env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home"),
-           "HF_MODULES_CACHE": str(tmp_path / "modules")}
-    result = subprocess.run(
-        [sys.executable, "-c", LOAD_WITHOUT_BABBLELM, str(tmp_path / "hf"), str(tmp_path / "ids.pt"), str(tmp_path / "logits.pt")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    with torch.no_grad():
-        expected = model(ids).logits
-    torch.testing.assert_close(torch.load(tmp_path / "logits.pt"), expected, atol=1e-6, rtol=0)
+    assert_loads_without_babblelm(model, ids, tmp_path, monkeypatch, {"induction.py", "layers.py", "config.json", "model.safetensors"})
 
 
 INDUCTION_MODEL = {"arch": "induction", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,

@@ -13,7 +13,7 @@ from babblelm.cli import main
 from babblelm.config import load_config
 from babblelm.data.tokenizer import train_tokenizer
 from babblelm.generate import Generation, Sampling, load_for_generation, stream_text
-from babblelm.models.registry import get, names, parse_model_section
+from babblelm.models.registry import names, parse_model_section
 from babblelm.train.loop import train
 from conftest import tiny_raw
 

@@ -3,9 +3,6 @@ recomputation, causality, padding, the 26M preset's size, training on real text 
 remote code without babblelm."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +15,7 @@ from babblelm.models.registry import count_parameters, parameter_breakdown, pars
 from babblelm.models.streammixer import StreamMixerConfig, StreamMixerForCausalLM, gated_scan
 from babblelm.train.loop import train
 from conftest import tiny_raw
+from remote_code import run_without_babblelm
 
 VOCAB = 97
 REPO = Path(__file__).resolve().parents[1]
@@ -177,12 +175,6 @@ def test_preset_parameter_count_is_the_cards():
 
 
 LOAD_WITHOUT_BABBLELM = r"""
-import json, sys
-class BlockBabblelm:
-    def find_spec(self, name, path=None, target=None):
-        if name == "babblelm" or name.startswith("babblelm."):
-            raise ImportError("babblelm is blocked in this process")
-sys.meta_path.insert(0, BlockBabblelm())
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 model = AutoModelForCausalLM.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
@@ -210,13 +202,8 @@ def test_trains_with_falling_loss_and_exports_as_remote_code(small_corpus, tmp_p
 
     out = export_model(result.run_dir, tmp_path / "hf")
     assert {"streammixer.py", "layers.py"} <= {p.name for p in out.iterdir()}
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
     text = "the dog is here ."
-    proc = subprocess.run([sys.executable, "-c", LOAD_WITHOUT_BABBLELM, str(out), text], capture_output=True,
-                          text=True, env=env, cwd=tmp_path, timeout=300, stdin=subprocess.DEVNULL)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    got = json.loads(proc.stdout.split("RESULT ", 1)[1])
+    got = run_without_babblelm(LOAD_WITHOUT_BABBLELM, [out, text], tmp_path)
     assert got["module"].startswith("transformers_modules") and got["step_gap"] < 1e-4
 
     model = StreamMixerForCausalLM.from_pretrained(result.final_dir).eval()

@@ -1,8 +1,6 @@
 """The Llama-style decoder: cache/no-cache agreement, padding, loss, tying, config checks,
 gradient checkpointing and loading an exported folder as remote code without babblelm."""
 
-import subprocess
-import sys
 import warnings
 
 import pytest
@@ -12,6 +10,7 @@ from huggingface_hub.errors import StrictDataclassError
 from babblelm.models.layers import causal_mask, position_ids_from_mask
 from babblelm.models.registry import count_parameters
 from babblelm.models.transformer import BabbleTransformerConfig, BabbleTransformerForCausalLM
+from remote_code import assert_loads_without_babblelm
 
 VOCAB = 97
 
@@ -183,47 +182,6 @@ def test_gradient_checkpointing_gives_same_gradients():
         torch.testing.assert_close(checkpointed[name], grad, atol=1e-6, rtol=1e-5, msg=name)
 
 
-LOAD_WITHOUT_BABBLELM = """
-import importlib.abc, sys
-class Block(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name == "babblelm" or name.startswith("babblelm."):
-            raise ImportError("babblelm is blocked in this process")
-sys.meta_path.insert(0, Block())
-sys.path[:] = [p for p in sys.path if not p.rstrip("/").endswith("/src")]
-try:
-    import babblelm
-    raise SystemExit("babblelm should not be importable here")
-except ImportError:
-    pass
-import torch
-from transformers import AutoModelForCausalLM
-model = AutoModelForCausalLM.from_pretrained(sys.argv[1], trust_remote_code=True).eval()
-assert type(model).__module__.startswith("transformers_modules"), type(model).__module__
-assert model.lm_head.weight is model.model.embed_tokens.weight
-ids = torch.load(sys.argv[2])
-with torch.no_grad():
-    torch.save(model(ids, attention_mask=torch.ones_like(ids), token_type_ids=ids).logits, sys.argv[3])
-"""
-
-
 def test_export_loads_as_remote_code_without_babblelm(tmp_path, monkeypatch):
     model, ids = tiny_model(tie_word_embeddings=True), random_ids(2, 9)
-    for cls in (BabbleTransformerConfig, BabbleTransformerForCausalLM):  # undo the registration afterwards
-        monkeypatch.setattr(cls, "_auto_class", cls._auto_class)
-    BabbleTransformerConfig.register_for_auto_class()
-    BabbleTransformerForCausalLM.register_for_auto_class("AutoModelForCausalLM")
-    model.save_pretrained(tmp_path / "hf")
-    assert {"transformer.py", "layers.py", "config.json", "model.safetensors"} <= {p.name for p in (tmp_path / "hf").iterdir()}
-    torch.save(ids, tmp_path / "ids.pt")
-    env = {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf_home"),
-           "HF_MODULES_CACHE": str(tmp_path / "modules")}
-    result = subprocess.run(
-        [sys.executable, "-c", LOAD_WITHOUT_BABBLELM, str(tmp_path / "hf"),
-         str(tmp_path / "ids.pt"), str(tmp_path / "logits.pt")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    with torch.no_grad():
-        expected = model(ids).logits
-    torch.testing.assert_close(torch.load(tmp_path / "logits.pt"), expected, atol=1e-6, rtol=0)
+    assert_loads_without_babblelm(model, ids, tmp_path, monkeypatch, {"transformer.py", "layers.py", "config.json", "model.safetensors"})

@@ -266,7 +266,6 @@ def _train(cfg: RunConfig, ctx: distributed.Dist, device: torch.device, resume: 
     model.train()
     step = start_step - 1
     interrupted = False
-    loss_sum = torch.zeros((), device=device)
     try:
         for step in range(start_step, plan.steps):
             loss = stepper(batch_for(step))
