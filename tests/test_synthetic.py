@@ -1,6 +1,10 @@
 """The demo grammar: corpus files, held-out minimal pairs and their grammaticality."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -29,10 +33,18 @@ def _strip(line):
     return S._TAG_RE.sub("", line, count=1)
 
 
+def _write_both(out, seed):
+    S.write_demo_corpus(out, 5_000, seed=seed)
+    S.write_minimal_pairs(out / "pairs", 20, seed=seed)
+
+
 def test_same_seed_gives_identical_files_and_other_seed_differs(tmp_path):
-    for name, seed in (("a", 7), ("b", 7), ("c", 8)):
-        S.write_demo_corpus(tmp_path / name, 5_000, seed=seed)
-        S.write_minimal_pairs(tmp_path / name / "pairs", 20, seed=seed)
+    _write_both(tmp_path / "a", 7)
+    _write_both(tmp_path / "c", 8)
+    out_b = str(tmp_path / "b")
+    script = f"from pathlib import Path; import test_synthetic as t; t._write_both(Path({out_b!r}), 7)"
+    env = {**os.environ, "PYTHONHASHSEED": "123"}  # another process, another string hash
+    subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).parent, env=env, check=True)
     files = ["demo.train", "demo.dev", "pairs/sv_agreement_simple.jsonl"]
     read = lambda name, f: (tmp_path / name / f).read_bytes()
     assert all(read("a", f) == read("b", f) for f in files)
@@ -41,8 +53,8 @@ def test_same_seed_gives_identical_files_and_other_seed_differs(tmp_path):
 
 def test_word_counts_match_files_and_request(corpus):
     out, info = corpus
-    counted = {split: sum(len(_strip(line).split()) for line in (out / f"demo.{split}").read_text().splitlines())
-               for split in ("train", "dev")}
+    lines = {split: (out / f"demo.{split}").read_text().splitlines() for split in ("train", "dev")}
+    counted = {split: sum(len(_strip(line).split()) for line in lines[split]) for split in lines}
     assert counted == {"train": info["train_words"], "dev": info["dev_words"]}
     total = info["train_words"] + info["dev_words"]
     assert 60_000 <= total < 60_000 + 40
@@ -98,8 +110,8 @@ def test_exclude_drops_pairs_and_still_fills_the_count(tmp_path, pairs):
 
 # --- grammaticality, checked against the lexicon's own features -----------------------------
 
-NOUN_NUMBER = {**{n.sg: "sg" for n in S.NOUNS}, **{n.pl: "pl" for n in S.NOUNS}, **dict.fromkeys(S.NAMES, "sg"),
-               **{p: f[0] for p, f in S.SUBJECT_PRONOUNS.items()}}
+NOUN_NUMBER = {**{n.sg: "sg" for n in S.NOUNS}, **{n.pl: "pl" for n in S.NOUNS},
+               **dict.fromkeys(S.NAMES, "sg"), **{p: f[0] for p, f in S.SUBJECT_PRONOUNS.items()}}
 GENDER = {**{n.sg: n.gender for n in S.NOUNS}, **{n.pl: n.gender for n in S.NOUNS}, **S.NAMES,
           **{p: f[1] for p, f in S.SUBJECT_PRONOUNS.items()}}
 PRESENT = {**{v.s3: (v.base, "sg") for v in S.VERBS}, **{v.base: (v.base, "pl") for v in S.VERBS},
@@ -147,7 +159,7 @@ def test_good_sentences_agree_and_bad_ones_do_not(pairs):
 
 def test_checker_rejects_a_swapped_pair():
     with pytest.raises(AssertionError):
-        _check_pair("sv_agreement_simple", "the dog run .".split(), "the dog runs .".split())
+        _check_pair("sv_agreement_simple", ["the", "dog", "run", "."], ["the", "dog", "runs", "."])
 
 
 def test_lexicon_categories_do_not_overlap():

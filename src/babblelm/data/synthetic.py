@@ -3,34 +3,35 @@
 `babble demo` trains on text from this grammar and evaluates on minimal pairs drawn from it,
 so the whole pipeline runs in minutes without downloading anything.
 
-The lexicon has about 450 word forms: people (with gender), animals, things, food and places
-as singular/plural nouns; boys' and girls' names; verbs with base, 3rd-singular, past (many
-irregular) and -ing forms, each with the frames it allows (intransitive, object, food object,
-animate object or reflexive, motion to a place); adjectives, prepositions, the determiners
-the/a/an/this/that/these/those/my/your/some/two/three, pronouns and reflexives
-himself/herself/itself/themselves.
+Lexicon (about 330 word types): people (with gender), animals, things, food and places as
+singular/plural nouns; boys' and girls' names; verbs with base, 3rd-singular, past (most of
+them irregular) and -ing forms and the frames each allows (intransitive, object, food object,
+animate object or reflexive, motion to a place, reported clause); adjectives, prepositions,
+determiners the/a/an/this/that/these/those/my/your/some/two/three/his/her/their, pronouns
+and reflexives himself/herself/itself/themselves.
 
-Utterances (CHILDES style: lower case except names and `I`, punctuation as its own word):
-statements in the present (`every day ...`) and past (`yesterday ...`), copula sentences,
-negation with do-support (`the dog does not like the ball .`), yes/no and wh-questions,
-modals, reflexives, imperatives, deictics (`these are my shoes .`) and short interjections.
-Subjects are often modified by a prepositional phrase or a relative clause whose noun has its
-own number, so agreement must be tracked across it. About 30% of lines carry a `*MOT:\\t`
-or `*CHI:\\t` speaker tag.
+Utterances, CHILDES style (lower case but names; punctuation is a word of its own): present
+statements (`every day ...`), past ones (`yesterday ...`), copulas, do-support negation
+(`the dog does not like the ball .`), yes/no and wh-questions, reflexives, reported clauses
+(`Anna says she likes the cat .`), modals, imperatives, deictics (`these are my shoes .`) and
+interjections. Possessives and pronouns agree with the subject in number and gender. Nearly
+half of the noun-phrase subjects carry a prepositional phrase or relative clause whose noun
+mostly has the other number, so agreement cannot be learned from the nearest noun. About 30%
+of lines carry a `*MOT:\t` or `*CHI:\t` speaker tag.
 
-Minimal pairs (BLiMP jsonl, one file per phenomenon, one word differs between the sentences):
+Minimal pairs (BLiMP jsonl, one `<UID>.jsonl` per phenomenon; the sentences differ in one word):
 
-    sv_agreement_simple                  the dog runs .           / the dog run .
-    sv_agreement_across_pp               the dog near the cats runs . / ... run .
+    sv_agreement_simple                  the dog runs .                 / the dog run .
+    sv_agreement_across_pp               the dog near the cats runs .   / ... run .
     sv_agreement_across_relative_clause  the dog that sees the cats runs . / ... run .
-    determiner_noun_agreement            Anna sees these dogs .   / Anna sees this dogs .
-    anaphor_number_agreement             the boys wash themselves . / ... himself .
-    anaphor_gender_agreement             Anna washes herself .    / Anna washes himself .
-    irregular_past_tense                 yesterday the dog went home . / ... go home .
-    do_support_negation                  the dog does not like it . / ... does not likes it .
-    do_support_question                  does the dog like it ?   / does the dog likes it ?
+    determiner_noun_agreement            Anna sees these dogs .         / Anna sees this dogs .
+    anaphor_number_agreement             the boys wash themselves .     / ... himself .
+    anaphor_gender_agreement             Anna washes herself .          / Anna washes himself .
+    irregular_past_tense                 yesterday the dog went home .  / ... go home .
+    do_support_negation                  the dog does not like it .     / ... does not likes it .
+    do_support_question                  does the dog like it ?         / does the dog likes it ?
 
-Held-out by construction: a sentence of four or more words whose CRC-32 falls in a reserved
+Held out by construction: a sentence of four or more words whose CRC-32 falls in a reserved
 bucket is never written to the corpus, and a pair's good sentence must fall in that bucket;
 bad sentences are ungrammatical, which the corpus grammar never produces. `write_minimal_pairs`
 also drops any pair that meets its `exclude` set, and draws again.
@@ -43,9 +44,9 @@ import json
 import random
 import re
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 # ---------------------------------------------------------------------------------------------
 # Lexicon
@@ -70,7 +71,7 @@ class Verb:
     """A verb: base (also plural present), 3rd-singular, past and -ing forms, and its frames.
 
     Frames: i intransitive, t any object, f food object, a animate object (also reflexive),
-    m motion to a place.
+    m motion to a place, s a clause whose subject pronoun refers to the verb's subject.
     """
 
     base: str
@@ -118,10 +119,12 @@ push pushes pushed pushing ta | kick kicks kicked kicking t | have has had havin
 make makes made making t | buy buys bought buying tf | break breaks broke breaking t
 catch catches caught catching ta | eat eats ate eating fi | love loves loved loving a
 wash washes washed washing ta | help helps helped helping a | hug hugs hugged hugging a
-feed feeds fed feeding a | tickle tickles tickled tickling a
+feed feeds fed feeding a | tickle tickles tickled tickling a | say says said saying s
+think thinks thought thinking s
 """
 
-ADJECTIVES = tuple("big little red blue green happy sad hungry sleepy funny nice hot wet dirty silly tired".split())
+ADJECTIVES = ("big", "little", "red", "blue", "green", "happy", "sad", "hungry", "sleepy", "funny", "nice",
+              "hot", "wet", "dirty", "silly", "tired")
 PREPOSITIONS = ("near", "behind", "with", "under", "on", "beside", "by", "in")
 DETERMINERS = {  # word -> number it requires (None: either)
     "the": None, "a": "sg", "an": "sg", "this": "sg", "that": "sg", "these": "pl", "those": "pl",
@@ -149,6 +152,7 @@ _DEMONSTRATIVE_SWAP = {"this": "these", "these": "this", "that": "those", "those
 _BE = {("sg", "present"): "is", ("pl", "present"): "are", ("sg", "past"): "was", ("pl", "past"): "were"}
 _TAGS = ("*MOT:\t", "*CHI:\t")
 _TAG_RE = re.compile(r"^\*[A-Z]{3}:\t")
+_FRAMES, _FRAME_WEIGHTS = ("i", "t", "f", "a", "m"), (3, 4, 1, 2, 1)  # verb_phrase picks a frame
 _ATTRACTOR_MISMATCH_P = 0.7
 _RESERVED_BUCKETS = 16  # one sentence in 16 (of 4+ words) is kept out of the corpus
 
@@ -193,12 +197,8 @@ class NP:
 class Grammar:
     """Samples phrases and utterances from the demo grammar with one seeded `random.Random`."""
 
-    FRAME_WEIGHTS = {"i": 3, "t": 4, "f": 1, "a": 2, "m": 1}
-
     def __init__(self, rng: random.Random):
         self.rng = rng
-        self._frames = list(self.FRAME_WEIGHTS)
-        self._frame_weights = list(self.FRAME_WEIGHTS.values())
 
     # -- noun phrases ---------------------------------------------------------------------
 
@@ -262,13 +262,14 @@ class Grammar:
 
     # -- verb phrases ---------------------------------------------------------------------
 
-    def verb_phrase(self, form: Callable[[Verb], str], frame=None, verb=None, owner: NP | None = None) -> list[str]:
+    def verb_phrase(self, form: Callable[[Verb], str], frame=None, verb=None, owner: NP | None = None
+                    ) -> list[str]:
         """A verb (inflected by `form`) with what its frame needs after it.
 
         An object may take the possessive that agrees with `owner` (his/her/their).
         """
         r = self.rng
-        frame = frame or r.choices(self._frames, self._frame_weights)[0]
+        frame = frame or r.choices(_FRAMES, _FRAME_WEIGHTS)[0]
         verb = verb or r.choice(_VERBS_BY_FRAME[frame])
         if frame not in verb.frames:
             frame = verb.frames[0]
@@ -284,10 +285,11 @@ class Grammar:
         return words
 
     def object_np(self, kinds, owner: NP | None = None) -> list[str]:
+        """An object: a pronoun, a noun phrase, or one with `owner`'s possessive."""
         r = self.rng
         u = r.random()
         if u < 0.1:
-            return [r.choice(("it", "them", "him", "her", "me"))]
+            return [r.choice(("it", "them", "me"))]
         possessive = _possessive(owner) if owner else None
         if possessive and u < 0.6:
             return self.noun_phrase(kinds, det=possessive).words
@@ -302,12 +304,12 @@ class Grammar:
 
     def statement_present(self) -> list[str]:
         subj = self.subject()
-        head = self.rng.choice((["every", "day"], ["now"])) if self.rng.random() < 0.12 else []
+        head = self.rng.choice(_PRESENT_TIMES) if self.rng.random() < 0.12 else []
         return head + subj.words + self.verb_phrase(lambda v: _present(v, subj.number), owner=subj) + ["."]
 
     def statement_past(self) -> list[str]:
         r = self.rng
-        head = r.choice((["yesterday"], ["yesterday"], ["yesterday"], ["last", "night"])) if r.random() < 0.75 else []
+        head = r.choice(_PAST_TIMES) if r.random() < 0.75 else []
         subj = self.subject()
         return head + subj.words + self.verb_phrase(lambda v: v.past, owner=subj) + ["."]
 
@@ -378,7 +380,15 @@ class Grammar:
             vp = [verb.past]
         else:
             vp = ["does" if subj.number == "sg" else "do", "not", verb.base]
-        return subj.words + vp + [_reflexive(r, subj)] + ["."]
+        return subj.words + vp + [_reflexive(subj), "."]
+
+    def report(self) -> list[str]:
+        """`Anna says she likes the cat .`: the pronoun agrees with the subject."""
+        r = self.rng
+        subj = self.subject(modifier_p=0.1, genders="mf" if r.random() < 0.7 else "mfn", pronouns=())
+        verb = r.choice(_VERBS_BY_FRAME["s"])
+        form = (lambda v: _present(v, subj.number)) if r.random() < 0.6 else (lambda v: v.past)
+        return subj.words + [form(verb), _pronoun(subj)] + self.verb_phrase(form, owner=subj) + ["."]
 
     def modal(self) -> list[str]:
         subj = self.subject()
@@ -422,25 +432,29 @@ def _possessive(np: NP) -> str | None:
     return {"m": "his", "f": "her"}.get(np.gender)
 
 
-def _reflexive(rng: random.Random, np: NP) -> str:
-    if np.number == "pl":
-        return "themselves"
-    return {"m": "himself", "f": "herself", "n": "itself"}[np.gender]
+def _reflexive(np: NP) -> str:
+    return "themselves" if np.number == "pl" else {"m": "himself", "f": "herself", "n": "itself"}[np.gender]
+
+
+def _pronoun(np: NP) -> str:
+    return "they" if np.number == "pl" else {"m": "he", "f": "she", "n": "it"}[np.gender]
 
 
 _DETS = {"sg": ("the", "the", "the", "a", "this", "that", "my", "your"),
          "pl": ("the", "the", "the", "these", "those", "my", "your", "some", "two", "three")}
 _REFLEXIVE_PRONOUNS = ("he", "she", "they")
+_PAST_TIMES = (["yesterday"], ["yesterday"], ["yesterday"], ["last", "night"])
+_PRESENT_TIMES = (["every", "day"], ["now"])
 _PLACES = _nouns_of(("place",))
 _THINGS = _nouns_of(("thing",))
 _VERBS_T = _verbs_with("t")
-_VERBS_BY_FRAME = {f: _verbs_with(f) for f in Grammar.FRAME_WEIGHTS}
+_VERBS_BY_FRAME = {f: _verbs_with(f) for f in "itfams"}
 _INTERJECTIONS = ("yes .", "no .", "okay .", "uh oh !", "good job !", "oh no !", "all done .",
                   "thank you .", "wow !", "look !", "what is that ?", "night night .", "bye bye !")
 _UTTERANCE_KINDS = {
     Grammar.statement_present: 24, Grammar.statement_past: 14, Grammar.copula: 7, Grammar.negation: 9,
-    Grammar.yes_no_question: 12, Grammar.wh_question: 5, Grammar.reflexive: 12, Grammar.modal: 3,
-    Grammar.imperative: 5, Grammar.deictic: 6, Grammar.interjection: 5,
+    Grammar.yes_no_question: 12, Grammar.wh_question: 5, Grammar.reflexive: 12, Grammar.report: 8,
+    Grammar.modal: 3, Grammar.imperative: 5, Grammar.deictic: 6, Grammar.interjection: 5,
 }
 _UTTERANCES = list(_UTTERANCE_KINDS)
 _UTTERANCE_WEIGHTS = list(_UTTERANCE_KINDS.values())
@@ -451,8 +465,9 @@ _UTTERANCE_WEIGHTS = list(_UTTERANCE_KINDS.values())
 # ---------------------------------------------------------------------------------------------
 
 
-def _random_verb(g: Grammar, verbs=VERBS) -> tuple[str, Verb]:
-    verb = g.rng.choice(verbs)
+def _random_verb(g: Grammar, verbs=None) -> tuple[str, Verb]:
+    """A verb and one of its frames, leaving out verbs that take a clause."""
+    verb = g.rng.choice(verbs or _SIMPLE_VERBS)
     return g.rng.choice(verb.frames), verb
 
 
@@ -501,8 +516,8 @@ def _reflexive_pair(g: Grammar, subj: NP, wrong: NP) -> tuple[list[str], list[st
     r = g.rng
     verb = r.choice(_VERBS_BY_FRAME["a"])
     verb_word = _present(verb, subj.number) if r.random() < 0.7 else verb.past
-    good = subj.words + [verb_word, _reflexive(r, subj), "."]
-    return good, good[:-2] + [_reflexive(r, wrong), "."]
+    good = subj.words + [verb_word, _reflexive(subj), "."]
+    return good, good[:-2] + [_reflexive(wrong), "."]
 
 
 def _pair_anaphor_number(g: Grammar):
@@ -523,31 +538,30 @@ def _pair_irregular_past(g: Grammar):
     return good, good[:i] + [verb.base] + good[i + 1:]
 
 
-def _pair_do_negation(g: Grammar):
+def _do_support_pair(g: Grammar, question: bool):
+    """does/do/did with the base verb / with an inflected one, in a negation or a question."""
     frame, verb = _random_verb(g)
     subj = g.subject(modifier_p=0.1)
     if g.rng.random() < 0.7:
         aux, bad_word = ("does" if subj.number == "sg" else "do"), verb.s3
     else:
         aux, bad_word = "did", verb.past
-    good = subj.words + [aux, "not"] + g.verb_phrase(lambda v: v.base, frame, verb) + ["."]
-    i = len(subj.words) + 2
+    vp = g.verb_phrase(lambda v: v.base, frame, verb)
+    good = [aux] + subj.words + vp + ["?"] if question else subj.words + [aux, "not"] + vp + ["."]
+    i = len(good) - len(vp) - 1
     return good, good[:i] + [bad_word] + good[i + 1:]
+
+
+def _pair_do_negation(g: Grammar):
+    return _do_support_pair(g, question=False)
 
 
 def _pair_do_question(g: Grammar):
-    frame, verb = _random_verb(g)
-    subj = g.subject(modifier_p=0.1)
-    if g.rng.random() < 0.7:
-        aux, bad_word = ("does" if subj.number == "sg" else "do"), verb.s3
-    else:
-        aux, bad_word = "did", verb.past
-    good = [aux] + subj.words + g.verb_phrase(lambda v: v.base, frame, verb) + ["?"]
-    i = 1 + len(subj.words)
-    return good, good[:i] + [bad_word] + good[i + 1:]
+    return _do_support_pair(g, question=True)
 
 
-_IRREGULAR_VERBS = tuple(v for v in VERBS if v.irregular)
+_SIMPLE_VERBS = tuple(v for v in VERBS if "s" not in v.frames)
+_IRREGULAR_VERBS = tuple(v for v in _SIMPLE_VERBS if v.irregular)
 
 # uid -> (BLiMP field, linguistics_term, generator)
 PHENOMENA: dict[str, tuple[str, str, Callable[[Grammar], tuple[list[str], list[str]]]]] = {
