@@ -26,7 +26,7 @@ from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
-from .layers import RMSNorm, RotaryEmbedding, SwiGLU, apply_rotary, position_ids_from_mask
+from .layers import RMSNorm, RotaryEmbedding, SwiGLU, apply_rotary, position_ids_from_mask, lm_logits_and_loss
 from .mlstm import (PAD_FORGET_GATE, PAD_INPUT_GATE, mlstm_chunkwise, mlstm_kernels_available, mlstm_step,
                     mlstm_triton)
 
@@ -400,14 +400,7 @@ class BlalmForCausalLM(BlalmPreTrainedModel, GenerationMixin):
                          past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
                          output_hidden_states=output_hidden_states)
         hidden = out.last_hidden_state
-        if labels is not None and logits_to_keep:
-            raise ValueError("labels need logits for every position; leave logits_to_keep at 0")
-        logits = self.lm_head(hidden[:, -logits_to_keep:] if logits_to_keep else hidden)
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(
-                logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten().to(logits.device), ignore_index=-100
-            )
+        logits, loss = lm_logits_and_loss(self.lm_head, hidden, labels, logits_to_keep)
         return CausalLMOutputWithPast(
             loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states
         )

@@ -103,3 +103,17 @@ def causal_mask(attention_mask: torch.Tensor | None, q_len: int, past_len: int, 
     if attention_mask is not None:
         allowed = allowed & attention_mask[:, None, None, :].bool()
     return allowed | (key_index == query_index)
+
+
+def lm_logits_and_loss(lm_head: nn.Module, hidden: torch.Tensor, labels: torch.Tensor | None, logits_to_keep: int = 0):
+    """Vocabulary logits (all positions, or the last `logits_to_keep`) and, with `labels`, the mean
+    cross-entropy of predicting labels[:, 1:] from positions [:, :-1] (-100 is ignored)."""
+    if labels is not None and logits_to_keep:
+        raise ValueError("labels need logits for every position; leave logits_to_keep at 0")
+    logits = lm_head(hidden[:, -logits_to_keep:] if logits_to_keep else hidden)
+    loss = None
+    if labels is not None:
+        loss = F.cross_entropy(
+            logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten().to(logits.device), ignore_index=-100
+        )
+    return logits, loss

@@ -46,7 +46,7 @@ from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
-from .layers import RMSNorm, SwiGLU
+from .layers import RMSNorm, SwiGLU, lm_logits_and_loss
 
 
 @strict
@@ -304,14 +304,7 @@ class StreamMixerForCausalLM(StreamMixerPreTrainedModel, GenerationMixin):
             output_hidden_states=output_hidden_states,
         )
         hidden = out.last_hidden_state
-        if labels is not None and logits_to_keep:
-            raise ValueError("labels need logits for every position; leave logits_to_keep at 0")
-        logits = self.lm_head(hidden[:, -logits_to_keep:] if logits_to_keep else hidden)
-        loss = None
-        if labels is not None:
-            loss = F.cross_entropy(
-                logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten().to(logits.device), ignore_index=-100
-            )
+        logits, loss = lm_logits_and_loss(self.lm_head, hidden, labels, logits_to_keep)
         return CausalLMOutputWithPast(
             loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states
         )
