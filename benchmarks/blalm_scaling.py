@@ -1,9 +1,10 @@
-"""BLaLM (mLSTM chunkwise) vs the Transformer (SDPA): training-step cost against sequence length and
+"""BLaLM (mLSTM chunkwise, alone and with the strict preset's sliding-window attention) vs the
+Transformer (SDPA): training-step cost against sequence length and
 generation cost per token against position.
 
     python benchmarks/blalm_scaling.py [--device cpu|cuda] [--lengths 512 1024 2048 4096 8192]
 
-Both models have the same small width so the CPU run finishes. For each length one forward+backward
+All models have the same small width so the CPU run finishes. For each length one forward+backward
 pass of a single sequence is timed (best of --repeats) and its peak memory measured: on CUDA
 `max_memory_allocated`, on CPU the process's peak resident set (VmHWM) minus the resident set before
 the pass, each measurement in a fresh subprocess. Generation: prefill to a position with the cache,
@@ -31,6 +32,9 @@ def build(kind: str, device: str):
     torch.manual_seed(0)
     if kind == "blalm":
         model = BlalmForCausalLM(BlalmConfig(**SHAPE, chunk_size=64, mlstm_backend="torch"))
+    elif kind == "blalm_swa":
+        model = BlalmForCausalLM(BlalmConfig(**SHAPE, chunk_size=64, mlstm_backend="torch", swa_window=128,
+                                             swa_modulation="bounded"))
     else:
         model = BabbleTransformerForCausalLM(BabbleTransformerConfig(**SHAPE))
     return model.to(device)
@@ -101,7 +105,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, shape {SHAPE}\n")
-    kinds = {"blalm": "BLaLM mLSTM chunkwise", "transformer": "Transformer SDPA"}
+    kinds = {"blalm": "BLaLM mLSTM chunkwise", "blalm_swa": "BLaLM + SWA 128", "transformer": "Transformer SDPA"}
     rows = {k: [in_subprocess("train_step", k, n, args.device, args.repeats) for n in args.lengths] for k in kinds}
     print("| length | " + " | ".join(f"{v} fwd+bwd s | {v} peak MiB" for v in kinds.values()) + " |")
     print("|---" * (1 + 2 * len(kinds)) + "|")
@@ -111,7 +115,7 @@ def main():
     for k, v in kinds.items():
         ratio = rows[k][-1]["seconds"] / rows[k][0]["seconds"]
         print(f"\n{v}: {growth:.0f}x the length costs {ratio:.1f}x the time", end="")
-        if k == "blalm":
+        if k.startswith("blalm"):
             print(f" (linear-scaling check, <= {1.25 * growth:.0f}x: {'PASS' if ratio <= 1.25 * growth else 'FAIL'})", end="")
     print("\n\n| position | " + " | ".join(f"{v} ms/token | {v} cache KiB" for v in kinds.values()) + " |")
     print("|---" * (1 + 2 * len(kinds)) + "|")

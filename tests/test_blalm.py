@@ -9,7 +9,7 @@ import torch
 from huggingface_hub.errors import StrictDataclassError
 
 from babblelm.config import load_config
-from babblelm.models.blalm import BlalmCache, BlalmConfig, BlalmForCausalLM
+from babblelm.models.blalm import BlalmCache, BlalmConfig, BlalmForCausalLM, swa_blocked, swa_dense
 from babblelm.models.registry import count_parameters, parse_model_section
 from remote_code import assert_loads_without_babblelm
 
@@ -102,6 +102,34 @@ def test_padded_batch_matches_unpadded_sequences(side):
     assert torch.isfinite(logits).all()
     for row, s in enumerate(seqs):
         torch.testing.assert_close(logits[row][mask[row].bool()], model(s).logits[0], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("seq,window,memory", [(16, 4, False), (23, 4, True), (50, 7, True), (9, 3, False)])
+def test_blocked_sliding_window_attention_equals_dense(seq, window, memory):
+    gen = torch.Generator().manual_seed(seq)
+    q, k, v = (torch.randn(2, 3, seq, 8, generator=gen, requires_grad=True) for _ in range(3))
+    valid = torch.rand(2, seq, generator=gen) > 0.3  # padding anywhere, including whole windows
+    valid[1, : 2 * window] = False
+    mem = tuple(torch.randn(3, 2, 8, generator=gen) for _ in range(2)) if memory else None
+    dense, blocked = swa_dense(q, k, v, valid, window, mem), swa_blocked(q, k, v, valid, window, mem)
+    torch.testing.assert_close(blocked, dense, atol=1e-5, rtol=0)
+    weights = torch.randn(dense.shape, generator=gen)
+    grads_dense = torch.autograd.grad((dense * weights).sum(), (q, k, v))
+    grads_blocked = torch.autograd.grad((blocked * weights).sum(), (q, k, v))
+    for a, b in zip(grads_blocked, grads_dense):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+
+
+@torch.no_grad()
+def test_long_sequence_uses_the_blocked_form_and_matches_cached_decoding():
+    model, ids = tiny_model(swa_window=4, swa_memory_tokens=2, short_conv=True), random_ids(2, 40)
+    full = model(ids, use_cache=False).logits  # 40 >= 4 windows: the blocked form
+    out = model(ids[:, :10], use_cache=True)
+    pieces, cache = [out.logits], out.past_key_values
+    for t in range(10, 40):
+        out = model(ids[:, t:t + 1], past_key_values=cache, use_cache=True)
+        pieces.append(out.logits)
+    torch.testing.assert_close(torch.cat(pieces, dim=1), full, atol=1e-5, rtol=0)
 
 
 def test_chunk_size_does_not_change_the_function():

@@ -31,6 +31,9 @@ from .mlstm import (PAD_FORGET_GATE, PAD_INPUT_GATE, mlstm_chunkwise, mlstm_kern
                     mlstm_triton)
 
 
+BLOCKED_SWA_FROM = 4  # sequences of at least this many windows use the blocked SWA (faster from there on CPU)
+
+
 @strict
 class BlalmConfig(PreTrainedConfig):
     """Shape, mLSTM settings and add-on switches. `max_position_embeddings` bounds only the SWA
@@ -232,18 +235,56 @@ class MLSTMMixer(nn.Module):
         if layer_cache is not None:
             keep = max(window - 1, 0)
             layer_cache["swa"] = (k[:, :, k.shape[2] - keep:], v[:, :, v.shape[2] - keep:], key_valid[:, key_valid.shape[1] - keep:])
-        past = k.shape[2] - seq
-        query_index = torch.arange(past, past + seq, device=q.device)[:, None]
-        key_index = torch.arange(past + seq, device=q.device)[None]
-        distance = query_index - key_index
-        allowed = ((distance >= 0) & (distance < window))[None, None] & key_valid[:, None, None, :]
-        allowed = allowed | (distance == 0)  # a padding query still sees itself: no empty rows
-        if self.memory_kv is not None:
-            mem_k, mem_v = (m.to(k.dtype).expand(batch, -1, -1, -1) for m in self.memory_kv)
-            k, v = torch.cat([mem_k, k], 2), torch.cat([mem_v, v], 2)
-            allowed = torch.cat([allowed.new_ones(allowed.shape[0], 1, seq, mem_k.shape[2]), allowed], dim=-1)
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+        memory = tuple(m.to(k.dtype) for m in self.memory_kv) if self.memory_kv is not None else None
+        if k.shape[2] == seq and seq >= BLOCKED_SWA_FROM * window:  # no past keys: the linear-time form
+            out = swa_blocked(q, k, v, key_valid, window, memory)
+        else:
+            out = swa_dense(q, k, v, key_valid, window, memory)
         return out.transpose(1, 2).flatten(2)
+
+
+def swa_dense(q, k, v, key_valid, window: int, memory=None) -> torch.Tensor:
+    """Sliding-window attention of `seq` queries over keys whose last `seq` are the queries' own
+    positions: O(seq x keys). q (batch, heads, seq, d); k, v (batch, heads, keys, d); key_valid
+    (batch, keys); memory: (keys, values), each (heads, slots, d), seen by every query."""
+    batch, _, seq, _ = q.shape
+    past = k.shape[2] - seq
+    distance = torch.arange(past, past + seq, device=q.device)[:, None] - torch.arange(past + seq, device=q.device)
+    allowed = ((distance >= 0) & (distance < window))[None, None] & key_valid[:, None, None, :]
+    allowed = allowed | (distance == 0)  # a padding query still sees itself: no empty rows
+    if memory is not None:
+        mem_k, mem_v = (m.expand(batch, -1, -1, -1) for m in memory)
+        k, v = torch.cat([mem_k, k], 2), torch.cat([mem_v, v], 2)
+        allowed = torch.cat([allowed.new_ones(batch, 1, seq, mem_k.shape[2]), allowed], dim=-1)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+
+
+def swa_blocked(q, k, v, key_valid, window: int, memory=None) -> torch.Tensor:
+    """The same attention as `swa_dense` with no past keys, in O(seq x window): the queries are cut
+    into blocks of `window`, and each block attends to its own keys and the previous block's."""
+    batch, heads, seq, dim = q.shape
+    blocks = -(-seq // window)
+    pad = blocks * window - seq
+
+    def pairs(x):  # (batch, heads, seq, d) -> keys of block j and j - 1: (batch, heads, blocks, 2 window, d)
+        x = F.pad(x, (0, 0, window, pad)).unflatten(2, (blocks + 1, window))
+        return torch.cat([x[:, :, :-1], x[:, :, 1:]], dim=3)
+
+    qb = F.pad(q, (0, 0, 0, pad)).unflatten(2, (blocks, window))
+    kb, vb = pairs(k), pairs(v)
+    valid = F.pad(key_valid, (window, pad), value=False).unflatten(1, (blocks + 1, window))
+    valid = torch.cat([valid[:, :-1], valid[:, 1:]], dim=2)  # (batch, blocks, 2 window)
+    # query r of block j sits at j*window + r, key c of its pair at (j-1)*window + c
+    distance = torch.arange(window, device=q.device)[:, None] + window - torch.arange(2 * window, device=q.device)
+    allowed = ((distance >= 0) & (distance < window)) & valid[:, None, :, None, :]
+    allowed = allowed | (distance == 0)
+    if memory is not None:
+        mem_k, mem_v = (m[:, None].expand(batch, -1, blocks, -1, -1) for m in memory)
+        kb, vb = torch.cat([mem_k, kb], 3), torch.cat([mem_v, vb], 3)
+        allowed = torch.cat([allowed.new_ones(batch, 1, blocks, window, mem_k.shape[3]), allowed], dim=-1)
+    out = F.scaled_dot_product_attention(qb.flatten(1, 2), kb.flatten(1, 2), vb.flatten(1, 2),
+                                         attn_mask=allowed.expand(-1, heads, -1, -1, -1).flatten(1, 2))
+    return out.unflatten(1, (heads, blocks)).flatten(2, 3)[:, :, :seq]
 
 
 class BlalmDecoderLayer(GradientCheckpointingLayer):
