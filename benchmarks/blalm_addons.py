@@ -3,8 +3,9 @@ width) on babylike_10M and report whether the training loss falls.
 
     python benchmarks/blalm_addons.py --corpus PATH/babylike_10M [--steps 300]
 
+The data are prepared once (every row has the same data config) and copied into each row's run.
 Prints one Markdown table row per add-on: the training loss logged at steps 10-30 and at the last
-three logging points (mean of three each), and the dev loss after the run.
+three logging points (mean of three each), the dev loss after the run and the training seconds.
 """
 
 from __future__ import annotations
@@ -12,9 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import time
 from pathlib import Path
 
 from babblelm.config import load_config
+from babblelm.data.prepare import copy_prepared, prepare_data
 from babblelm.train.loop import train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,18 +43,24 @@ def main():
     parser.add_argument("--steps", type=int, default=300)
     args = parser.parse_args()
     words = args.steps * 16 * 40  # ~40 words per 64-token block
-    print("| add-on | loss, steps 10-30 | loss, last 3 logs | dev loss at end |\n|---|---|---|---|")
+    print("| add-on | loss, steps 10-30 | loss, last 3 logs | dev loss at end | train s |\n|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
-        for name, switches in ADD_ONS.items():
+        shared = Path(tmp) / "data"
+        for row, (name, switches) in enumerate(ADD_ONS.items()):
             overrides = TINY + [f"data.corpus={args.corpus}", f"data.max_words={words * 2}", f"train.words={words}",
-                                f"run.out_dir={tmp}/{len(switches)}-{abs(hash(name))}", "train.dev_batches=10"]
+                                f"run.out_dir={tmp}/run{row}", "train.dev_batches=10"]
             overrides += [f"model.{k}={json.dumps(v)}" for k, v in switches.items()]
             cfg = load_config(REPO / "configs" / "blalm-strict-small.yaml", overrides)
+            if row == 0:
+                prepare_data(cfg.data, cfg.tokenizer, shared, progress=False)
+            copy_prepared(shared, cfg.out_dir / "data")
+            start = time.perf_counter()
             result = train(cfg, progress=False)
+            seconds = time.perf_counter() - start
             losses = [json.loads(line)["loss"] for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()
                       if '"loss"' in line]
             first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
-            print(f"| {name} | {first:.3f} | {last:.3f} | {result.final_dev_loss:.3f} |", flush=True)
+            print(f"| {name} | {first:.3f} | {last:.3f} | {result.final_dev_loss:.3f} | {seconds:.0f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -20,5 +20,7 @@ def test_sweep_runs_the_grid_and_writes_one_table(small_corpus, tmp_path, capsys
     for r in rows:
         assert (out / r["run"] / "checkpoints" / "final" / "model.safetensors").exists()
         assert yaml.safe_load((out / r["run"] / "config.yaml").read_text())["optim"]["lr"] == float(r["optim.lr"])
+    manifests = [(out / r["run"] / "data" / "manifest.json").read_text() for r in rows]
+    assert manifests[0] == manifests[1]  # one preparation (with its timings), reused by the second run
     table = (out / "sweep.md").read_text()
     assert table.startswith("| run | optim.lr | dev_loss | dev_ppl |") and "lr=0.004" in capsys.readouterr().out

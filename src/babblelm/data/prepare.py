@@ -273,6 +273,15 @@ def _check_splits(splits: dict, budget: dict, carve: bool, seq_len: int) -> None
         log.warning("data: the dev data (%d tokens) is shorter than one block of %d tokens", splits["dev"]["tokens"], seq_len)
 
 
+def copy_prepared(prepared: str | Path, out_dir: str | Path) -> None:
+    """Copy a prepared data folder into `out_dir` unless it already holds a manifest, so that another
+    run with the same data config finds it there and reuses it (`prepare_data` still checks every
+    hash). Copies, not links: a later re-preparation of one folder must not change the other."""
+    out_dir = Path(out_dir)
+    if not (out_dir / MANIFEST).is_file():
+        shutil.copytree(prepared, out_dir, dirs_exist_ok=True)
+
+
 def _output_files(out_dir: Path) -> list[Path]:
     names = [f"{split}{ext}" for split in ("train", "dev") for ext in (".bin", ".words.npy")]
     tokenizer = sorted(p for p in (out_dir / "tokenizer").iterdir() if p.is_file())

@@ -1,7 +1,8 @@
 """Grid sweeps: `babble sweep cfg.yaml --grid optim.lr=3e-4,4e-4,5e-4 [--grid key=v1,v2 ...]`.
 
 Every combination of the grid values becomes one run (its own run folder under the sweep folder);
-a finished run (checkpoints/final present) is not trained again. The table holds each final model's
+a finished run (checkpoints/final present) is not trained again. Runs whose data config is the
+same share one data preparation: later runs start from a copy of the first one's data folder. The table holds each final model's
 dev loss and perplexity (on the run's dev subset: train.dev_batches x train.batch_size blocks) and,
 when `eval.data` is set, its evaluation scores and their average;
 it is printed and saved as sweep.md and sweep.csv in the sweep folder.
@@ -19,6 +20,7 @@ import yaml
 
 from ..config import load_config
 from ..configbase import ConfigError
+from ..data.prepare import config_hash, copy_prepared
 
 
 def parse_grid(items: list[str]) -> dict[str, list]:
@@ -79,12 +81,16 @@ def run_sweep(config_path: str | Path, grid: dict[str, list], overrides: list[st
         sets = list(overrides or []) + [f"{k}={json.dumps(v)}" for k, v in combo.items()]
         sets += [f"run.name={base.run.name}-{slug}", f"run.out_dir={json.dumps(str(out / slug))}"]
         configs.append((combo, slug, load_config(config_path, sets)))
-    rows = []
+    rows, prepared = [], {}  # data config hash -> a data folder prepared with it
     for combo, slug, cfg in configs:
         final = cfg.out_dir / "checkpoints" / "final"
+        data_hash = config_hash(cfg.data, cfg.tokenizer)
         if not (final / "model.safetensors").exists():
+            if data_hash in prepared:
+                copy_prepared(prepared[data_hash], cfg.out_dir / "data")
             print(f"sweep: training {slug} -> {cfg.out_dir}")
             train(cfg, progress=progress)
+        prepared.setdefault(data_hash, cfg.out_dir / "data")
         rows.append({"run": slug, **combo, **_measure(cfg, final)})
     write_table(rows, out)
     return rows
