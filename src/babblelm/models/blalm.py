@@ -24,9 +24,9 @@ from torch import nn
 from transformers import GenerationMixin, PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+from transformers.modeling_outputs import BaseModelOutputWithPast
 
-from .layers import RMSNorm, RotaryEmbedding, SwiGLU, apply_rotary, position_ids_from_mask, lm_logits_and_loss
+from .layers import CausalLMHead, RMSNorm, RotaryEmbedding, SwiGLU, apply_rotary, position_ids_from_mask
 from .mlstm import (PAD_FORGET_GATE, PAD_INPUT_GATE, mlstm_chunkwise, mlstm_kernels_available, mlstm_step,
                     mlstm_triton)
 
@@ -408,7 +408,7 @@ class BlalmModel(BlalmPreTrainedModel):
         )
 
 
-class BlalmForCausalLM(BlalmPreTrainedModel, GenerationMixin):
+class BlalmForCausalLM(CausalLMHead, BlalmPreTrainedModel, GenerationMixin):
     """The decoder plus a vocabulary head (tied to the input embeddings if configured)."""
 
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
@@ -431,17 +431,3 @@ class BlalmForCausalLM(BlalmPreTrainedModel, GenerationMixin):
             input_ids = input_ids[:, past_key_values.seen:]
         return {"input_ids": input_ids, "past_key_values": past_key_values, "attention_mask": attention_mask,
                 "use_cache": kwargs.get("use_cache")}
-
-    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
-                inputs_embeds=None, labels=None, use_cache=None, logits_to_keep: int = 0,
-                output_hidden_states=None, **kwargs) -> CausalLMOutputWithPast:
-        """Logits for every position (or the last `logits_to_keep`); with `labels`, the mean
-        cross-entropy of predicting labels[:, 1:] from positions [:, :-1] (-100 is ignored)."""
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
-                         output_hidden_states=output_hidden_states)
-        hidden = out.last_hidden_state
-        logits, loss = lm_logits_and_loss(self.lm_head, hidden, labels, logits_to_keep)
-        return CausalLMOutputWithPast(
-            loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states
-        )

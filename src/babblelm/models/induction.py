@@ -30,9 +30,9 @@ from torch import nn
 from transformers import GenerationMixin, PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+from transformers.modeling_outputs import BaseModelOutputWithPast
 
-from .layers import RMSNorm, SwiGLU, position_ids_from_mask, lm_logits_and_loss
+from .layers import CausalLMHead, RMSNorm, SwiGLU, position_ids_from_mask
 
 DEFAULT_DILATIONS = (1, 2, 4)
 
@@ -336,7 +336,7 @@ class BabbleInductionModel(BabbleInductionPreTrainedModel):
         )
 
 
-class BabbleInductionForCausalLM(BabbleInductionPreTrainedModel, GenerationMixin):
+class BabbleInductionForCausalLM(CausalLMHead, BabbleInductionPreTrainedModel, GenerationMixin):
     """The model plus a vocabulary head (tied to the input embeddings if configured)."""
 
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
@@ -346,25 +346,3 @@ class BabbleInductionForCausalLM(BabbleInductionPreTrainedModel, GenerationMixin
         self.model = BabbleInductionModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
-
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        past_key_values: InductionCache | None = None,
-        labels: torch.LongTensor | None = None,
-        use_cache: bool | None = None,
-        logits_to_keep: int = 0,
-        output_hidden_states: bool | None = None,
-        **kwargs,
-    ) -> CausalLMOutputWithPast:
-        """Logits for every position (or the last `logits_to_keep`); with `labels`, the mean
-        cross-entropy of predicting labels[:, 1:] from positions [:, :-1] (-100 is ignored).
-        Unknown keyword arguments (token_type_ids, position_ids, ...) are ignored."""
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, past_key_values=past_key_values,
-                         use_cache=use_cache, output_hidden_states=output_hidden_states)
-        hidden = out.last_hidden_state
-        logits, loss = lm_logits_and_loss(self.lm_head, hidden, labels, logits_to_keep)
-        return CausalLMOutputWithPast(
-            loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states
-        )

@@ -1,10 +1,11 @@
 """Building blocks shared by the babblelm architectures.
 
 RMSNorm, the SwiGLU feed-forward block, rotary position embeddings (a cos/sin table plus the
-function that applies it) and the two helpers that turn a 2-D padding mask into position ids
-and into a boolean attention mask.
+function that applies it), the two helpers that turn a 2-D padding mask into position ids
+and into a boolean attention mask, and the vocabulary head with its loss that every
+`...ForCausalLM` class shares.
 
-Export copies this file next to each architecture module, so it imports only torch.
+Export copies this file next to each architecture module, so it imports only torch and transformers.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers.modeling_outputs import CausalLMOutputWithPast
 
 
 class RMSNorm(nn.Module):
@@ -105,15 +107,29 @@ def causal_mask(attention_mask: torch.Tensor | None, q_len: int, past_len: int, 
     return allowed | (key_index == query_index)
 
 
-def lm_logits_and_loss(lm_head: nn.Module, hidden: torch.Tensor, labels: torch.Tensor | None, logits_to_keep: int = 0):
-    """Vocabulary logits (all positions, or the last `logits_to_keep`) and, with `labels`, the mean
-    cross-entropy of predicting labels[:, 1:] from positions [:, :-1] (-100 is ignored)."""
-    if labels is not None and logits_to_keep:
-        raise ValueError("labels need logits for every position; leave logits_to_keep at 0")
-    logits = lm_head(hidden[:, -logits_to_keep:] if logits_to_keep else hidden)
-    loss = None
-    if labels is not None:
-        loss = F.cross_entropy(
-            logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten().to(logits.device), ignore_index=-100
+class CausalLMHead:
+    """The forward pass of every `...ForCausalLM` class (mixed in before `PreTrainedModel`):
+    `self.model` returns hidden states, `self.lm_head` maps them to the vocabulary."""
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
+                inputs_embeds=None, labels=None, use_cache=None, logits_to_keep: int = 0,
+                output_hidden_states=None, **kwargs) -> CausalLMOutputWithPast:
+        """Logits for every position (or the last `logits_to_keep`); with `labels`, the mean
+        cross-entropy of predicting labels[:, 1:] from positions [:, :-1] (-100 is ignored).
+        Arguments a model does not use (position_ids for a model without positions, token_type_ids,
+        cache_position, ...) are ignored."""
+        if labels is not None and logits_to_keep:
+            raise ValueError("labels need logits for every position; leave logits_to_keep at 0")
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
+                         output_hidden_states=output_hidden_states)
+        hidden = out.last_hidden_state
+        logits = self.lm_head(hidden[:, -logits_to_keep:] if logits_to_keep else hidden)
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(
+                logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten().to(logits.device), ignore_index=-100
+            )
+        return CausalLMOutputWithPast(
+            loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states
         )
-    return logits, loss

@@ -16,9 +16,9 @@ from transformers import GenerationMixin, PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+from transformers.modeling_outputs import BaseModelOutputWithPast
 
-from .layers import RMSNorm, RotaryEmbedding, SwiGLU, apply_rotary, causal_mask, position_ids_from_mask, lm_logits_and_loss
+from .layers import CausalLMHead, RMSNorm, RotaryEmbedding, SwiGLU, apply_rotary, causal_mask, position_ids_from_mask
 
 
 @strict
@@ -211,7 +211,7 @@ class BabbleTransformerModel(BabbleTransformerPreTrainedModel):
         return causal_mask(attention_mask, seq, past_len, device), positions
 
 
-class BabbleTransformerForCausalLM(BabbleTransformerPreTrainedModel, GenerationMixin):
+class BabbleTransformerForCausalLM(CausalLMHead, BabbleTransformerPreTrainedModel, GenerationMixin):
     """The decoder plus a vocabulary head (tied to the input embeddings if configured)."""
 
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
@@ -221,34 +221,3 @@ class BabbleTransformerForCausalLM(BabbleTransformerPreTrainedModel, GenerationM
         self.model = BabbleTransformerModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
-
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        past_key_values: Cache | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        labels: torch.LongTensor | None = None,
-        use_cache: bool | None = None,
-        logits_to_keep: int = 0,
-        output_hidden_states: bool | None = None,
-        **kwargs,
-    ) -> CausalLMOutputWithPast:
-        """Logits for every position (or the last `logits_to_keep`); with `labels`, the mean
-        cross-entropy of predicting labels[:, 1:] from positions [:, :-1] (-100 is ignored).
-        Unknown keyword arguments (token_type_ids, cache_position, ...) are ignored."""
-        out = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            past_key_values=past_key_values,
-            inputs_embeds=inputs_embeds,
-            use_cache=use_cache,
-            output_hidden_states=output_hidden_states,
-        )
-        hidden = out.last_hidden_state
-        logits, loss = lm_logits_and_loss(self.lm_head, hidden, labels, logits_to_keep)
-        return CausalLMOutputWithPast(
-            loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states
-        )
