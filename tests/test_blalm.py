@@ -11,6 +11,8 @@ from huggingface_hub.errors import StrictDataclassError
 from babblelm.config import load_config
 from babblelm.models.blalm import BlalmCache, BlalmConfig, BlalmForCausalLM, swa_blocked, swa_dense
 from babblelm.models.registry import count_parameters, parse_model_section
+from model_checks import (assert_greedy_generate_equals_recomputation, assert_left_padded_generate_matches_single_prompts,
+                          assert_padded_batch_matches_unpadded, random_ids)
 from remote_code import assert_loads_without_babblelm
 
 VOCAB = 97
@@ -33,10 +35,6 @@ def tiny_model(seed: int = 0, **overrides) -> BlalmForCausalLM:
     return BlalmForCausalLM(BlalmConfig(**{**shape, **overrides})).eval()
 
 
-def random_ids(*shape, seed: int = 1) -> torch.Tensor:
-    return torch.randint(2, VOCAB, shape, generator=torch.Generator().manual_seed(seed))
-
-
 @pytest.mark.parametrize("add_on", ADD_ONS)
 @torch.no_grad()
 def test_cached_decoding_matches_full_sequence(add_on):
@@ -52,15 +50,8 @@ def test_cached_decoding_matches_full_sequence(add_on):
 
 
 @pytest.mark.parametrize("add_on", ["plain", "swa_bounded", "swa_memory"])
-@torch.no_grad()
 def test_greedy_generate_with_cache_equals_recomputation(add_on):
-    model, prompt = tiny_model(**ADD_ONS[add_on]), random_ids(2, 6)
-    generated = model.generate(prompt, max_new_tokens=12, do_sample=False, use_cache=True)
-    seq = prompt
-    for _ in range(12):
-        next_token = model(seq, use_cache=False).logits[:, -1].argmax(-1, keepdim=True)
-        seq = torch.cat([seq, next_token], dim=1)
-    assert torch.equal(generated, seq)
+    assert_greedy_generate_equals_recomputation(tiny_model(**ADD_ONS[add_on]), random_ids(2, 6), new_tokens=12)
 
 
 @torch.no_grad()
@@ -76,32 +67,15 @@ def test_cache_memory_does_not_grow_with_length():
 
 
 @pytest.mark.parametrize("add_on", ["conv", "swa_memory"])
-@torch.no_grad()
 def test_left_padded_generate_matches_single_prompts(add_on):
-    model = tiny_model(**ADD_ONS[add_on])
-    short, long = random_ids(1, 4, seed=2), random_ids(1, 7, seed=3)
-    batch = torch.cat([torch.cat([torch.zeros(1, 3, dtype=torch.long), short], 1), long])
-    mask = (torch.arange(7) >= torch.tensor([[3], [0]])).long()
-    together = model.generate(batch, attention_mask=mask, max_new_tokens=6, do_sample=False)
-    for row, prompt in enumerate([short, long]):
-        alone = model.generate(prompt, max_new_tokens=6, do_sample=False)
-        assert torch.equal(together[row, -6:], alone[0, -6:])
+    prompts = [random_ids(1, 4, seed=2), random_ids(1, 7, seed=3)]
+    assert_left_padded_generate_matches_single_prompts(tiny_model(**ADD_ONS[add_on]), prompts)
 
 
 @pytest.mark.parametrize("side", ["left", "right"])
-@torch.no_grad()
 def test_padded_batch_matches_unpadded_sequences(side):
     model = tiny_model(short_conv=True, swa_window=3, swa_memory_tokens=2)
-    seqs = [random_ids(1, n, seed=n) for n in (5, 9, 3)]
-    width = max(s.shape[1] for s in seqs)
-    ids, mask = torch.zeros(len(seqs), width, dtype=torch.long), torch.zeros(len(seqs), width, dtype=torch.long)
-    for row, s in enumerate(seqs):
-        cols = slice(width - s.shape[1], width) if side == "left" else slice(0, s.shape[1])
-        ids[row, cols], mask[row, cols] = s[0], 1
-    logits = model(ids, attention_mask=mask).logits
-    assert torch.isfinite(logits).all()
-    for row, s in enumerate(seqs):
-        torch.testing.assert_close(logits[row][mask[row].bool()], model(s).logits[0], atol=1e-5, rtol=0)
+    assert_padded_batch_matches_unpadded(model, [random_ids(1, n, seed=n) for n in (5, 9, 3)], side)
 
 
 @pytest.mark.parametrize("seq,window,memory", [(16, 4, False), (23, 4, True), (50, 7, True), (9, 3, False)])

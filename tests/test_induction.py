@@ -16,6 +16,9 @@ from babblelm.models.induction import BabbleInductionConfig, BabbleInductionForC
 from babblelm.models.registry import count_parameters
 from babblelm.train.loop import train
 from conftest import tiny_raw
+from model_checks import (assert_greedy_generate_equals_recomputation, assert_left_padded_generate_matches_single_prompts,
+                          assert_padded_batch_matches_unpadded, padded_batch)
+from model_checks import random_ids as any_ids
 from remote_code import assert_loads_without_babblelm
 
 VOCAB = 23  # small, so tokens repeat often and the induction mixer has candidates
@@ -37,17 +40,7 @@ def tiny_model(seed: int = 0, **overrides) -> BabbleInductionForCausalLM:
 
 
 def random_ids(*shape, seed: int = 1, vocab: int = VOCAB) -> torch.Tensor:
-    return torch.randint(2, vocab, shape, generator=torch.Generator().manual_seed(seed))
-
-
-def padded_batch(seqs, side: str, pad: int = 0):
-    width = max(s.shape[-1] for s in seqs)
-    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for row, s in enumerate(seqs):
-        cols = slice(width - s.shape[-1], width) if side == "left" else slice(0, s.shape[-1])
-        ids[row, cols], mask[row, cols] = s.flatten(), 1
-    return ids, mask
+    return any_ids(*shape, seed=seed, vocab=vocab)
 
 
 def brute_force_occurrences(ids, mask, memory):
@@ -84,20 +77,9 @@ def test_changing_a_future_token_never_changes_earlier_logits():
         assert not torch.allclose(logits[:, t:], base[:, t:])
 
 
-@torch.no_grad()
-def test_left_and_right_padding_agree_with_unpadded_sequences():
-    model = tiny_model()
-    seqs = [random_ids(1, n, seed=n, vocab=8) for n in (5, 19, 11)]
-    results = {}
-    for side in ("left", "right"):
-        ids, mask = padded_batch(seqs, side)
-        logits = model(ids, attention_mask=mask, use_cache=False).logits
-        assert torch.isfinite(logits).all()
-        results[side] = [logits[row][mask[row].bool()] for row in range(len(seqs))]
-    for row, s in enumerate(seqs):
-        alone = model(s, use_cache=False).logits[0]
-        torch.testing.assert_close(results["left"][row], alone, atol=1e-5, rtol=0)
-        torch.testing.assert_close(results["right"][row], alone, atol=1e-5, rtol=0)
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_padded_batch_matches_unpadded_sequences(side):
+    assert_padded_batch_matches_unpadded(tiny_model(), [random_ids(1, n, seed=n, vocab=8) for n in (5, 19, 11)], side)
 
 
 class LargestTensor(TorchDispatchMode):
@@ -142,26 +124,13 @@ def test_cached_decoding_matches_full_sequence():
     torch.testing.assert_close(torch.cat(pieces, dim=1), full, atol=1e-5, rtol=0)
 
 
-@torch.no_grad()
 def test_greedy_generate_with_cache_equals_recomputation():
-    model, prompt = tiny_model(), random_ids(2, 6, vocab=7)
-    generated = model.generate(prompt, max_new_tokens=12, do_sample=False, use_cache=True)
-    seq = prompt
-    for _ in range(12):
-        next_token = model(seq, use_cache=False).logits[:, -1].argmax(-1, keepdim=True)
-        seq = torch.cat([seq, next_token], dim=1)
-    assert torch.equal(generated, seq)
+    assert_greedy_generate_equals_recomputation(tiny_model(), random_ids(2, 6, vocab=7), new_tokens=12)
 
 
-@torch.no_grad()
 def test_left_padded_generate_matches_single_prompts():
-    model = tiny_model()
-    short, long = random_ids(1, 4, seed=2, vocab=7), random_ids(1, 9, seed=3, vocab=7)
-    ids, mask = padded_batch([short, long], "left")
-    together = model.generate(ids, attention_mask=mask, max_new_tokens=8, do_sample=False)
-    for row, prompt in enumerate([short, long]):
-        alone = model.generate(prompt, max_new_tokens=8, do_sample=False)
-        assert torch.equal(together[row, -8:], alone[0, -8:])
+    prompts = [random_ids(1, 4, seed=2, vocab=7), random_ids(1, 9, seed=3, vocab=7)]
+    assert_left_padded_generate_matches_single_prompts(tiny_model(), prompts, new_tokens=8)
 
 
 def test_gradient_checkpointing_gives_same_gradients():

@@ -15,6 +15,8 @@ from babblelm.models.registry import count_parameters, parameter_breakdown, pars
 from babblelm.models.streammixer import StreamMixerConfig, StreamMixerForCausalLM, gated_scan
 from babblelm.train.loop import train
 from conftest import tiny_raw
+from model_checks import (assert_greedy_generate_equals_recomputation, assert_left_padded_generate_matches_single_prompts,
+                          assert_padded_batch_matches_unpadded, random_ids)
 from remote_code import run_without_babblelm
 
 VOCAB = 97
@@ -27,10 +29,6 @@ def tiny_model(seed: int = 0, **overrides) -> StreamMixerForCausalLM:
                  num_read_heads=2, intermediate_size=48, scan_chunk_size=4, pad_token_id=0, bos_token_id=1)
     torch.manual_seed(seed)
     return StreamMixerForCausalLM(StreamMixerConfig(**{**shape, **overrides})).eval()
-
-
-def random_ids(*shape, seed: int = 1) -> torch.Tensor:
-    return torch.randint(2, VOCAB, shape, generator=torch.Generator().manual_seed(seed))
 
 
 @pytest.mark.parametrize("length", [1, 3, 4, 17, 70])  # one chunk, padded chunks, three levels of chunks
@@ -85,11 +83,7 @@ def test_chunked_prefill_with_state_equals_full_sequence():
 @torch.no_grad()
 def test_greedy_generate_with_state_equals_recomputation():
     model, prompt = tiny_model(), random_ids(2, 6)
-    generated = model.generate(prompt, max_new_tokens=12, do_sample=False, use_cache=True)
-    seq = prompt
-    for _ in range(12):
-        seq = torch.cat([seq, model(seq, use_cache=False).logits[:, -1].argmax(-1, keepdim=True)], dim=1)
-    assert torch.equal(generated, seq)
+    seq = assert_greedy_generate_equals_recomputation(model, prompt, new_tokens=12)
     assert torch.equal(model.generate(prompt, max_new_tokens=12, do_sample=False, use_cache=False), seq)
 
 
@@ -109,30 +103,12 @@ def test_later_tokens_do_not_influence_earlier_logits():
 
 
 @pytest.mark.parametrize("side", ["left", "right"])
-@torch.no_grad()
 def test_padded_batch_matches_unpadded_sequences(side):
-    model = tiny_model()
-    seqs = [random_ids(1, n, seed=n) for n in (5, 11, 3)]
-    width = max(s.shape[1] for s in seqs)
-    ids, mask = torch.zeros(3, width, dtype=torch.long), torch.zeros(3, width, dtype=torch.long)
-    for row, s in enumerate(seqs):
-        cols = slice(width - s.shape[1], width) if side == "left" else slice(0, s.shape[1])
-        ids[row, cols], mask[row, cols] = s[0], 1
-    logits = model(ids, attention_mask=mask).logits
-    for row, s in enumerate(seqs):
-        torch.testing.assert_close(logits[row][mask[row].bool()], model(s).logits[0], atol=1e-5, rtol=0)
+    assert_padded_batch_matches_unpadded(tiny_model(), [random_ids(1, n, seed=n) for n in (5, 11, 3)], side)
 
 
-@torch.no_grad()
 def test_left_padded_generate_matches_single_prompts():
-    model = tiny_model()
-    short, long = random_ids(1, 4, seed=2), random_ids(1, 7, seed=3)
-    batch = torch.cat([torch.cat([torch.zeros(1, 3, dtype=torch.long), short], 1), long])
-    mask = (torch.arange(7) >= torch.tensor([[3], [0]])).long()
-    together = model.generate(batch, attention_mask=mask, max_new_tokens=6, do_sample=False)
-    for row, prompt in enumerate([short, long]):
-        alone = model.generate(prompt, max_new_tokens=6, do_sample=False)
-        assert torch.equal(together[row, -6:], alone[0, -6:])
+    assert_left_padded_generate_matches_single_prompts(tiny_model(), [random_ids(1, 4, seed=2), random_ids(1, 7, seed=3)])
 
 
 def test_bad_attention_mask_shape_is_a_clear_error():

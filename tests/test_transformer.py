@@ -10,6 +10,8 @@ from huggingface_hub.errors import StrictDataclassError
 from babblelm.models.layers import causal_mask, position_ids_from_mask
 from babblelm.models.registry import count_parameters
 from babblelm.models.transformer import BabbleTransformerConfig, BabbleTransformerForCausalLM
+from model_checks import (assert_greedy_generate_equals_recomputation, assert_left_padded_generate_matches_single_prompts,
+                          assert_padded_batch_matches_unpadded, random_ids)
 from remote_code import assert_loads_without_babblelm
 
 VOCAB = 97
@@ -24,10 +26,6 @@ def tiny_config(**overrides) -> BabbleTransformerConfig:
 def tiny_model(seed: int = 0, **overrides) -> BabbleTransformerForCausalLM:
     torch.manual_seed(seed)
     return BabbleTransformerForCausalLM(tiny_config(**overrides)).eval()
-
-
-def random_ids(*shape, seed: int = 1) -> torch.Tensor:
-    return torch.randint(2, VOCAB, shape, generator=torch.Generator().manual_seed(seed))
 
 
 def test_mask_helpers_on_left_padding_with_a_cache():
@@ -54,44 +52,17 @@ def test_cached_decoding_matches_full_sequence():
     torch.testing.assert_close(torch.cat(pieces, dim=1), full, atol=1e-5, rtol=0)
 
 
-@torch.no_grad()
 def test_greedy_generate_with_cache_equals_recomputation():
-    model, prompt = tiny_model(), random_ids(2, 6)
-    generated = model.generate(prompt, max_new_tokens=10, do_sample=False, use_cache=True)
-    seq = prompt
-    for _ in range(10):
-        next_token = model(seq, use_cache=False).logits[:, -1].argmax(-1, keepdim=True)
-        seq = torch.cat([seq, next_token], dim=1)
-    assert torch.equal(generated, seq)
+    assert_greedy_generate_equals_recomputation(tiny_model(), random_ids(2, 6), new_tokens=10)
 
 
-@torch.no_grad()
 def test_left_padded_generate_matches_single_prompts():
-    model = tiny_model()
-    short, long = random_ids(1, 4, seed=2), random_ids(1, 7, seed=3)
-    batch = torch.cat([torch.cat([torch.zeros(1, 3, dtype=torch.long), short], 1), long])
-    mask = (torch.arange(7) >= torch.tensor([[3], [0]])).long()
-    together = model.generate(batch, attention_mask=mask, max_new_tokens=6, do_sample=False)
-    for row, prompt in enumerate([short, long]):
-        alone = model.generate(prompt, max_new_tokens=6, do_sample=False)
-        assert torch.equal(together[row, -6:], alone[0, -6:])
+    assert_left_padded_generate_matches_single_prompts(tiny_model(), [random_ids(1, 4, seed=2), random_ids(1, 7, seed=3)])
 
 
 @pytest.mark.parametrize("side", ["left", "right"])
-@torch.no_grad()
 def test_padded_batch_matches_unpadded_sequences(side):
-    model = tiny_model()
-    seqs = [random_ids(1, n, seed=n) for n in (5, 9, 3)]
-    width = max(s.shape[1] for s in seqs)
-    ids = torch.zeros(len(seqs), width, dtype=torch.long)
-    mask = torch.zeros_like(ids)
-    for row, s in enumerate(seqs):
-        cols = slice(width - s.shape[1], width) if side == "left" else slice(0, s.shape[1])
-        ids[row, cols], mask[row, cols] = s[0], 1
-    logits = model(ids, attention_mask=mask).logits
-    assert torch.isfinite(logits).all()
-    for row, s in enumerate(seqs):
-        torch.testing.assert_close(logits[row][mask[row].bool()], model(s).logits[0], atol=1e-5, rtol=0)
+    assert_padded_batch_matches_unpadded(tiny_model(), [random_ids(1, n, seed=n) for n in (5, 9, 3)], side)
 
 
 @torch.no_grad()
