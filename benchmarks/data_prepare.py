@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCE = Path("/work/shared/corpora/babylike_10M")
+SOURCE = REPO.parent / "shared" / "corpora" / "babylike_10M"
 
 
 def build_corpus(src: Path, work: Path, repeat: int) -> Path:

@@ -5,7 +5,7 @@ The model is RANDOMLY INITIALIZED (hidden 384, 6 layers, 6 heads, FFN 1536, unti
 BabyLM-LLaMA-26M shape); speed does not depend on the weights. The tokenizer is a byte-level BPE
 trained on the BLiMP sentences themselves. Usage:
 
-    python benchmarks/eval_blimp.py [--blimp /work/shared/eval/blimp] [--subset 2000] [--full-batched]
+    python benchmarks/eval_blimp.py [--blimp ../shared/eval/blimp] [--subset 2000] [--full-batched]
 
 The one-at-a-time reference is timed on a fixed random subset of pairs (seed 0) and extrapolated
 to all pairs; the batched path is timed on the same subset, and on all 67,000 pairs with --full-batched.
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import random
 import time
+from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors, trainers, decoders
@@ -51,7 +52,7 @@ def timed(fn):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--blimp", default="/work/shared/eval/blimp")
+    parser.add_argument("--blimp", default=str(Path(__file__).resolve().parents[2] / "shared" / "eval" / "blimp"))
     parser.add_argument("--subset", type=int, default=2000, help="pairs timed one at a time")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--full-batched", action="store_true", help="also time all pairs batched")

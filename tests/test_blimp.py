@@ -4,12 +4,13 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import SHARED
 from test_scoring import make_model, make_tokenizer
 
 from babblelm.eval.blimp import EvalDataError, MinimalPair, evaluate_blimp, format_table, load_blimp, summarize
 from babblelm.eval.scoring import sentence_logprobs
 
-BLIMP_DIR = Path("/work/shared/eval/blimp")
+BLIMP_DIR = SHARED / "eval" / "blimp"
 needs_blimp = pytest.mark.skipif(not BLIMP_DIR.is_dir(), reason="shared BLiMP data not present")
 
 

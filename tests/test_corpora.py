@@ -16,10 +16,9 @@ from babblelm.data.prepare import prepare_data
 from babblelm.data.readers import CorpusFile, discover, read_text
 from babblelm.data.stats import format_stats, source_stats
 
-from conftest import BABYLIKE as _BABYLIKE
+from conftest import BABYLIKE
 
 REPO = Path(__file__).resolve().parents[1]
-BABYLIKE = _BABYLIKE if _BABYLIKE.is_dir() else Path("/work/shared/corpora/babylike_10M")  # from a worktree
 
 
 def clean(names, lines, **params):

@@ -4,7 +4,6 @@ import hashlib
 import json
 import logging
 from itertools import islice
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,8 +16,9 @@ from babblelm.data.readers import discover
 from babblelm.data.filters import FILTERS, FilterChain
 from babblelm.data.prepare import DEV_EVERY, file_sha256, prepare_data
 from babblelm.data.tokenizer import train_tokenizer
+from conftest import BABYLIKE
 
-CHILDES = Path("/work/shared/corpora/babylike_10M/childes.train")
+CHILDES = BABYLIKE / "childes.train"
 N_CHILDES = 3000
 
 
