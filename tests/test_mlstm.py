@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from babblelm.models.mlstm import (empty_state, mlstm_chunkwise, mlstm_kernels_available, mlstm_parallel,
-                                   mlstm_step, mlstm_triton)
+                                   mlstm_step, mlstm_triton, triton_shape)
 
 B, H, DK, DV = 2, 3, 8, 6
 
@@ -98,10 +98,25 @@ def test_long_sequences_stay_finite():
         assert torch.isfinite(t).all()
 
 
+@pytest.mark.parametrize("chunk_size", [16, 32, 64, 96, 128, 256])
+def test_triton_padding_meets_the_kernel_rules(chunk_size):
+    """The xl_chunk kernel (mlstm_kernels 2.0) wants a length divisible by 16; below 128 a power of two,
+    from 128 on a multiple of a chunk size that is a multiple of 64."""
+    for seq in range(1, 700):
+        length, chunk = triton_shape(seq, chunk_size)
+        assert seq <= length < max(2 * seq, 16) + chunk and length % 16 == 0
+        if length < 128:
+            assert length & (length - 1) == 0
+        else:
+            assert chunk % 64 == 0 and length % chunk == 0
+
+
 @pytest.mark.skipif(not (torch.cuda.is_available() and mlstm_kernels_available()),
                     reason="needs a CUDA GPU and mlstm_kernels (pip install 'babblelm[gpu]')")
-def test_triton_kernel_matches_torch_chunkwise():
-    q, k, v, i, f = (t.cuda() for t in inputs(200, gate_scale=4.0, seed=9))
-    q, k, v = (torch.randn(B, H, 200, 64, device="cuda") for _ in range(3))
-    reference, _ = mlstm_chunkwise(q, k, v, i, f, chunk_size=64)
-    torch.testing.assert_close(mlstm_triton(q, k, v, i, f, chunk_size=64).float(), reference, atol=2e-2, rtol=2e-2)
+@pytest.mark.parametrize("seq,chunk_size", [(200, 64), (37, 64), (100, 32), (300, 128)])
+def test_triton_kernel_matches_torch_chunkwise(seq, chunk_size):
+    q, k, v, i, f = (t.cuda() for t in inputs(seq, gate_scale=4.0, seed=9))
+    q, k, v = (torch.randn(B, H, seq, 64, device="cuda") for _ in range(3))
+    reference, _ = mlstm_chunkwise(q, k, v, i, f, chunk_size=chunk_size)
+    torch.testing.assert_close(mlstm_triton(q, k, v, i, f, chunk_size=chunk_size).float(), reference,
+                               atol=2e-2, rtol=2e-2)

@@ -133,16 +133,27 @@ def mlstm_kernels_available() -> bool:
     return True
 
 
+def triton_shape(seq: int, chunk_size: int) -> tuple[int, int]:
+    """(padded length, chunk size) that NX-AI's xl_chunk kernel accepts for `seq` tokens: below 128
+    tokens a power of two from 16 (the kernel then makes the whole sequence one chunk), from 128 on a
+    multiple of a chunk size that is itself a multiple of 64. The chunk size changes only the speed."""
+    if seq <= 64:
+        return max(16, 1 << (seq - 1).bit_length()), chunk_size
+    chunk = max(64, -(-chunk_size // 64) * 64)
+    return max(128, -(-seq // chunk) * chunk), chunk
+
+
 def mlstm_triton(q, k, v, i, f, chunk_size: int = 64) -> torch.Tensor:
     """NX-AI's chunkwise Triton kernel (CUDA only; no carried state). The kernel scales q·k by
-    1/sqrt(dk) itself, like the forms above; the length is padded to a multiple of the chunk."""
+    1/sqrt(dk) itself, like the forms above; the length is padded to one the kernel accepts."""
     from mlstm_kernels.torch import get_mlstm_kernel
 
     seq = q.shape[-2]
-    pad = -seq % chunk_size
+    length, chunk = triton_shape(seq, chunk_size)
+    pad = length - seq
     if pad:
         q, k, v = (F.pad(x, (0, 0, 0, pad)) for x in (q, k, v))
         i, f = F.pad(i, (0, pad), value=PAD_INPUT_GATE), F.pad(f, (0, pad), value=PAD_FORGET_GATE)
     kernel = get_mlstm_kernel("chunkwise--triton_xl_chunk")
-    h = kernel(q=q, k=k, v=v, i=i.float(), f=f.float(), chunk_size=chunk_size, eps=EPS)
+    h = kernel(q=q, k=k, v=v, i=i.float(), f=f.float(), chunk_size=chunk, eps=EPS)
     return h[:, :, :seq]
