@@ -72,3 +72,10 @@ def test_saved_config_round_trips(tmp_path):
     save_config(cfg, tmp_path / "c.yaml")
     assert load_config(tmp_path / "c.yaml") == cfg
     assert yaml.safe_load((tmp_path / "c.yaml").read_text())["optim"]["lr"] == pytest.approx(4e-4)
+
+
+def test_set_takes_several_overrides_and_repeats():
+    from babblelm.cli import build_parser
+
+    args = build_parser().parse_args(["train", "run.yaml", "--set", "optim.lr=1e-3", "train.epochs=2", "--set", "run.seed=3"])
+    assert args.config == "run.yaml" and args.set == ["optim.lr=1e-3", "train.epochs=2", "run.seed=3"]

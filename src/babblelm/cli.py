@@ -210,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def with_config(sp):
         sp.add_argument("config", help="run YAML file")
-        sp.add_argument("--set", action="append", default=[], metavar="KEY.PATH=VALUE", help="override a config value")
+        sp.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY.PATH=VALUE",
+                        help="override config values (one or more; the option may repeat)")
         return sp
 
     sp = sub.add_parser("demo", help="generate a demo corpus, train, evaluate and export a small model")
