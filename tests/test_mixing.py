@@ -160,3 +160,40 @@ def test_eval_with_language_tag_reads_multiblimp_and_blimp_pairs(languages, tmp_
                  "--language", "nld", "--out", str(tmp_path / "res")]) == 0
     scores = json.loads((tmp_path / "res" / "nld" / "multiblimp.json").read_text())
     assert scores["n_items"] == 2 and set(scores["by_uid"]) == {"SV-#", "agr"}
+
+
+@pytest.mark.parametrize("policy", ["static", "taam"])
+def test_two_gloo_processes_mix_like_one_process(languages, tmp_path, policy):
+    """Under torchrun each rank trains on its slice of the same mixed batch and rank 0's dev losses
+    reach every rank. With a fixed pi the run equals the single-process one (rows, words, weights);
+    with TAAM, pi moves as it does in one process (the ranks' float sums differ in the last bits, so
+    a row may fall to another language)."""
+    import shutil
+
+    import yaml
+    from safetensors.torch import load_file
+    from test_ddp import _torchrun
+
+    from babblelm.train import checkpoints as ckpt
+    from babblelm.train.loop import train
+
+    extra = {"pi": {"easy": 0.6, "medium": 0.3, "hard": 0.1}} if policy == "static" else {}
+    raw = {name: _raw(languages, tmp_path / name, policy, "cross_lingual_deficit", **extra) for name in ("single", "ddp")}
+    single = train(load_config(raw=raw["single"]), progress=False)
+    (tmp_path / "ddp").mkdir()
+    shutil.copytree(tmp_path / "single" / "data", tmp_path / "ddp" / "data")  # same prepared data (cache hit)
+    (tmp_path / "ddp.yaml").write_text(yaml.safe_dump(raw["ddp"], sort_keys=False))  # language order matters
+    _torchrun(tmp_path / "ddp.yaml")
+
+    final = tmp_path / "ddp" / "checkpoints" / "final"
+    a, b = ckpt.read_trainer_state(single.final_dir), ckpt.read_trainer_state(final)
+    records = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").open() if '"pi"' in line]
+    assert len(records) == 4 and sum(b["mixing"]["exposures"].values()) == 2048
+    assert a["mixing"]["pi"] == pytest.approx(b["mixing"]["pi"], abs=0.02)
+    if policy == "static":
+        assert a["mixing"]["exposures"] == b["mixing"]["exposures"] and a["words_seen"] == b["words_seen"]
+        wa, wb = load_file(single.final_dir / "model.safetensors"), load_file(final / "model.safetensors")
+        for k in wa:
+            torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-5)
+    else:
+        assert np.abs(np.array(b["mixing"]["pi"]) - 1 / 3).max() > 0.01  # the dev losses reached the mixer

@@ -61,6 +61,15 @@ def mean(value: torch.Tensor, ctx: Dist) -> torch.Tensor:
     return value
 
 
+def from_main(values: list[float] | None, n: int, ctx: Dist, device: torch.device) -> list[float]:
+    """Rank 0's `n` floats on every rank (the other ranks pass None): one decision made once."""
+    if not ctx.enabled:
+        return list(values)
+    t = torch.tensor(values if ctx.is_main else [0.0] * n, dtype=torch.float64, device=device)
+    dist.broadcast(t, src=0)
+    return t.tolist()
+
+
 def minimum(value: int, ctx: Dist, device: torch.device) -> int:
     if not ctx.enabled:
         return value

@@ -5,6 +5,9 @@ dev loss and checkpoints; what differs is the data: per-language blocks (data/mu
 a seeded per-step language draw (`Mixer.sample`), per-language dev losses every
 `mixing.eval_every` steps that update pi, and checkpoints at token-exposure milestones
 (chck_1M ... by tokens read). The mixing state rides in trainer_state.json, so resume continues it.
+Under torchrun every rank draws the same global batch (same seeds, same stream positions) and
+trains on its own contiguous slice of it; rank 0 measures the dev losses and broadcasts them, so
+every rank updates pi identically.
 Outputs besides the loop's: `mixing.png` (pi and dev loss per language) and `mixing.md` (the
 model-card section `babble export` includes).
 """
@@ -24,6 +27,7 @@ from ..configbase import to_dict
 from ..data.blocks import load_blocks
 from ..data.multilingual import prepare_multilingual
 from . import checkpoints as ckpt
+from . import distributed
 from .mixing import Mixer
 from .plan import TrainingPlan, milestone_steps
 from .prior import typological_prior
@@ -65,14 +69,15 @@ def train_mixed(cfg: RunConfig, ctx, device: torch.device, resume: bool, progres
 
     from .loop import TrainResult, build_model, build_stepper, dev_loss
 
-    if ctx.enabled:
-        raise ValueError("mixing.languages: multilingual training runs in one process (no torchrun yet)")
     run_dir, mix = cfg.out_dir, cfg.mixing
     ckpt_dir = run_dir / "checkpoints"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
     torch.manual_seed(cfg.run.seed)
-    manifest = prepare_multilingual(mix, cfg.data, cfg.tokenizer, run_dir / "data", progress=progress)
+    if ctx.is_main:  # rank 0 prepares the data; the others then find it cached
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+        prepare_multilingual(mix, cfg.data, cfg.tokenizer, run_dir / "data", progress=progress)
+    distributed.barrier(ctx)
+    manifest = prepare_multilingual(mix, cfg.data, cfg.tokenizer, run_dir / "data", progress=False)
     langs = list(mix.languages)
     tokenizer = AutoTokenizer.from_pretrained(run_dir / "data" / "tokenizer")
     train_blocks = {lang: load_blocks(run_dir / "data" / lang, "train") for lang in langs}
@@ -105,13 +110,18 @@ def train_mixed(cfg: RunConfig, ctx, device: torch.device, resume: bool, progres
         for lang in langs:
             streams[lang].position = state["stream_positions"][lang]
         start, seen["words"] = state["step"] + 1, state["words_seen"]
-    print(f"mixing {', '.join(langs)} ({mix.policy}, reward {mix.reward}); pi at start "
-          f"{_fmt(mixer.pi_dict())}; {steps:,} steps of {step_tokens:,} tokens; "
-          f"{manifest['adjusted_bytes']:,.0f} premium-adjusted bytes of data")
+    local_batch = global_batch // ctx.world_size
+    if ctx.is_main:
+        print(f"mixing {', '.join(langs)} ({mix.policy}, reward {mix.reward}); pi at start "
+              f"{_fmt(mixer.pi_dict())}; {steps:,} steps of {step_tokens:,} tokens "
+              f"({ctx.world_size} process{'es' if ctx.enabled else ''}); "
+              f"{manifest['adjusted_bytes']:,.0f} premium-adjusted bytes of data")
 
     hparams = ckpt.hyperparameters(to_dict(cfg))
 
     def save(name: str, step: int, milestone: str | None = None) -> None:
+        if not ctx.is_main:
+            return
         state = {"step": step, "tokens_seen": int(cum_tokens[step]), "words_seen": seen["words"],
                  "milestone": milestone, "total_steps": steps, "mixing": mixer.state_dict(),
                  "stream_positions": {lang: s.position for lang, s in streams.items()}}
@@ -125,27 +135,36 @@ def train_mixed(cfg: RunConfig, ctx, device: torch.device, resume: bool, progres
         seen["words"] += sum(int(train_blocks[lang].words[idx].sum()) for lang, idx in picks.items())
         x = np.concatenate([train_blocks[lang].tokens[idx] for lang, idx in picks.items()])
         x = x[np.random.default_rng([cfg.run.seed, step, 1]).permutation(len(x))]
-        return [stepper.load(m) for m in np.split(x, global_batch // stepper.micro_batch)]
+        mine = x.reshape(ctx.world_size, local_batch, seq_len)[ctx.rank]
+        return [stepper.load(m) for m in np.split(mine, local_batch // stepper.micro_batch)]
 
-    metrics = (run_dir / "metrics.jsonl").open("a" if resume else "w", encoding="utf-8")
+    def dev_losses() -> dict[str, float]:
+        """Rank 0's dev loss per language, on every rank."""
+        losses = ([dev_loss(model, dev_blocks[lang], cfg.train.batch_size, cfg.train.dev_batches, device,
+                            stepper.precision) for lang in langs] if ctx.is_main else None)
+        return dict(zip(langs, distributed.from_main(losses, len(langs), ctx, device)))
+
+    metrics = (run_dir / "metrics.jsonl").open("a" if resume else "w", encoding="utf-8") if ctx.is_main else None
+
+    def write(record: dict) -> None:
+        if metrics is not None:
+            metrics.write(json.dumps(record) + "\n")
+            metrics.flush()
     t0, step, interrupted = time.perf_counter(), start - 1, False
     try:
         for step in range(start, steps):
             loss = stepper(batch(step))
             if (step + 1) % cfg.train.log_every == 0 or step == steps - 1:
-                value = loss.item()
+                value = distributed.mean(loss, ctx).item()
                 if not math.isfinite(value):
                     raise FloatingPointError(f"loss became {value} at step {step}")
-                metrics.write(json.dumps({"step": step + 1, "tokens": int(cum_tokens[step]), "loss": value,
-                                          "lr": stepper.scheduler.get_last_lr()[0]}) + "\n")
+                write({"step": step + 1, "tokens": int(cum_tokens[step]), "loss": value,
+                       "lr": stepper.scheduler.get_last_lr()[0]})
             if (step + 1) % mix.eval_every == 0 or step == steps - 1:
-                losses = {lang: dev_loss(model, dev_blocks[lang], cfg.train.batch_size, cfg.train.dev_batches,
-                                         device, stepper.precision) for lang in langs}
+                losses = dev_losses()
                 rewards = mixer.update(losses)
-                metrics.write(json.dumps({"step": step + 1, "tokens": int(cum_tokens[step]), "dev_loss": losses,
-                                          "reward": rewards, "pi": mixer.pi_dict(),
-                                          "exposures": dict(mixer.exposures)}) + "\n")
-            metrics.flush()
+                write({"step": step + 1, "tokens": int(cum_tokens[step]), "dev_loss": losses, "reward": rewards,
+                       "pi": mixer.pi_dict(), "exposures": dict(mixer.exposures)})
             for name in milestones.get(step, []):
                 save(name, step, milestone=name)
             if cfg.train.save_every and (step + 1) % cfg.train.save_every == 0 and step != steps - 1:
@@ -159,10 +178,11 @@ def train_mixed(cfg: RunConfig, ctx, device: torch.device, resume: bool, progres
             save("last", step)
         interrupted = True
     finally:
-        metrics.close()
+        if metrics is not None:
+            metrics.close()
     if not interrupted:
         save("final", steps - 1)
-    records = read_mixing_records(run_dir / "metrics.jsonl")
+    records = read_mixing_records(run_dir / "metrics.jsonl") if ctx.is_main else []
     if records:
         plot_mixing(records, run_dir / MIXING_PLOT)
         (run_dir / MIXING_CARD).write_text(card_section(records, mix.policy, mix.reward), encoding="utf-8")
