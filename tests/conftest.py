@@ -1,9 +1,11 @@
-"""Shared fixtures: a small real corpus cut from ../shared and a tiny run configuration."""
+"""Shared fixtures: a small real corpus cut from ../shared, a tiny run configuration, and the tiny
+random Llama (`model`) with its tokenizer (`tokenizer`) that the evaluation tests score with."""
 
 import os
 from pathlib import Path
 
 import pytest
+from eval_fixtures import make_model, make_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("BABBLE_SHARED", REPO.parent / "shared"))  # BABBLE_SHARED: where ../shared lives
@@ -44,3 +46,15 @@ def tiny_raw(corpus: Path, out_dir: Path, **sections) -> dict:
     for key, values in sections.items():
         raw[key].update(values)
     return raw
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    """A byte-level BPE (with BOS) trained on a few sentences; test files may define their own."""
+    return make_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def model(tokenizer):
+    """A tiny random Llama sized to `tokenizer`."""
+    return make_model(len(tokenizer))

@@ -5,23 +5,12 @@ from pathlib import Path
 
 import pytest
 from conftest import SHARED
-from test_scoring import make_model, make_tokenizer
 
 from babblelm.eval.blimp import EvalDataError, MinimalPair, evaluate_blimp, format_table, load_blimp, summarize
 from babblelm.eval.scoring import sentence_logprobs
 
 BLIMP_DIR = SHARED / "eval" / "blimp"
 needs_blimp = pytest.mark.skipif(not BLIMP_DIR.is_dir(), reason="shared BLiMP data not present")
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return make_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def model(tokenizer):
-    return make_model(len(tokenizer))
 
 
 def write_jsonl(path: Path, records: list) -> Path:

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 from eval_fixtures import write_eval_data, write_jsonl
-from test_scoring import make_model, make_tokenizer
+from eval_fixtures import make_model, make_tokenizer
 
 from babblelm.cli import main
 from babblelm.eval.aoa import child_aoa, model_aoa, words_of_checkpoint

@@ -2,52 +2,9 @@
 
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from babblelm.eval.scoring import score_continuations, sentence_logprobs
-
-CORPUS = [
-    "The cat sat on the mat.",
-    "A dog ran to the cat and the cats ran away.",
-    "Who did the cat see near the old house?",
-    "The children were playing with a red ball in the garden.",
-] * 4
-
-
-def make_tokenizer(with_bos: bool = True) -> PreTrainedTokenizerFast:
-    """A byte-level BPE trained on CORPUS; with a BOS post-processor unless told otherwise."""
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=320, special_tokens=["<pad>", "<bos>", "<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    tok.train_from_iterator(CORPUS, trainer)
-    if with_bos:
-        tok.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", 1)])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")
-
-
-def make_model(vocab_size: int, seed: int = 0) -> LlamaForCausalLM:
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=128, initializer_range=0.2,
-        bos_token_id=1, eos_token_id=2, pad_token_id=0,
-    )
-    return LlamaForCausalLM(config).eval()
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return make_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def model(tokenizer):
-    return make_model(len(tokenizer))
-
+from eval_fixtures import make_model, make_tokenizer
 
 def reference_score(model, tokenizer, context: str, completion: str) -> float:
     """The definition, one sequence at a time: float64 log-softmax, a Python loop over target tokens."""

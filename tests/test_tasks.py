@@ -7,22 +7,12 @@ import numpy as np
 import pytest
 import torch
 from eval_fixtures import write_eval_data, write_jsonl
-from test_scoring import make_model, make_tokenizer, reference_score
+from test_scoring import reference_score
 
 from babblelm.eval import tasks
 from babblelm.eval.metrics import ranks, spearman
 from babblelm.eval.reading import evaluate_reading, gain, r_squared, word_steps
 from babblelm.eval.records import EvalDataError
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return make_tokenizer()
-
-
-@pytest.fixture(scope="module")
-def model(tokenizer):
-    return make_model(len(tokenizer))
 
 
 @pytest.fixture(scope="module")
