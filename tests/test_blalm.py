@@ -95,13 +95,13 @@ def test_blocked_sliding_window_attention_equals_dense(seq, window, memory):
 
 
 @torch.no_grad()
-def test_long_sequence_uses_the_blocked_form_and_matches_cached_decoding():
-    model, ids = tiny_model(swa_window=4, swa_memory_tokens=2, short_conv=True), random_ids(2, 40)
-    full = model(ids, use_cache=False).logits  # 40 >= 4 windows: the blocked form
+def test_long_sequences_use_the_blocked_form_and_match_cached_decoding():
+    model, ids = tiny_model(swa_window=4, swa_memory_tokens=2, short_conv=True), random_ids(2, 60)
+    full = model(ids, use_cache=False).logits  # 60 >= 4 windows: the blocked form
     out = model(ids[:, :10], use_cache=True)
     pieces, cache = [out.logits], out.past_key_values
-    for t in range(10, 40):
-        out = model(ids[:, t:t + 1], past_key_values=cache, use_cache=True)
+    for start, stop in [*((t, t + 1) for t in range(10, 30)), (30, 60)]:  # single tokens, then a blocked chunk
+        out = model(ids[:, start:stop], past_key_values=cache, use_cache=True)
         pieces.append(out.logits)
     torch.testing.assert_close(torch.cat(pieces, dim=1), full, atol=1e-5, rtol=0)
 

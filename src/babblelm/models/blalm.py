@@ -236,8 +236,9 @@ class MLSTMMixer(nn.Module):
             keep = max(window - 1, 0)
             layer_cache["swa"] = (k[:, :, k.shape[2] - keep:], v[:, :, v.shape[2] - keep:], key_valid[:, key_valid.shape[1] - keep:])
         memory = tuple(m.to(k.dtype) for m in self.memory_kv) if self.memory_kv is not None else None
-        if k.shape[2] == seq and seq >= BLOCKED_SWA_FROM * window:  # no past keys: the linear-time form
-            out = swa_blocked(q, k, v, key_valid, window, memory)
+        if seq >= BLOCKED_SWA_FROM * window:  # the linear-time form; queries of cached keys are dropped
+            past = k.shape[2] - seq
+            out = swa_blocked(F.pad(q, (0, 0, past, 0)), k, v, key_valid, window, memory)[:, :, past:]
         else:
             out = swa_dense(q, k, v, key_valid, window, memory)
         return out.transpose(1, 2).flatten(2)
