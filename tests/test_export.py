@@ -13,17 +13,22 @@ from remote_code import run_without_babblelm
 
 LOAD_WITHOUT_BABBLELM = r"""
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoModelForCausalLM, AutoProcessor, AutoTokenizer
 folder, text = sys.argv[1], sys.argv[2]
 model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
-tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)  # as the official pipeline loads it
+tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+# the official 2025 pipeline's zero-shot loader: AutoProcessor, right padding, character offsets
+proc = AutoProcessor.from_pretrained(folder, padding_side="right", trust_remote_code=True)
+official = proc(text=text, return_offsets_mapping=True)
 enc = tok(text, return_tensors="pt")
 with torch.inference_mode():
     logits = model(**enc).logits
     out = model.generate(**enc, max_new_tokens=8, do_sample=False)
 print("RESULT " + json.dumps({"ids": enc["input_ids"][0].tolist(), "bos": tok.bos_token_id, "keys": sorted(enc.keys()),
                   "logits_sum": float(logits.double().sum()), "generated": out[0].tolist(),
-                  "module": type(model).__module__}))
+                  "module": type(model).__module__, "official_ids": official["input_ids"],
+                  "official_ends": [end for _, end in official["offset_mapping"]],
+                  "official_padding": getattr(proc, "tokenizer", proc).padding_side}))
 """
 
 
@@ -50,6 +55,8 @@ def test_export_round_trip_without_babblelm(trained_run, tmp_path):
     got = run_without_babblelm(LOAD_WITHOUT_BABBLELM, [out, text], tmp_path)
     assert not got["module"].startswith("babblelm")
     assert got["ids"][0] == got["bos"] and got["keys"] == ["attention_mask", "input_ids"]
+    assert got["official_ids"] == got["ids"] and got["official_padding"] == "right"
+    assert got["official_ends"][0] == 0 and got["official_ends"][-1] == len(text)  # BOS has no characters
     assert len(got["generated"]) == len(got["ids"]) + 8 or got["generated"][-1] == cfg["eos_token_id"]
 
     from babblelm.eval.load import load_model_and_tokenizer
