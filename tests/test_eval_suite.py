@@ -66,8 +66,8 @@ def test_all_checkpoints_curves_best_and_rerun(run_dir, data, capsys):
     # a forced re-score of one checkpoint gives the same numbers
     out = run_dir / "again"
     assert main(["eval", str(run_dir), "--checkpoint", "chck_1M", "--tasks", "ewok,wug_adj,reading", "--data",
-                 str(data), "--device", "cpu", "--out", str(out), "--shared-prefix"]) == 0
-    for task in ("ewok", "wug_adj", "reading"):  # the shared-prefix path gives the same numbers
+                 str(data), "--device", "cpu", "--out", str(out), "--no-shared-prefix"]) == 0
+    for task in ("ewok", "wug_adj", "reading"):  # scoring whole texts gives the shared-prefix numbers
         again = json.loads((out / f"{task}.json").read_text())["scores"]
         assert again == pytest.approx(json.loads(first[results.relative_to(results) / "chck_1M" / f"{task}.json"])["scores"], abs=1e-3)
 

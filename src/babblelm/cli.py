@@ -268,8 +268,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--all-checkpoints", action="store_true",
                     help="score every chck_* of the run: learning curves, AoA, best checkpoint by average")
     sp.add_argument("--force", action="store_true", help="re-score tasks whose results file already exists")
-    sp.add_argument("--shared-prefix", action="store_true",
-                    help="run the shared context of EWoK/entity tracking/WUG options once (KV cache)")
+    sp.add_argument("--shared-prefix", action=argparse.BooleanOptionalAction, default=True,
+                    help="run the shared context of EWoK/entity tracking/WUG options once (KV cache; default on, "
+                         "--no-shared-prefix scores every option's whole text as the official loop does)")
     sp.add_argument("--batch-size", type=int, default=64)
     sp.add_argument("--device", default="auto")
     sp.add_argument("--out", help="results folder (default: <run>/results[/<checkpoint>])")

@@ -20,7 +20,7 @@ from .tasks import evaluate_task
 
 
 def evaluate_tasks(model, tokenizer, tasks: list[str], data_dir, out_dir: Path, batch_size: int = 64,
-                   force: bool = False, progress: bool = False, log=print, shared_prefix: bool = False) -> dict[str, dict]:
+                   force: bool = False, progress: bool = False, log=print, shared_prefix: bool = True) -> dict[str, dict]:
     """Results per task for one loaded model; each written to `out_dir/<task>.json` (reused unless `force`)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {}
@@ -48,7 +48,7 @@ def run_checkpoints(run_dir: Path) -> list[Path]:
 
 def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, tokenizer, out_dir: Path | None = None,
                              batch_size: int = 64, device: str = "cpu", force: bool = False,
-                             progress: bool = False, log=print, shared_prefix: bool = False) -> dict:
+                             progress: bool = False, log=print, shared_prefix: bool = True) -> dict:
     """Score every checkpoint (one tokenizer for all), then learning curves, AoA and the best checkpoint."""
     register_auto_classes()
     out_dir = Path(out_dir) if out_dir else Path(run_dir) / "results"

@@ -193,11 +193,11 @@ def summarize(name: str, choices: list[Choice], scores: list[list[float]]) -> di
 
 
 def evaluate_task(model, tokenizer, name: str, data_dir, batch_size: int = 64, progress: bool = False,
-                  shared_prefix: bool = False) -> dict:
+                  shared_prefix: bool = True) -> dict:
     """Load, score and summarize one task -> {"task", "scores", "by_uid", ..., "n_items", "seconds"}.
 
-    `shared_prefix`: run the options' shared context once (KV cache) on tasks that have one; off by
-    default because on a loaded 2-core CPU it measured slower (BENCHMARKS.md, "Evaluation speed").
+    `shared_prefix`: run the options' shared context once (KV cache) on tasks that have one: the
+    same scores up to float rounding, ~4x faster on CPU (BENCHMARKS.md, "Evaluation speed").
     """
     if name == "reading":
         from .reading import evaluate_reading
