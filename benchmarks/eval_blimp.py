@@ -1,11 +1,12 @@
 """Evaluation speed: BLiMP with a 26M-shaped model, batched vs one sentence at a time (as the
-official pipeline's causal loop), and the shared-prefix path on entity-tracking-shaped items.
+official pipeline's causal loop), and the shared-prefix path on entity-tracking-shaped items
+(`--shared-archs transformer blalm streammixer induction` for every architecture).
 
 The model is RANDOMLY INITIALIZED (hidden 384, 6 layers, 6 heads, FFN 1536, untied 16,000-row vocabulary: the
 BabyLM-LLaMA-26M shape); speed does not depend on the weights. The tokenizer is a byte-level BPE
 trained on the BLiMP sentences themselves. Usage:
 
-    python benchmarks/eval_blimp.py [--blimp ../shared/eval/blimp] [--subset 2000] [--full-batched]
+    python benchmarks/eval_blimp.py [--blimp ../shared/eval/blimp] [--subset 2000] [--full-batched] [--shared-archs ...]
 
 The one-at-a-time reference is timed on a fixed random subset of pairs (seed 0) and extrapolated
 to all pairs; the batched path is timed on the same subset, and on all 67,000 pairs with --full-batched.
@@ -56,6 +57,9 @@ def main():
     parser.add_argument("--subset", type=int, default=2000, help="pairs timed one at a time")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--full-batched", action="store_true", help="also time all pairs batched")
+    parser.add_argument("--shared-archs", nargs="+", default=["transformer"],
+                        choices=["transformer", "blalm", "streammixer", "induction"],
+                        help="architectures whose shared-prefix speed-up is measured")
     args = parser.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -84,17 +88,33 @@ def main():
 
     # shared prefix: entity-tracking-shaped items (a long context, 7 short options)
     rng = random.Random(1)
-    words = sorted({w for s in sentences for w in s.split()})
+    words = sorted({w for p in pairs for s in (p.good, p.bad) for w in s.split()})
     contexts = [" ".join(rng.choice(words) for _ in range(120)) for _ in range(40)]
     choices = [(c, " " + " ".join(rng.choice(words) for _ in range(3))) for c in contexts for _ in range(7)]
     groups = [k // 7 for k in range(len(choices))]
-    plain = timed(lambda: score_continuations(model, tokenizer, choices, batch_size=args.batch_size))
-    shared = timed(lambda: score_continuations(model, tokenizer, choices, batch_size=args.batch_size, groups=groups))
-    a = score_continuations(model, tokenizer, choices[:14])
-    b = score_continuations(model, tokenizer, choices[:14], groups=groups[:14])
-    print(f"shared prefix ({len(contexts)} contexts of ~120 words x 7 options): plain batched {plain:.1f} s, "
-          f"shared {shared:.1f} s, ratio {plain / shared:.1f}x, max |diff| {max(abs(x - y) for x, y in zip(a, b)):.1e}")
+    for arch in args.shared_archs:
+        other = model if arch == "transformer" else build_other(arch, config)
+        plain = timed(lambda: score_continuations(other, tokenizer, choices, batch_size=args.batch_size))
+        shared = timed(lambda: score_continuations(other, tokenizer, choices, batch_size=args.batch_size, groups=groups))
+        a = score_continuations(other, tokenizer, choices[:14])
+        b = score_continuations(other, tokenizer, choices[:14], groups=groups[:14])
+        print(f"{arch}: shared prefix ({len(contexts)} contexts of ~120 words x 7 options): plain batched {plain:.1f} s, "
+              f"shared {shared:.1f} s, ratio {plain / shared:.1f}x, max |diff| {max(abs(x - y) for x, y in zip(a, b)):.1e}")
 
+
+def build_other(arch: str, config: BabbleTransformerConfig):
+    """A random model of another architecture with the Transformer's width, depth and vocabulary."""
+    from babblelm.models.blalm import BlalmConfig, BlalmForCausalLM
+    from babblelm.models.induction import BabbleInductionConfig, BabbleInductionForCausalLM
+    from babblelm.models.streammixer import StreamMixerConfig, StreamMixerForCausalLM
+
+    shape = {key: getattr(config, key) for key in ("vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size",
+                                                    "bos_token_id", "eos_token_id", "pad_token_id")}
+    if arch == "blalm":
+        return BlalmForCausalLM(BlalmConfig(**shape, num_attention_heads=6, short_conv=True)).eval()
+    if arch == "streammixer":
+        return StreamMixerForCausalLM(StreamMixerConfig(**shape, num_streams=32, stream_dim=64, num_read_heads=4)).eval()
+    return BabbleInductionForCausalLM(BabbleInductionConfig(**shape, num_attention_heads=6, max_position_embeddings=512)).eval()
 
 if __name__ == "__main__":
     main()

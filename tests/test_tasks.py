@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 from eval_fixtures import write_eval_data, write_jsonl
+from eval_fixtures import make_model
 from test_scoring import reference_score
 
 from babblelm.eval import tasks
@@ -82,10 +83,50 @@ def test_spearman_and_ranks_match_scipy():
     assert spearman(x, y) == pytest.approx(stats.spearmanr(x, y)[0])
 
 
-def test_shared_prefix_scores_equal_plain_scores(model, tokenizer, data):
+def tiny_architecture(arch: str, vocab_size: int):
+    """A tiny random babblelm model of `arch`, or the Llama reference ("llama")."""
+    from babblelm.models.blalm import BlalmConfig, BlalmForCausalLM
+    from babblelm.models.induction import BabbleInductionConfig, BabbleInductionForCausalLM
+    from babblelm.models.streammixer import StreamMixerConfig, StreamMixerForCausalLM
+    from babblelm.models.transformer import BabbleTransformerConfig, BabbleTransformerForCausalLM
+
+    if arch == "llama":
+        return make_model(vocab_size)
+    torch.manual_seed(0)
+    shape = dict(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, intermediate_size=64, bos_token_id=1,
+                 eos_token_id=2, pad_token_id=0)
+    heads = dict(num_attention_heads=4, max_position_embeddings=128)
+    built = {
+        "transformer": lambda: BabbleTransformerForCausalLM(BabbleTransformerConfig(**shape, **heads)),
+        "blalm": lambda: BlalmForCausalLM(BlalmConfig(**shape, **heads, chunk_size=8, short_conv=True, swa_window=8)),
+        "streammixer": lambda: StreamMixerForCausalLM(StreamMixerConfig(**shape, num_streams=4, stream_dim=8,
+                                                                         num_read_heads=2, scan_chunk_size=8)),
+        "induction": lambda: BabbleInductionForCausalLM(BabbleInductionConfig(**shape, **heads, induction_memory=3,
+                                                                              conv_groups=4)),
+    }
+    return built[arch]().eval()
+
+
+@pytest.mark.parametrize("arch", ["llama", "transformer", "blalm", "streammixer", "induction"])
+def test_shared_prefix_scores_equal_plain_scores(tokenizer, data, arch, monkeypatch):
+    """Every architecture's cache is copied per option; no item falls back to whole-text scoring."""
+    from babblelm.eval import scoring
+
+    model = tiny_architecture(arch, len(tokenizer))
     choices = tasks.load_entity_tracking(data / "entity_tracking") + tasks.load_ewok(data / "ewok_filtered")
     plain = tasks.score_choices(model, tokenizer, choices, shared_prefix=False)
+    runs, score_shared = [], scoring._score_shared
+
+    def spy(*args):
+        try:
+            runs.append(score_shared(*args))
+        except scoring._NoCache:
+            pytest.fail(f"{arch}: the cache could not be copied per option")
+        return runs[-1]
+
+    monkeypatch.setattr(scoring, "_score_shared", spy)
     shared = tasks.score_choices(model, tokenizer, choices, shared_prefix=True, batch_size=2)
+    assert len(runs) >= 2  # entity tracking and EWoK (identical items are scored once) took the shared path
     assert np.allclose(sum(plain, []), sum(shared, []), atol=1e-4)
 
 

@@ -13,8 +13,9 @@ log-probabilities of scored tokens are computed from the logits.
 Shared prefixes: items given the same `groups` id (the options of one task item) are tokenized as
 usual, then their longest common token prefix (up to the first scored token) runs once with a KV
 cache and only the continuations run per option. The result is the same sum of the same
-log-probabilities (up to float rounding, ~1e-6); models whose forward returns no `transformers`
-Cache fall back to the plain batched path.
+log-probabilities (up to float rounding, ~1e-6). Any cache with `reorder_cache` works (transformers'
+caches and the recurrent states of the babblelm architectures); a model whose forward returns none
+falls back to the plain batched path.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from dataclasses import dataclass
 
 import torch
 from tqdm.auto import tqdm
-from transformers import Cache
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,7 @@ def _score_batch(model, batch: list[Encoded], pad_id: int, device) -> torch.Tens
 
 
 class _NoCache(Exception):
-    """The model's forward returned no transformers Cache."""
+    """The model's forward returned no cache that can be copied per option."""
 
 
 def _shared_groups(encoded: list[Encoded], groups) -> tuple[list[tuple[list[int], int]], list[int]]:
@@ -195,14 +195,14 @@ def _score_shared(model, batch: list[Encoded], split: int, pad_id: int, device) 
     prefix = torch.tensor([batch[0].ids[:split]], device=device)
     output = model(input_ids=prefix, attention_mask=torch.ones_like(prefix), use_cache=True)
     cache = getattr(output, "past_key_values", None)
-    if not isinstance(cache, Cache):
+    if not hasattr(cache, "reorder_cache"):
         raise _NoCache
     logits = _logits(output)[:, -1:].expand(len(batch), -1, -1)  # predicts token `split`
     lengths = torch.tensor([len(item.ids) - split for item in batch])  # targets per item
     width = int(lengths.max())
     ids, scored = _targets(batch, split, width, pad_id)
     if width > 1:
-        cache.batch_repeat_interleave(len(batch))
+        cache.reorder_cache(torch.zeros(len(batch), dtype=torch.long, device=device))  # one copy per option
         mask = torch.cat([torch.ones(len(batch), split, dtype=torch.long),
                           (torch.arange(width - 1)[None, :] < lengths[:, None] - 1).long()], dim=1)
         more = model(input_ids=ids[:, :-1].to(device), attention_mask=mask.to(device), past_key_values=cache,

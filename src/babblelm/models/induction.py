@@ -116,6 +116,14 @@ class InductionCache:
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self.length
 
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        """Keep (or repeat) the rows `beam_idx`, in place (beam search, shared-prefix scoring)."""
+        pick = lambda t: t.index_select(0, beam_idx.to(t.device))  # noqa: E731
+        self.table = pick(self.table) if self.table is not None else None
+        self.conv_tails = [[pick(t) for t in tails] if tails is not None else None for tails in self.conv_tails]
+        self.keys = [pick(t) if t is not None else None for t in self.keys]
+        self.values = [pick(t) if t is not None else None for t in self.values]
+
     def candidates(self, keys: torch.Tensor, memory: int, vocab_size: int) -> torch.Tensor:
         """Absolute candidate positions for new tokens `keys` (batch, seq); updates the table."""
         batch, seq = keys.shape
