@@ -165,7 +165,8 @@ def test_eval_with_language_tag_reads_multiblimp_and_blimp_pairs(languages, tmp_
 @pytest.mark.parametrize("policy", ["static", "taam"])
 def test_two_gloo_processes_mix_like_one_process(languages, tmp_path, policy):
     """Under torchrun each rank trains on its slice of the same mixed batch and rank 0's dev losses
-    reach every rank. With a fixed pi the run equals the single-process one (rows, words, weights);
+    reach every rank. With a fixed pi the run, interrupted and resumed, equals the single-process one
+    (rows, read positions, words, weights);
     with TAAM, pi moves as it does in one process (the ranks' float sums differ in the last bits, so
     a row may fall to another language)."""
     import shutil
@@ -183,7 +184,11 @@ def test_two_gloo_processes_mix_like_one_process(languages, tmp_path, policy):
     (tmp_path / "ddp").mkdir()
     shutil.copytree(tmp_path / "single" / "data", tmp_path / "ddp" / "data")  # same prepared data (cache hit)
     (tmp_path / "ddp.yaml").write_text(yaml.safe_dump(raw["ddp"], sort_keys=False))  # language order matters
-    _torchrun(tmp_path / "ddp.yaml")
+    if policy == "static":  # interrupted and resumed on the way
+        _torchrun(tmp_path / "ddp.yaml", "--stop-after", "5")
+        _torchrun(tmp_path / "ddp.yaml", "--resume")
+    else:
+        _torchrun(tmp_path / "ddp.yaml")
 
     final = tmp_path / "ddp" / "checkpoints" / "final"
     a, b = ckpt.read_trainer_state(single.final_dir), ckpt.read_trainer_state(final)
@@ -192,6 +197,7 @@ def test_two_gloo_processes_mix_like_one_process(languages, tmp_path, policy):
     assert a["mixing"]["pi"] == pytest.approx(b["mixing"]["pi"], abs=0.02)
     if policy == "static":
         assert a["mixing"]["exposures"] == b["mixing"]["exposures"] and a["words_seen"] == b["words_seen"]
+        assert a["stream_positions"] == b["stream_positions"]
         wa, wb = load_file(single.final_dir / "model.safetensors"), load_file(final / "model.safetensors")
         for k in wa:
             torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-5)
