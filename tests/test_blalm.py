@@ -164,11 +164,13 @@ def test_preset_parameter_counts(preset, target):
     assert abs(n - target) / target <= 0.03
 
 
-def test_training_logs_modulation(small_corpus, tmp_path):
+def test_training_logs_and_plots_modulation(small_corpus, tmp_path, capsys):
+    import json
+
     from conftest import tiny_raw
 
+    from babblelm.cli import main
     from babblelm.train.loop import train
-    import json
 
     raw = tiny_raw(small_corpus, tmp_path / "run", model={"arch": "blalm", "swa_window": 8, "swa_modulation": "dynamic",
                                                           "short_conv": True, "chunk_size": 16})
@@ -178,6 +180,11 @@ def test_training_logs_modulation(small_corpus, tmp_path):
     logged = [r for r in records if "loss" in r]
     assert logged and {"swa_scale/0", "swa_scale/1"} <= set(logged[-1])
     assert logged[-1]["swa_scale/0"] != 1.0  # moved away from its initial value
+    # the per-layer curves, drawn at the end of training and again by `babble plot`
+    assert (result.run_dir / "loss.png").stat().st_size and (result.run_dir / "swa_scale.png").stat().st_size
+    (result.run_dir / "swa_scale.png").unlink()
+    assert main(["plot", str(result.run_dir)]) == 0
+    assert (result.run_dir / "swa_scale.png").is_file() and f"wrote {result.run_dir / 'swa_scale.png'}" in capsys.readouterr().out
 
 
 def test_export_loads_as_remote_code_without_babblelm(tmp_path, monkeypatch):

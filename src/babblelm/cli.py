@@ -74,6 +74,13 @@ def cmd_train(args) -> None:
           f"model: {result.final_dir if not result.interrupted else cfg.out_dir / 'checkpoints' / 'last'}")
 
 
+def cmd_plot(args) -> None:
+    from .train.plot import plot_training
+
+    for path in plot_training(Path(args.run)):
+        print(f"wrote {path}")
+
+
 # --- training speed (issue 4): schedule plot and sweeps ---
 def cmd_schedule(args) -> None:
     from .train.plot import plot_schedule
@@ -241,6 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-progress", action="store_true", help="no progress bar")
     sp.add_argument("--stop-after", type=int, metavar="STEPS", help="stop after this many steps, saving a resume point")
     sp.set_defaults(func=cmd_train)
+
+    sp = sub.add_parser("plot", help="draw a run's loss curves and per-layer metrics (e.g. swa_scale) to PNGs")
+    sp.add_argument("run", help="run folder (holds metrics.jsonl)")
+    sp.set_defaults(func=cmd_plot)
 
     sp = with_config(sub.add_parser("schedule", help="plot the learning-rate curve of a config to PNG"))
     sp.add_argument("--out", help="PNG path (default: <run dir>/lr_schedule.png)")

@@ -28,6 +28,7 @@ from . import checkpoints as ckpt
 from . import distributed
 from .optim import LRSchedule, Optimizers, build_optimizer, build_scheduler, describe
 from .plan import make_plan, milestone_steps
+from .plot import plot_training
 from .speed import autocast, cuda_fits, grad_scaler, micro_batch_size, resolve_precision
 
 
@@ -311,5 +312,7 @@ def _train(cfg: RunConfig, ctx: distributed.Dist, device: torch.device, resume: 
     final_dir = ckpt_dir / "final"
     if not interrupted:
         save("final", plan.steps - 1)
+    if ctx.is_main:
+        plot_training(run_dir)
     return TrainResult(run_dir, final_dir, step + 1, plan.words_before(step + 1),
                        (step + 1) * global_batch * seq_len, last_dev, time.perf_counter() - t0, interrupted)

@@ -30,6 +30,7 @@ from . import checkpoints as ckpt
 from . import distributed
 from .mixing import Mixer
 from .plan import TrainingPlan, milestone_steps
+from .plot import plot_training
 from .prior import typological_prior
 
 MIXING_CARD = "mixing.md"
@@ -183,6 +184,8 @@ def train_mixed(cfg: RunConfig, ctx, device: torch.device, resume: bool, progres
     if not interrupted:
         save("final", steps - 1)
     records = read_mixing_records(run_dir / "metrics.jsonl") if ctx.is_main else []
+    if ctx.is_main:
+        plot_training(run_dir)
     if records:
         plot_mixing(records, run_dir / MIXING_PLOT)
         (run_dir / MIXING_CARD).write_text(card_section(records, mix.policy, mix.reward), encoding="utf-8")

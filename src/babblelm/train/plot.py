@@ -1,7 +1,12 @@
-"""`babble schedule cfg.yaml`: the learning-rate curve of a run, per optimizer, as a PNG."""
+"""Plots: `babble schedule cfg.yaml` draws the learning-rate curve of a config, per optimizer;
+`babble plot RUN` (also run at the end of training) draws a run's curves from its metrics.jsonl:
+`loss.png` (training and dev loss against words) and one PNG per group of per-layer metrics a model
+reports, e.g. `swa_scale.png` (BLaLM's SWA modulation of every layer, as the paper plots it)."""
 
 from __future__ import annotations
 
+import json
+from collections import defaultdict
 from pathlib import Path
 
 from ..config import RunConfig
@@ -39,5 +44,54 @@ def plot_schedule(cfg: RunConfig, out: Path | None = None, steps: int | None = N
     ax.legend()
     fig.tight_layout()
     fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return out
+
+
+def plot_training(run_dir: Path) -> list[Path]:
+    """Draw `loss.png` and one `<group>.png` per `group/<layer>` metric of `run_dir/metrics.jsonl`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"no metrics.jsonl in {run_dir}: is it a run folder of babble train?")
+    with path.open(encoding="utf-8") as handle:
+        records = [json.loads(line) for line in handle if line.strip()]
+    x_key = "words" if any("words" in r for r in records) else "tokens"  # multilingual runs count tokens
+    train = [r for r in records if "loss" in r and x_key in r]
+    dev = [r for r in records if isinstance(r.get("dev_loss"), (int, float)) and x_key in r]
+    written = []
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    ax.plot([r[x_key] for r in train], [r["loss"] for r in train], label="training loss")
+    if dev:
+        ax.plot([r[x_key] for r in dev], [r["dev_loss"] for r in dev], "o-", label="dev loss")
+    ax.set(xlabel=f"{x_key} seen", ylabel="loss (nats per token)", title=Path(run_dir).name)
+    ax.legend()
+    written.append(_save(fig, Path(run_dir) / "loss.png"))
+    groups = defaultdict(set)
+    for record in train:
+        for key in record:
+            if "/" in key:
+                group, _, member = key.partition("/")
+                groups[group].add(member)
+    for group, members in sorted(groups.items()):
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        for member in sorted(members, key=lambda m: (len(m), m)):  # layer 2 before layer 10
+            points = [(r[x_key], r[f"{group}/{member}"]) for r in train if f"{group}/{member}" in r]
+            ax.plot(*zip(*points), label=f"layer {member}" if member.isdigit() else member)
+        ax.set(xlabel=f"{x_key} seen", ylabel=group, title=f"{group} per layer")
+        ax.legend(fontsize="small", ncol=2)
+        written.append(_save(fig, Path(run_dir) / f"{group}.png"))
+    return written
+
+
+def _save(fig, out: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
