@@ -25,6 +25,24 @@ def test_quick_demo_runs_end_to_end(tmp_path):
     assert elapsed < 120, f"quick demo took {elapsed:.0f}s"
 
 
+@pytest.mark.parametrize("arch", ["blalm", "streammixer", "induction"])
+def test_quick_demo_trains_every_architecture(tmp_path, arch):
+    from babblelm.demo import run_demo
+
+    result = run_demo(tmp_path / arch, quick=True, arch=arch)
+    config = (tmp_path / arch / "hf" / "config.json").read_text()
+    model_type = {"blalm": "blalm", "streammixer": "babble_streammixer", "induction": "babble_induction"}[arch]
+    assert f'"model_type": "{model_type}"' in config
+    assert result["milestones"] and result["sample"].startswith("the little dog")
+
+
+def test_demo_rejects_an_unknown_architecture():
+    from babblelm.demo import demo_model
+
+    with pytest.raises(ValueError, match="unknown demo architecture 'mamba'; choose from transformer, blalm"):
+        demo_model("mamba", quick=True)
+
+
 @pytest.mark.slow
 def test_full_demo_reaches_80_percent(tmp_path):
     out = _run_demo(tmp_path / "demo")

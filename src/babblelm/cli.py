@@ -17,7 +17,7 @@ def _load_cfg(args):
 def cmd_demo(args) -> None:
     from .demo import run_demo
 
-    run_demo(Path(args.out), quick=args.quick, seed=args.seed)
+    run_demo(Path(args.out), quick=args.quick, seed=args.seed, arch=args.arch)
 
 
 def cmd_info(args) -> None:
@@ -224,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("demo", help="generate a demo corpus, train, evaluate and export a small model")
     sp.add_argument("--quick", action="store_true", help="a smaller run (under a minute), for tests")
     sp.add_argument("--out", default="babble-demo", help="folder for every artifact (default: ./babble-demo)")
+    sp.add_argument("--arch", default="transformer", choices=["transformer", "blalm", "streammixer", "induction"],
+                    help="the architecture to train (default: transformer)")
     sp.add_argument("--seed", type=int, default=0)
     sp.set_defaults(func=cmd_demo)
 

@@ -20,22 +20,35 @@ CONFIG = Path(__file__).parent / "demo.yaml"
 # (corpus words, pairs per phenomenon, config overrides) for the full and the quick demo
 SIZES = {
     "full": (300_000, 200, []),
-    "quick": (
-        60_000,
-        50,
-        ["model.hidden_size=64", "model.num_hidden_layers=2", "model.num_attention_heads=2",
-         "model.intermediate_size=256", "train.epochs=1", "checkpoints.scale=0.01"],
-    ),
+    "quick": (60_000, 50, ["train.epochs=1", "checkpoints.scale=0.01"]),
 }
+ARCHITECTURES = ("transformer", "blalm", "streammixer", "induction")
 
 
-def demo_config(out: Path, quick: bool, seed: int):
+def demo_model(arch: str, quick: bool) -> dict:
+    """The demo's model section for `arch`: width 128 and 4 layers (quick: 64 and 2), tied embeddings;
+    BLaLM with its strict-small add-on (short convolution)."""
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown demo architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
+    width, layers = (64, 2) if quick else (128, 4)
+    model = {"arch": arch, "hidden_size": width, "num_hidden_layers": layers, "intermediate_size": 4 * width,
+             "tie_word_embeddings": True}
+    if arch == "streammixer":
+        return {**model, "num_streams": 8, "stream_dim": width // 4, "num_read_heads": 4}
+    model.update(num_attention_heads=width // 32, max_position_embeddings=128)
+    return {**model, "short_conv": True, "chunk_size": 32} if arch == "blalm" else model
+
+
+def demo_config(out: Path, quick: bool, seed: int, arch: str = "transformer"):
+    import yaml
+
     _, _, overrides = SIZES["quick" if quick else "full"]
-    return load_config(CONFIG, overrides=[f"run.out_dir={out / 'run'}", f"data.corpus={out / 'corpus'}",
-                                          f"run.seed={seed}", *overrides])
+    raw = {**yaml.safe_load(CONFIG.read_text(encoding="utf-8")), "model": demo_model(arch, quick)}
+    return load_config(CONFIG, raw=raw, overrides=[f"run.out_dir={out / 'run'}", f"data.corpus={out / 'corpus'}",
+                                          f"run.seed={seed}", f"run.name=demo-{arch}", *overrides])
 
 
-def run_demo(out: Path, quick: bool = False, seed: int = 0) -> dict:
+def run_demo(out: Path, quick: bool = False, seed: int = 0, arch: str = "transformer") -> dict:
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -48,7 +61,7 @@ def run_demo(out: Path, quick: bool = False, seed: int = 0) -> dict:
     hf_logging.disable_progress_bar()  # keep the demo's own output readable
     t0 = time.perf_counter()
     words, pairs, _ = SIZES["quick" if quick else "full"]
-    cfg = demo_config(out, quick, seed)
+    cfg = demo_config(out, quick, seed, arch)
     print(f"== 1/6 demo corpus: {words:,} words of child-directed English from the embedded grammar")
     stats = synthetic.write_demo_corpus(out / "corpus", words=words, seed=seed)
     counts = synthetic.write_minimal_pairs(out / "pairs", pairs_per_phenomenon=pairs, seed=seed,
