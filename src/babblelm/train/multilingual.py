@@ -151,6 +151,7 @@ def train_mixed(cfg: RunConfig, ctx, device: torch.device, resume: bool, progres
         if metrics is not None:
             metrics.write(json.dumps(record) + "\n")
             metrics.flush()
+
     t0, step, interrupted = time.perf_counter(), start - 1, False
     try:
         for step in range(start, steps):
