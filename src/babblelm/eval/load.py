@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from ..models.registry import register_auto_classes
+from ..models.registry import hf_progress_bars_off, register_auto_classes
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
@@ -21,7 +21,8 @@ def load_model_and_tokenizer(path, device: str | torch.device = "auto", dtype=No
     folder = _check_folder(Path(path))
     register_auto_classes()
     dtype_kwargs = {} if dtype is None else {"dtype": dtype}
-    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True, **dtype_kwargs)
+    with hf_progress_bars_off():
+        model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True, **dtype_kwargs)
     tokenizer = load_tokenizer(folder)
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from transformers import AutoModelForCausalLM
 
-from ..models.registry import register_auto_classes
+from ..models.registry import hf_progress_bars_off, register_auto_classes
 from . import report
 from .aoa import curve_fitness, load_cdi, load_words, word_surprisals, words_of_checkpoint
 from .tasks import evaluate_task
@@ -64,7 +64,8 @@ def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, tokenizer, out
         model = None
         if todo or need_aoa:
             log(f"== {checkpoint.name}")
-            model = AutoModelForCausalLM.from_pretrained(checkpoint, trust_remote_code=True).to(device).eval()
+            with hf_progress_bars_off():
+                model = AutoModelForCausalLM.from_pretrained(checkpoint, trust_remote_code=True).to(device).eval()
         results = evaluate_tasks(model, tokenizer, tasks, data_dir, folder, batch_size, force, progress,
                                  log=lambda _: None, shared_prefix=shared_prefix) if todo else {t: json.loads((folder / f"{t}.json").read_text())
                                                                    for t in tasks}

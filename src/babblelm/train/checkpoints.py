@@ -17,11 +17,12 @@ import json
 import os
 import random
 import shutil
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from ..models.registry import hf_progress_bars_off
 
 TRAINER_STATE = "trainer_state.json"
 RESUME_STATE = "resume_state.pt"
@@ -34,20 +35,6 @@ def hyperparameters(run_config: dict) -> dict:
     return {key: run_config[key] for key in HYPERPARAMETER_SECTIONS if key in run_config}
 
 
-@contextmanager
-def _no_shard_bar():
-    """Hide the one-step "Writing model shards" bar save_pretrained draws (noise amid training output)."""
-    from transformers.utils import logging as hf_logging
-
-    enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()
-
-
 def save_checkpoint(path: Path, model, tokenizer, trainer_state: dict, optimizer=None, scheduler=None, scaler=None,
                     hyperparameters: dict | None = None) -> Path:
     """Write a checkpoint atomically to `path` (replacing an older one of the same name)."""
@@ -57,7 +44,7 @@ def save_checkpoint(path: Path, model, tokenizer, trainer_state: dict, optimizer
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     try:
-        with _no_shard_bar():
+        with hf_progress_bars_off():
             model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=2), encoding="utf-8")
