@@ -412,13 +412,7 @@ class BlalmModel(BlalmPreTrainedModel):
 class BlalmForCausalLM(CausalLMHead, BlalmPreTrainedModel, GenerationMixin):
     """The decoder plus a vocabulary head (tied to the input embeddings if configured)."""
 
-    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
-
-    def __init__(self, config: BlalmConfig):
-        super().__init__(config)
-        self.model = BlalmModel(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self.post_init()
+    decoder_class = BlalmModel
 
     @torch.no_grad()
     def extra_metrics(self) -> dict[str, float]:

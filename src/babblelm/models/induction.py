@@ -347,10 +347,4 @@ class BabbleInductionModel(BabbleInductionPreTrainedModel):
 class BabbleInductionForCausalLM(CausalLMHead, BabbleInductionPreTrainedModel, GenerationMixin):
     """The model plus a vocabulary head (tied to the input embeddings if configured)."""
 
-    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
-
-    def __init__(self, config: BabbleInductionConfig):
-        super().__init__(config)
-        self.model = BabbleInductionModel(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self.post_init()
+    decoder_class = BabbleInductionModel

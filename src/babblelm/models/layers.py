@@ -108,8 +108,18 @@ def causal_mask(attention_mask: torch.Tensor | None, q_len: int, past_len: int, 
 
 
 class CausalLMHead:
-    """The forward pass of every `...ForCausalLM` class (mixed in before `PreTrainedModel`):
-    `self.model` returns hidden states, `self.lm_head` maps them to the vocabulary."""
+    """What every `...ForCausalLM` class shares (mixed in before `PreTrainedModel`): `self.model`, a
+    `decoder_class` built from the config, returns hidden states; `self.lm_head` maps them to the
+    vocabulary (tied to the input embeddings when the config says so)."""
+
+    decoder_class: type  # set by each architecture
+    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.model = self.decoder_class(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, labels=None, use_cache=None, logits_to_keep: int = 0,

@@ -272,13 +272,7 @@ class StreamMixerModel(StreamMixerPreTrainedModel):
 class StreamMixerForCausalLM(CausalLMHead, StreamMixerPreTrainedModel, GenerationMixin):
     """The Stream Mixer plus a vocabulary head (tied to the input embeddings by default)."""
 
-    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
-
-    def __init__(self, config: StreamMixerConfig):
-        super().__init__(config)
-        self.model = StreamMixerModel(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self.post_init()
+    decoder_class = StreamMixerModel
 
     def step(self, input_ids: torch.LongTensor, state: StreamMixerState | None = None):
         """Decode one token per row: input_ids (batch,) or (batch, 1), state from the previous call

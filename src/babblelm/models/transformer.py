@@ -214,10 +214,4 @@ class BabbleTransformerModel(BabbleTransformerPreTrainedModel):
 class BabbleTransformerForCausalLM(CausalLMHead, BabbleTransformerPreTrainedModel, GenerationMixin):
     """The decoder plus a vocabulary head (tied to the input embeddings if configured)."""
 
-    _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
-
-    def __init__(self, config: BabbleTransformerConfig):
-        super().__init__(config)
-        self.model = BabbleTransformerModel(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
-        self.post_init()
+    decoder_class = BabbleTransformerModel
