@@ -44,6 +44,39 @@ class TrainResult:
     interrupted: bool = False
 
 
+class MetricsLog:
+    """A run's metrics.jsonl, one JSON record per line, flushed as written; a no-op on ranks other
+    than 0 (only rank 0 writes files)."""
+
+    def __init__(self, path: Path, append: bool, enabled: bool):
+        self.handle = path.open("a" if append else "w", encoding="utf-8") if enabled else None
+
+    def write(self, record: dict) -> None:
+        if self.handle is not None:
+            self.handle.write(json.dumps(record) + "\n")
+            self.handle.flush()
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+
+
+def save_after_step(step: int, final_step: int, first_step: int, milestone_names: list[str], save,
+                    save_every: int, stop_after_steps: int | None) -> bool:
+    """Write the checkpoints due after `step`: its milestones, the periodic `last` and, when
+    --stop-after is reached, the `last` to resume from. True when training should stop here."""
+    for name in milestone_names:
+        save(name, step, milestone=name)
+    if step == final_step:
+        return False
+    if save_every and (step + 1) % save_every == 0:
+        save("last", step)
+    if stop_after_steps is not None and step + 1 - first_step >= stop_after_steps:
+        save("last", step)
+        return True
+    return False
+
+
 def build_model(cfg: RunConfig, tokenizer):
     """A freshly initialised model of the configured architecture, sized to the tokenizer."""
     arch, args = parse_model_section(cfg.model)
@@ -239,23 +272,21 @@ def _train(cfg: RunConfig, ctx: distributed.Dist, device: torch.device, resume: 
 
     hparams = ckpt.hyperparameters(to_dict(cfg))
 
-    def save(name: str, step: int, milestone: str | None = None) -> Path | None:
+    def save(name: str, step: int, milestone: str | None = None) -> None:
         if not ctx.is_main:
-            return None
-        return ckpt.save_checkpoint(ckpt_dir / name, model, tokenizer, trainer_state(step, milestone), optimizer,
-                                    scheduler, scaler, hyperparameters=hparams)
+            return
+        ckpt.save_checkpoint(ckpt_dir / name, model, tokenizer, trainer_state(step, milestone), optimizer,
+                             scheduler, scaler, hyperparameters=hparams)
+        if milestone is not None:
+            bar.write(f"checkpoint {name} at {plan.words_before(step + 1):,} words (step {step + 1})")
 
     def batch_for(step: int) -> list[torch.Tensor]:
         """This rank's slice of the step's blocks, as micro-batches on the device."""
         mine = plan.order[step].reshape(ctx.world_size, local_batch)[ctx.rank]
         return [stepper.load(train_blocks.tokens[np.sort(m)]) for m in np.split(mine, local_batch // stepper.micro_batch)]
 
-    metrics = (run_dir / "metrics.jsonl").open("a" if resume else "w", encoding="utf-8") if ctx.is_main else None
-
-    def write(record: dict) -> None:
-        if metrics is not None:
-            metrics.write(json.dumps(record) + "\n")
-            metrics.flush()
+    metrics = MetricsLog(run_dir / "metrics.jsonl", append=resume, enabled=ctx.is_main)
+    write = metrics.write
 
     bar = tqdm(
         total=plan.total_words, initial=plan.words_before(start_step), unit="word", unit_scale=True,
@@ -290,13 +321,8 @@ def _train(cfg: RunConfig, ctx: distributed.Dist, device: torch.device, resume: 
                 last_dev = dev_loss(model, dev_blocks, cfg.train.batch_size, cfg.train.dev_batches, device, stepper.precision)
                 write({"step": step + 1, "words": words, "dev_loss": last_dev, "dev_ppl": math.exp(min(last_dev, 50))})
                 bar.write(f"step {step + 1}: dev loss {last_dev:.4f} (ppl {math.exp(min(last_dev, 50)):.2f})")
-            for name in milestones.get(step, []):
-                if save(name, step, milestone=name):
-                    bar.write(f"checkpoint {name} at {words:,} words (step {step + 1})")
-            if cfg.train.save_every and (step + 1) % cfg.train.save_every == 0 and step != plan.steps - 1:
-                save("last", step)
-            if stop_after_steps is not None and step + 1 - start_step >= stop_after_steps and step != plan.steps - 1:
-                save("last", step)
+            if save_after_step(step, plan.steps - 1, start_step, milestones.get(step, []), save, cfg.train.save_every,
+                               stop_after_steps):
                 interrupted = True
                 break
     except KeyboardInterrupt:
@@ -306,8 +332,7 @@ def _train(cfg: RunConfig, ctx: distributed.Dist, device: torch.device, resume: 
         interrupted = True
     finally:
         bar.close()
-        if metrics is not None:
-            metrics.close()
+        metrics.close()
 
     final_dir = ckpt_dir / "final"
     if not interrupted:

@@ -68,7 +68,7 @@ class LanguageStream:
 def train_mixed(cfg: RunConfig, ctx, device: torch.device, resume: bool, progress: bool, stop_after_steps: int | None):
     from transformers import AutoTokenizer
 
-    from .loop import TrainResult, build_model, build_stepper, dev_loss
+    from .loop import MetricsLog, TrainResult, build_model, build_stepper, dev_loss, save_after_step
 
     run_dir, mix = cfg.out_dir, cfg.mixing
     ckpt_dir = run_dir / "checkpoints"
@@ -145,12 +145,8 @@ def train_mixed(cfg: RunConfig, ctx, device: torch.device, resume: bool, progres
                             stepper.precision) for lang in langs] if ctx.is_main else None)
         return dict(zip(langs, distributed.from_main(losses, len(langs), ctx, device)))
 
-    metrics = (run_dir / "metrics.jsonl").open("a" if resume else "w", encoding="utf-8") if ctx.is_main else None
-
-    def write(record: dict) -> None:
-        if metrics is not None:
-            metrics.write(json.dumps(record) + "\n")
-            metrics.flush()
+    metrics = MetricsLog(run_dir / "metrics.jsonl", append=resume, enabled=ctx.is_main)
+    write = metrics.write
 
     t0, step, interrupted = time.perf_counter(), start - 1, False
     try:
@@ -167,12 +163,8 @@ def train_mixed(cfg: RunConfig, ctx, device: torch.device, resume: bool, progres
                 rewards = mixer.update(losses)
                 write({"step": step + 1, "tokens": int(cum_tokens[step]), "dev_loss": losses, "reward": rewards,
                        "pi": mixer.pi_dict(), "exposures": dict(mixer.exposures)})
-            for name in milestones.get(step, []):
-                save(name, step, milestone=name)
-            if cfg.train.save_every and (step + 1) % cfg.train.save_every == 0 and step != steps - 1:
-                save("last", step)
-            if stop_after_steps is not None and step + 1 - start >= stop_after_steps and step != steps - 1:
-                save("last", step)
+            if save_after_step(step, steps - 1, start, milestones.get(step, []), save, cfg.train.save_every,
+                               stop_after_steps):
                 interrupted = True
                 break
     except KeyboardInterrupt:
@@ -180,8 +172,7 @@ def train_mixed(cfg: RunConfig, ctx, device: torch.device, resume: bool, progres
             save("last", step)
         interrupted = True
     finally:
-        if metrics is not None:
-            metrics.close()
+        metrics.close()
     if not interrupted:
         save("final", steps - 1)
     records = read_mixing_records(run_dir / "metrics.jsonl") if ctx.is_main else []
