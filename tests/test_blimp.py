@@ -1,16 +1,18 @@
-"""BLiMP loading, scoring rules (ties, macro average) and an end-to-end run on real BLiMP files."""
+"""BLiMP loading, scoring rules (ties, macro average) and an end-to-end run on BLiMP-format files
+(tests/data/blimp: original pairs in the official record layout, all four fields)."""
 
 import json
 from pathlib import Path
 
 import pytest
-from conftest import SHARED
+from conftest import BLIMP, SHARED
 
 from babblelm.eval.blimp import EvalDataError, MinimalPair, evaluate_blimp, format_table, load_blimp, summarize
 from babblelm.eval.scoring import sentence_logprobs
 
-BLIMP_DIR = SHARED / "eval" / "blimp"
-needs_blimp = pytest.mark.skipif(not BLIMP_DIR.is_dir(), reason="shared BLiMP data not present")
+SHARED_BLIMP = SHARED / "eval" / "blimp"  # the 67 official files; only the `slow` test reads them
+BLIMP_UIDS = ["anaphor_gender_agreement", "determiner_noun_agreement_1", "existential_there_quantifiers_1",
+              "principle_A_c_command", "principle_A_case_2", "wh_questions_object_gap"]
 
 
 def write_jsonl(path: Path, records: list) -> Path:
@@ -83,29 +85,29 @@ def test_identical_sentences_tie_end_to_end(model, tokenizer, tmp_path):
         assert evaluate_blimp(model, tokenizer, tmp_path, batch_size=batch_size)["by_uid"] == {"same": 100.0}
 
 
-@needs_blimp
-def test_evaluate_on_real_blimp_files(model, tokenizer, tmp_path):
-    names = ["anaphor_gender_agreement", "determiner_noun_agreement_1"]
-    for name in names:  # the first 100 pairs of two real files keep the test fast
-        lines = (BLIMP_DIR / f"{name}.jsonl").read_text(encoding="utf-8").splitlines()[:100]
-        (tmp_path / f"{name}.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    result = evaluate_blimp(model, tokenizer, tmp_path, batch_size=16)
+def test_evaluate_on_blimp_files(model, tokenizer):
+    # 8 pairs for each of 6 UIDs; fields spelled "syntax_semantics" and "syntax/semantics" both group as the latter
+    result = evaluate_blimp(model, tokenizer, BLIMP, batch_size=16)
 
-    assert result["task"] == "blimp" and result["n_pairs"] == 200 and result["seconds"] > 0
-    assert sorted(result["by_uid"]) == names
-    assert sorted(result["by_field"]) == ["morphology"]
-    assert result["accuracy"] == pytest.approx(sum(result["by_uid"].values()) / 2)
-    pairs = load_blimp(tmp_path)
+    assert result["task"] == "blimp" and result["n_pairs"] == 48 and result["seconds"] > 0
+    assert sorted(result["by_uid"]) == BLIMP_UIDS
+    assert sorted(result["by_field"]) == ["morphology", "semantics", "syntax", "syntax/semantics"]
+    assert result["accuracy"] == pytest.approx(sum(result["by_uid"].values()) / 6)
+    pairs = load_blimp(BLIMP)
+    assert [p.uid for p in pairs] == [uid for uid in BLIMP_UIDS for _ in range(8)]
     scores = sentence_logprobs(model, tokenizer, [p.good for p in pairs] + [p.bad for p in pairs], batch_size=7)
-    expected = summarize(pairs, scores[:200], scores[200:])
+    expected = summarize(pairs, scores[:48], scores[48:])
     assert result["by_uid"] == expected["by_uid"]  # other batches and order, same verdicts
+    assert result["by_field"] == expected["by_field"]
 
     table = format_table(result)
     assert f"{result['accuracy']:.2f}" in table and "anaphor_gender_agreement" in table and "morphology" in table
+    assert "syntax/semantics" in table and "macro over 6 UIDs" in table
 
 
-@needs_blimp
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_BLIMP.is_dir(), reason="shared BLiMP data not present")
 def test_shared_blimp_folder_loads():
-    pairs = load_blimp(BLIMP_DIR)
+    pairs = load_blimp(SHARED_BLIMP)
     assert len(pairs) == 67000 and len({p.uid for p in pairs}) == 67
     assert {p.field for p in pairs} == {"morphology", "syntax", "semantics", "syntax/semantics"}

@@ -1,7 +1,8 @@
-"""Real corpora: readers, cleaning filters on lines in the shared corpus's formats, mixing, budgets,
-recipes, audit and stats."""
+"""Real corpora: readers, cleaning filters on lines in the babylike corpus's formats, mixing, budgets,
+recipes, audit and stats (on tests/data/babylike, a miniature corpus in the babylike_10M layout)."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -104,15 +105,11 @@ def test_normalize_and_dedup():
     assert report["exact_dedup"]["lines_removed"] == 1
 
 
-def test_filters_on_real_corpus_lines():
-    path = BABYLIKE / "childes.train"
-    if not path.is_file():
-        pytest.skip("shared corpus not found")
-    from itertools import islice
-
-    raw = list(islice(read_lines(path), 5000))
+def test_filters_on_childes_corpus_lines():
+    raw = list(read_lines(BABYLIKE / "childes.train"))  # transcripts with CHAT codes, as in babylike_10M
     out, report = clean(["childes_speaker_tags", "chat_annotations"], raw)
     kept = [x for x in out if x]
+    assert report["chat_annotations"]["lines_changed"] > 0 and report["chat_annotations"]["lines_removed"] > 0
     assert not any(code in x for x in kept for code in ("[", "(.)", "&-", "xxx", "@", "+..."))
     assert sum(len(x.split()) for x in kept) == sum(len(x.split()) for x in raw) - sum(r["words_removed"] for r in report.values())
 
@@ -225,18 +222,18 @@ def test_equal_byte_mixing_prepares_and_adds_up(tmp_path):
     assert m["splits"]["train"]["words"] + m["splits"]["dev"]["words"] == sum(a["words"] for a in m["allocations"].values())
 
 
-# --- recipes on the shared corpus, audit, stats, CLI -----------------------------------------
+# --- recipes on the babylike corpus, audit, stats, CLI ---------------------------------------
+
+SOURCES = ("childes", "gutenberg", "simple_wiki", "switchboard", "bnc_spoken")
 
 
 @pytest.fixture(scope="module")
 def babylike_small(tmp_path_factory):
-    if not BABYLIKE.is_dir():
-        pytest.skip("shared corpus not found")
+    """A copy of tests/data/babylike: five sources, train and dev."""
     out = tmp_path_factory.mktemp("babylike")
-    for src, n in (("childes", 4000), ("gutenberg", 1500), ("simple_wiki", 800), ("switchboard", 1500), ("bnc_spoken", 300)):
-        for split, k in (("train", n), ("dev", n // 10)):
-            with open(BABYLIKE / f"{src}.{split}", encoding="utf-8") as f:
-                (out / f"{src}.{split}").write_text("".join(line for _, line in zip(range(k), f)), encoding="utf-8")
+    for src in SOURCES:
+        for split in ("train", "dev"):
+            shutil.copyfile(BABYLIKE / f"{src}.{split}", out / f"{src}.{split}")
     return out
 
 
@@ -255,7 +252,7 @@ def test_recipes_prepare_and_manifest_adds_up(recipe, babylike_small, tmp_path):
     report = audit(tmp_path)
     assert report["ok"] and report["compliant"], report["checks"]
     childes = m["sources"]["train"]["childes"]["filters"]
-    assert childes["childes_speaker_tags"]["lines_changed"] == 4000
+    assert childes["childes_speaker_tags"]["lines_changed"] == len(list(read_lines(babylike_small / "childes.train")))
     if recipe == "data-blalm.yaml":
         assert childes["min_words"]["lines_removed"] > 0 and m["sources"]["train"]["gutenberg"]["filters"]["max_per_book"]["lines_removed"] > 0
     else:
@@ -266,7 +263,8 @@ def test_audit_detects_tampering_and_cli(babylike_small, tmp_path, capsys):
     cfg = load_config(REPO / "configs" / "data-streammixer.yaml", [f"data.corpus={babylike_small}", "data.seq_len=64", "tokenizer.vocab_size=400"])
     prepare_data(cfg.data, cfg.tokenizer, tmp_path, progress=False)
     rows = source_stats(tmp_path, max_lines=200)
-    assert {r["source"] for r in rows} == {"childes", "gutenberg", "simple_wiki", "switchboard", "bnc_spoken"}
+    assert {r["source"] for r in rows} == set(SOURCES)
+    assert sum(r["lines"] > 200 for r in rows) >= 2  # childes and gutenberg are sampled
     assert all(r["tokens"] > 0 and r["sampled"] for r in rows if r["lines"] > 200) and "childes" in format_stats(rows)
     assert main(["data", "stats", str(tmp_path), "--max-lines", "100"]) == 0 and (tmp_path / "lengths.png").stat().st_size > 1000
     assert main(["data", "audit", str(tmp_path)]) == 0

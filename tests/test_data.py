@@ -3,7 +3,6 @@
 import hashlib
 import json
 import logging
-from itertools import islice
 
 import numpy as np
 import pytest
@@ -16,7 +15,7 @@ from babblelm.data.readers import discover
 from babblelm.data.filters import FILTERS, FilterChain
 from babblelm.data.prepare import DEV_EVERY, file_sha256, prepare_data
 from babblelm.data.tokenizer import train_tokenizer
-from conftest import BABYLIKE
+from conftest import BABYLIKE, demo_childes_lines
 
 CHILDES = BABYLIKE / "childes.train"
 N_CHILDES = 3000
@@ -24,9 +23,12 @@ N_CHILDES = 3000
 
 @pytest.fixture(scope="module")
 def childes_raw():
-    if not CHILDES.is_file():
-        pytest.skip(f"{CHILDES} not available")
-    return list(islice(read_lines(CHILDES), N_CHILDES))
+    """3000 CHILDES lines, each with a speaker tag: the shipped transcripts (with CHAT codes), then
+    demo-grammar utterances."""
+    shipped = list(read_lines(CHILDES))
+    lines = shipped + demo_childes_lines(N_CHILDES - len(shipped), seed=3)
+    assert len(lines) == N_CHILDES and len(shipped) > 200
+    return lines
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +109,7 @@ def test_missing_and_empty_folders(tmp_path):
 # --- filters ---------------------------------------------------------------------------------
 
 
-def test_speaker_tags_on_real_childes_lines(childes_raw, childes_clean):
+def test_speaker_tags_on_childes_lines(childes_raw, childes_clean):
     chain = FilterChain(["childes_speaker_tags"])
     cleaned = [chain(line) for line in childes_raw]
     report = chain.reports()["childes_speaker_tags"]
