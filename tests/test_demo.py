@@ -39,7 +39,7 @@ def test_quick_demo_trains_every_architecture(tmp_path, arch):
 def test_demo_rejects_an_unknown_architecture():
     from babblelm.demo import demo_model
 
-    with pytest.raises(ValueError, match="unknown demo architecture 'mamba'; choose from transformer, blalm"):
+    with pytest.raises(ValueError, match="model.arch: unknown architecture 'mamba'; known: blalm, induction"):
         demo_model("mamba", quick=True)
 
 

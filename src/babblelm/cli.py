@@ -212,6 +212,8 @@ def cmd_serve(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .models.registry import names
+
     p = argparse.ArgumentParser(prog="babble", description="Train, evaluate and ship BabyLM models.")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -224,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("demo", help="generate a demo corpus, train, evaluate and export a small model")
     sp.add_argument("--quick", action="store_true", help="a smaller run (under a minute), for tests")
     sp.add_argument("--out", default="babble-demo", help="folder for every artifact (default: ./babble-demo)")
-    sp.add_argument("--arch", default="transformer", choices=["transformer", "blalm", "streammixer", "induction"],
+    sp.add_argument("--arch", default="transformer", choices=names(),
                     help="the architecture to train (default: transformer)")
     sp.add_argument("--seed", type=int, default=0)
     sp.set_defaults(func=cmd_demo)

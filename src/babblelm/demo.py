@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from .config import load_config
+from .models.registry import get
 
 CONFIG = Path(__file__).parent / "demo.yaml"
 
@@ -22,21 +23,13 @@ SIZES = {
     "full": (300_000, 200, []),
     "quick": (60_000, 50, ["train.epochs=1", "checkpoints.scale=0.01"]),
 }
-ARCHITECTURES = ("transformer", "blalm", "streammixer", "induction")
 
 
 def demo_model(arch: str, quick: bool) -> dict:
-    """The demo's model section for `arch`: width 128 and 4 layers (quick: 64 and 2), tied embeddings;
-    BLaLM with its strict-small add-on (short convolution)."""
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown demo architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
+    """The demo's model section for `arch`: width 128 and 4 layers (quick: 64 and 2), tied embeddings,
+    plus what the architecture's registry entry adds (heads, streams, BLaLM's short convolution)."""
     width, layers = (64, 2) if quick else (128, 4)
-    model = {"arch": arch, "hidden_size": width, "num_hidden_layers": layers, "intermediate_size": 4 * width,
-             "tie_word_embeddings": True}
-    if arch == "streammixer":
-        return {**model, "num_streams": 8, "stream_dim": width // 4, "num_read_heads": 4}
-    model.update(num_attention_heads=width // 32, max_position_embeddings=128)
-    return {**model, "short_conv": True, "chunk_size": 32} if arch == "blalm" else model
+    return get(arch).demo_section(width, layers)
 
 
 def demo_config(out: Path, quick: bool, seed: int, arch: str = "transformer"):

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from ..models.compat import CACHE_ARG
+
 
 @dataclass(frozen=True)
 class Encoded:
@@ -194,7 +196,7 @@ def _score_shared(model, batch: list[Encoded], split: int, pad_id: int, device) 
     """Run ids[:split] once with a KV cache, then every item's ids[split:-1] against copies of it."""
     prefix = torch.tensor([batch[0].ids[:split]], device=device)
     output = model(input_ids=prefix, attention_mask=torch.ones_like(prefix), use_cache=True)
-    cache = getattr(output, "past_key_values", None)
+    cache = output.get(CACHE_ARG)
     if not hasattr(cache, "reorder_cache"):
         raise _NoCache
     logits = _logits(output)[:, -1:].expand(len(batch), -1, -1)  # predicts token `split`
@@ -205,8 +207,8 @@ def _score_shared(model, batch: list[Encoded], split: int, pad_id: int, device) 
         cache.reorder_cache(torch.zeros(len(batch), dtype=torch.long, device=device))  # one copy per option
         mask = torch.cat([torch.ones(len(batch), split, dtype=torch.long),
                           (torch.arange(width - 1)[None, :] < lengths[:, None] - 1).long()], dim=1)
-        more = model(input_ids=ids[:, :-1].to(device), attention_mask=mask.to(device), past_key_values=cache,
-                     use_cache=True)
+        more = model(input_ids=ids[:, :-1].to(device), attention_mask=mask.to(device), use_cache=True,
+                     **{CACHE_ARG: cache})
         logits = torch.cat([logits, _logits(more)], dim=1)
     return _sum_scored(logits, ids, scored, device)
 

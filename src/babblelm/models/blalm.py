@@ -9,9 +9,10 @@ Enhancements" (BabyLM 2025), each a config switch:
   squashes that scalar through a sigmoid into (0, 1); the values are reported by `extra_metrics()`;
 - `feature_map: hedgehog`: q, k -> softmax([Wx, -Wx]) per head before the mLSTM.
 
-Generation keeps a `BlalmCache` (mLSTM state, conv tail, last window of SWA keys/values) whose size
-does not grow with the sequence. Export copies this file with `layers.py` and `mlstm.py`, so it
-imports only torch, transformers and those two. Equations: docs/architectures.md.
+Generation keeps, per layer of a `BabbleCache`, the mLSTM state, the conv tail and the last window
+of SWA keys/values: its size does not grow with the sequence. Export copies this file with
+`layers.py`, `compat.py` and `mlstm.py`, so it imports only torch, transformers and those three.
+Equations: docs/architectures.md.
 """
 
 import math
@@ -19,63 +20,71 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from huggingface_hub.dataclasses import strict
 from torch import nn
-from transformers import GenerationMixin, PreTrainedConfig, PreTrainedModel
-from transformers import initialization as init
-from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import BaseModelOutputWithPast
+from transformers import GenerationMixin
 
-from .layers import CausalLMHead, RMSNorm, RotaryEmbedding, SwiGLU, apply_rotary, position_ids_from_mask
+from .compat import PreTrainedConfig, init
+from .layers import (BabbleDecoder, BabblePreTrainedModel, CausalLMHead, RMSNorm, RotaryEmbedding, SwiGLU,
+                     apply_rotary, check_positive, position_ids_from_mask)
 from .mlstm import (PAD_FORGET_GATE, PAD_INPUT_GATE, mlstm_chunkwise, mlstm_kernels_available, mlstm_step,
                     mlstm_triton)
 
 
 BLOCKED_SWA_FROM = 4  # sequences of at least this many windows use the blocked SWA (faster from there on CPU)
+BACKENDS = ("auto", "torch", "mlstm_kernels")
+MODULATIONS = ("none", "dynamic", "bounded")
+FEATURE_MAPS = ("none", "hedgehog")
 
 
-@strict
 class BlalmConfig(PreTrainedConfig):
-    """Shape, mLSTM settings and add-on switches. `max_position_embeddings` bounds only the SWA
-    branch's rotary positions; without SWA the model has no position limit."""
+    """Shape, mLSTM settings and add-on switches. `max_position_embeddings` is the trained length of
+    the SWA branch's rotary positions (longer texts extend them); the mLSTM has no position limit."""
 
     model_type = "blalm"
-    keys_to_ignore_at_inference = ["past_key_values"]
+    keys_to_ignore_at_inference = ["past_key_values", "cache"]
 
-    vocab_size: int = 16000
-    hidden_size: int = 384
-    num_hidden_layers: int = 6
-    num_attention_heads: int = 6
-    intermediate_size: int = 1536
-    max_position_embeddings: int = 512
-    chunk_size: int = 64
-    mlstm_backend: Literal["auto", "torch", "mlstm_kernels"] = "auto"
-    forget_bias_low: float = 3.0
-    forget_bias_high: float = 6.0
-    short_conv: bool = False
-    conv_kernel_size: int = 4
-    swa_window: int = 0
-    swa_memory_tokens: int = 0
-    swa_modulation: Literal["none", "dynamic", "bounded"] = "none"
-    feature_map: Literal["none", "hedgehog"] = "none"
-    rope_theta: float = 10000.0
-    rms_norm_eps: float = 1e-5
-    initializer_range: float = 0.02
-    tie_word_embeddings: bool = False
-    bos_token_id: int | None = None
-    eos_token_id: int | list[int] | None = None
-    pad_token_id: int | None = None
+    def __init__(self, vocab_size: int = 16000, hidden_size: int = 384, num_hidden_layers: int = 6,
+                 num_attention_heads: int = 6, intermediate_size: int = 1536, max_position_embeddings: int = 512,
+                 chunk_size: int = 64, mlstm_backend: Literal[BACKENDS] = "auto",
+                 forget_bias_low: float = 3.0, forget_bias_high: float = 6.0, short_conv: bool = False,
+                 conv_kernel_size: int = 4, swa_window: int = 0, swa_memory_tokens: int = 0,
+                 swa_modulation: Literal[MODULATIONS] = "none",
+                 feature_map: Literal[FEATURE_MAPS] = "none", rope_theta: float = 10000.0,
+                 rms_norm_eps: float = 1e-5, initializer_range: float = 0.02, tie_word_embeddings: bool = False,
+                 **kwargs):
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.intermediate_size = intermediate_size
+        self.max_position_embeddings = max_position_embeddings
+        self.chunk_size = chunk_size
+        self.mlstm_backend = mlstm_backend
+        self.forget_bias_low = forget_bias_low
+        self.forget_bias_high = forget_bias_high
+        self.short_conv = short_conv
+        self.conv_kernel_size = conv_kernel_size
+        self.swa_window = swa_window
+        self.swa_memory_tokens = swa_memory_tokens
+        self.swa_modulation = swa_modulation
+        self.feature_map = feature_map
+        self.rope_theta = rope_theta
+        self.rms_norm_eps = rms_norm_eps
+        self.initializer_range = initializer_range
+        super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
+        self.check_settings()
 
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
 
-    def validate_architecture(self):
-        """Called by `@strict` after every construction; raises ValueError naming the field."""
-        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                     "intermediate_size", "max_position_embeddings", "chunk_size", "conv_kernel_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+    def check_settings(self):
+        """Raise ValueError naming the field whose value cannot build a model."""
+        check_positive(self, "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                       "intermediate_size", "max_position_embeddings", "chunk_size", "conv_kernel_size")
+        for name, allowed in (("mlstm_backend", BACKENDS), ("swa_modulation", MODULATIONS), ("feature_map", FEATURE_MAPS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
         if self.hidden_size % self.num_attention_heads or self.head_dim % 2:
             raise ValueError(f"hidden_size ({self.hidden_size}) / num_attention_heads ({self.num_attention_heads}) "
                              "must be a whole, even head dimension")
@@ -87,27 +96,6 @@ class BlalmConfig(PreTrainedConfig):
             raise ValueError(f"forget_bias_low ({self.forget_bias_low}) must be <= forget_bias_high ({self.forget_bias_high})")
         if self.rope_theta <= 0 or self.rms_norm_eps <= 0 or self.initializer_range <= 0:
             raise ValueError("rope_theta, rms_norm_eps and initializer_range must be > 0")
-
-
-class BlalmCache:
-    """Recurrent generation state per layer: `mlstm` (C, n, m), `conv` (the last kernel-1 inputs)
-    and `swa` (keys, values, validity of at most the last window-1 tokens). `seen` counts tokens."""
-
-    def __init__(self, num_layers: int):
-        self.layers: list[dict] = [{} for _ in range(num_layers)]
-        self.seen = 0
-
-    def get_seq_length(self, layer_idx: int = 0) -> int:
-        return self.seen
-
-    def nbytes(self) -> int:
-        """Bytes held, to check that the memory per sequence stays flat."""
-        return sum(t.numel() * t.element_size() for layer in self.layers for v in layer.values() for t in v)
-
-    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-        for layer in self.layers:
-            for key, tensors in layer.items():
-                layer[key] = tuple(t.index_select(0, beam_idx.to(t.device)) for t in tensors)
 
 
 class HeadRMSNorm(RMSNorm):
@@ -288,7 +276,7 @@ def swa_blocked(q, k, v, key_valid, window: int, memory=None) -> torch.Tensor:
     return out.unflatten(1, (heads, blocks)).flatten(2, 3)[:, :, :seq]
 
 
-class BlalmDecoderLayer(GradientCheckpointingLayer):
+class BlalmDecoderLayer(nn.Module):
     """x + mixer(norm(x)), then + mlp(norm(x))."""
 
     def __init__(self, config: BlalmConfig, layer_idx: int):
@@ -301,38 +289,20 @@ class BlalmDecoderLayer(GradientCheckpointingLayer):
         for proj in (self.mixer.out_proj, self.mlp.down_proj):
             proj.init_std = residual_std
 
-    def forward(self, hidden_states, rope=None, valid=None, layer_cache=None) -> torch.Tensor:
+    def forward(self, hidden_states, context, layer_cache=None) -> torch.Tensor:
+        rope, valid = context
         h = hidden_states + self.mixer(self.input_layernorm(hidden_states), rope, valid, layer_cache)
         return h + self.mlp(self.post_attention_layernorm(h))
 
 
-class BlalmPreTrainedModel(PreTrainedModel):
-    config: BlalmConfig
-    base_model_prefix = "model"
-    supports_gradient_checkpointing = True
+class BlalmPreTrainedModel(BabblePreTrainedModel):
+    config_class = BlalmConfig
     _no_split_modules = ["BlalmDecoderLayer"]
-    _skip_keys_device_placement = ["past_key_values"]
 
-    @classmethod
-    def _supports_default_dynamic_cache(cls) -> bool:
-        return False  # the model builds its own BlalmCache
-
-    @torch.no_grad()
-    def _init_weights(self, module):
-        """Normal(0, initializer_range) (residual outputs: their own `init_std`), norms at 1, forget-gate
-        biases spread from forget_bias_low to _high across heads, Hedgehog maps at the identity."""
-        std = self.config.initializer_range
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            init.normal_(module.weight, mean=0.0, std=getattr(module, "init_std", std))
-            if getattr(module, "bias", None) is not None:
-                init.zeros_(module.bias)
-        elif isinstance(module, RMSNorm):
-            init.ones_(module.weight)
-        elif isinstance(module, RotaryEmbedding):
-            cos, sin = module.tables()
-            init.copy_(module.cos, cos)
-            init.copy_(module.sin, sin)
-        elif isinstance(module, HedgehogFeatureMap):
+    def _init_module(self, module):
+        """Forget-gate biases spread from forget_bias_low to _high across heads, Hedgehog maps at the
+        identity, convolutions at Normal(0, 1/sqrt(kernel)), memory tokens at Normal(0, 1)."""
+        if isinstance(module, HedgehogFeatureMap):
             init.copy_(module.weight, torch.eye(module.weight.shape[-1]).repeat(module.weight.shape[0], 1, 1))
         elif isinstance(module, nn.Conv1d):
             init.normal_(module.weight, mean=0.0, std=module.kernel_size[0] ** -0.5)
@@ -347,7 +317,7 @@ class BlalmPreTrainedModel(PreTrainedModel):
                 init.constant_(module.swa_gate, 1.0 if self.config.swa_modulation == "dynamic" else 0.0)
 
 
-class BlalmModel(BlalmPreTrainedModel):
+class BlalmModel(BabbleDecoder, BlalmPreTrainedModel):
     """Embeddings, the decoder layers and the final norm; returns hidden states."""
 
     def __init__(self, config: BlalmConfig):
@@ -357,56 +327,26 @@ class BlalmModel(BlalmPreTrainedModel):
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.rotary = (RotaryEmbedding(config.head_dim, config.max_position_embeddings, config.rope_theta)
                        if config.swa_window else None)
-        self.gradient_checkpointing = False
         self.post_init()
 
-    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
-                inputs_embeds=None, use_cache=None, output_hidden_states=None, **kwargs) -> BaseModelOutputWithPast:
-        """`attention_mask` is a 0/1 (batch, past + new) padding mask; other kwargs are ignored."""
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("pass exactly one of input_ids or inputs_embeds")
+    def embed(self, input_ids, inputs_embeds, attention_mask, position_ids, cache, past):
+        """Token embeddings; context: the SWA branch's rotary tables (None without SWA) and which new
+        positions are real (None: no padding)."""
         hidden = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
-        batch, seq = hidden.shape[:2]
-        if use_cache is None:
-            use_cache = not self.training
-        if use_cache and past_key_values is None:
-            past_key_values = BlalmCache(self.config.num_hidden_layers)
-        if past_key_values is not None and not isinstance(past_key_values, BlalmCache):
-            raise TypeError(f"BLaLM needs a BlalmCache, got {type(past_key_values).__name__}")
-        past = past_key_values.seen if past_key_values is not None else 0
+        seq = hidden.shape[1]
         valid = None
-        if attention_mask is not None:
-            if tuple(attention_mask.shape) != (batch, past + seq):
-                raise ValueError(f"attention_mask must be a 0/1 tensor of shape (batch, past + new tokens) = "
-                                 f"{(batch, past + seq)}, got shape {tuple(attention_mask.shape)}")
-            if not bool(attention_mask.all()):
-                valid = attention_mask[:, past:].bool()
+        if attention_mask is not None and not bool(attention_mask.all()):
+            valid = attention_mask[:, past:].bool()
         rope = None
         if self.rotary is not None:
-            if past + seq > self.config.max_position_embeddings:
-                raise ValueError(f"sequence of {past + seq} tokens exceeds max_position_embeddings="
-                                 f"{self.config.max_position_embeddings} (the SWA branch's rotary table)")
             if position_ids is None:
                 position_ids = (position_ids_from_mask(attention_mask, seq) if attention_mask is not None
                                 else torch.arange(past, past + seq, device=hidden.device)[None])
-            rope = self.rotary(position_ids)
-
-        if output_hidden_states is None:
-            output_hidden_states = self.config.output_hidden_states
-        all_hidden = []
-        for idx, layer in enumerate(self.layers):
-            if output_hidden_states:
-                all_hidden.append(hidden)
-            layer_cache = past_key_values.layers[idx] if past_key_values is not None else None
-            hidden = layer(hidden, rope=rope, valid=valid, layer_cache=layer_cache)
-        if past_key_values is not None:
-            past_key_values.seen += seq
-        hidden = self.norm(hidden)
-        return BaseModelOutputWithPast(
-            last_hidden_state=hidden,
-            past_key_values=past_key_values if use_cache else None,
-            hidden_states=(*all_hidden, hidden) if output_hidden_states else None,
-        )
+                length = past + seq
+            else:
+                length = int(position_ids.max()) + 1
+            rope = self.rotary(position_ids, length)
+        return hidden, (rope, valid)
 
 
 class BlalmForCausalLM(CausalLMHead, BlalmPreTrainedModel, GenerationMixin):
@@ -419,10 +359,3 @@ class BlalmForCausalLM(CausalLMHead, BlalmPreTrainedModel, GenerationMixin):
         """Values the training loop logs: the SWA modulation factor of each layer that has one."""
         return {f"swa_scale/{layer.mixer.layer_idx}": float(layer.mixer.swa_scale())
                 for layer in self.model.layers if layer.mixer.swa_gate is not None}
-
-    def prepare_inputs_for_generation(self, input_ids, past_key_values=None, attention_mask=None, **kwargs):
-        """Feed only the tokens the cache has not seen."""
-        if past_key_values is not None:
-            input_ids = input_ids[:, past_key_values.seen:]
-        return {"input_ids": input_ids, "past_key_values": past_key_values, "attention_mask": attention_mask,
-                "use_cache": kwargs.get("use_cache")}

@@ -14,51 +14,54 @@ Each layer has three pre-norm residual sub-blocks:
 
 Positions are learned absolute embeddings counted from the attention mask, and padding positions
 are zeroed after every sub-block, so left- and right-padded batches agree on the real tokens.
-Decoding keeps an `InductionCache`: per sequence the table of last occurrences of every token id,
+Decoding keeps, in a `BabbleCache`, per sequence the table of last occurrences of every token id and
 per layer the convolution tails and the mixer's keys/values, so the prefix is never recomputed.
+The learned position table bounds the text length at `max_position_embeddings`.
 
-Hugging Face single-file style: export copies this file and `layers.py` into the model folder,
-so it imports only torch, transformers and `.layers`.
+Hugging Face single-file style: export copies this file with `layers.py` and `compat.py`, so it
+imports only torch, transformers and those two.
 """
 
 import math
 
 import torch
 import torch.nn.functional as F
-from huggingface_hub.dataclasses import strict
 from torch import nn
-from transformers import GenerationMixin, PreTrainedConfig, PreTrainedModel
-from transformers import initialization as init
-from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import BaseModelOutputWithPast
+from transformers import GenerationMixin
 
-from .layers import CausalLMHead, RMSNorm, SwiGLU, position_ids_from_mask
+from .compat import PreTrainedConfig, init
+from .layers import (BabbleDecoder, BabblePreTrainedModel, CausalLMHead, RMSNorm, SwiGLU, check_positive,
+                     position_ids_from_mask)
 
 DEFAULT_DILATIONS = (1, 2, 4)
 
 
-@strict
 class BabbleInductionConfig(PreTrainedConfig):
-    """Shape of the Conv-Routed Induction LM. `conv_dilations` None means (1, 2, 4)."""
+    """Shape of the Conv-Routed Induction LM. `conv_dilations` None means (1, 2, 4). Positions are a
+    learned table, so `max_position_embeddings` is a hard limit on the text length."""
 
     model_type = "babble_induction"
+    keys_to_ignore_at_inference = ["past_key_values", "cache"]
 
-    vocab_size: int = 8000
-    hidden_size: int = 384
-    num_hidden_layers: int = 3
-    num_attention_heads: int = 4
-    intermediate_size: int = 1536
-    induction_memory: int = 5
-    conv_kernel_size: int = 3
-    conv_dilations: list[int] | None = None
-    conv_groups: int = 16
-    max_position_embeddings: int = 512
-    rms_norm_eps: float = 1e-5
-    initializer_range: float = 0.02
-    tie_word_embeddings: bool = True
-    bos_token_id: int | None = None
-    eos_token_id: int | list[int] | None = None
-    pad_token_id: int | None = None
+    def __init__(self, vocab_size: int = 8000, hidden_size: int = 384, num_hidden_layers: int = 3,
+                 num_attention_heads: int = 4, intermediate_size: int = 1536, induction_memory: int = 5,
+                 conv_kernel_size: int = 3, conv_dilations: list[int] | None = None, conv_groups: int = 16,
+                 max_position_embeddings: int = 512, rms_norm_eps: float = 1e-5, initializer_range: float = 0.02,
+                 tie_word_embeddings: bool = True, **kwargs):
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.intermediate_size = intermediate_size
+        self.induction_memory = induction_memory
+        self.conv_kernel_size = conv_kernel_size
+        self.conv_dilations = conv_dilations
+        self.conv_groups = conv_groups
+        self.max_position_embeddings = max_position_embeddings
+        self.rms_norm_eps = rms_norm_eps
+        self.initializer_range = initializer_range
+        super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
+        self.check_settings()
 
     @property
     def dilations(self) -> tuple[int, ...]:
@@ -68,12 +71,11 @@ class BabbleInductionConfig(PreTrainedConfig):
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
 
-    def validate_architecture(self):
-        """Called by `@strict` after every construction; raises ValueError naming the field."""
-        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                     "induction_memory", "conv_kernel_size", "conv_groups", "max_position_embeddings"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+    def check_settings(self):
+        """Raise ValueError naming the field whose value cannot build a model."""
+        check_positive(self, "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                       "intermediate_size", "induction_memory", "conv_kernel_size", "conv_groups",
+                       "max_position_embeddings")
         for name in ("num_attention_heads", "conv_groups"):
             if self.hidden_size % getattr(self, name):
                 raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by {name} ({getattr(self, name)})")
@@ -102,47 +104,30 @@ def previous_occurrences(keys: torch.Tensor, memory: int) -> tuple[torch.Tensor,
     return candidates, order, sorted_keys
 
 
-class InductionCache:
-    """Decoding state: per sequence the last `memory` positions of every token id (`table`,
-    (batch, vocab, memory), -1 for none); per layer the convolution tails and mixer keys/values."""
-
-    def __init__(self, num_layers: int):
-        self.length = 0
-        self.table: torch.Tensor | None = None
-        self.conv_tails: list[list[torch.Tensor] | None] = [None] * num_layers
-        self.keys: list[torch.Tensor | None] = [None] * num_layers
-        self.values: list[torch.Tensor | None] = [None] * num_layers
-
-    def get_seq_length(self, layer_idx: int = 0) -> int:
-        return self.length
-
-    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-        """Keep (or repeat) the rows `beam_idx`, in place (beam search, shared-prefix scoring)."""
-        pick = lambda t: t.index_select(0, beam_idx.to(t.device))  # noqa: E731
-        self.table = pick(self.table) if self.table is not None else None
-        self.conv_tails = [[pick(t) for t in tails] if tails is not None else None for tails in self.conv_tails]
-        self.keys = [pick(t) if t is not None else None for t in self.keys]
-        self.values = [pick(t) if t is not None else None for t in self.values]
-
-    def candidates(self, keys: torch.Tensor, memory: int, vocab_size: int) -> torch.Tensor:
-        """Absolute candidate positions for new tokens `keys` (batch, seq); updates the table."""
-        batch, seq = keys.shape
-        if self.table is None:
-            self.table = keys.new_full((batch, vocab_size, memory), -1)
-        local, order, sorted_keys = previous_occurrences(keys, memory)
-        fresh = torch.where(local >= 0, local + self.length, -1)  # occurrences inside the new chunk
-        older = self.table.gather(1, keys.clamp_min(0)[..., None].expand(-1, -1, memory))
-        older = torch.where(keys[..., None] >= 0, older, -1)
-        n_fresh = (local >= 0).sum(-1, keepdim=True)  # fresh ones are nearer: they come first
-        j = torch.arange(memory, device=keys.device)
-        merged = torch.cat([fresh, older], -1).gather(-1, torch.where(j < n_fresh, j, memory + j - n_fresh))
-        # the last occurrence of each id in the chunk becomes that id's table row
-        last = (sorted_keys != F.pad(sorted_keys[:, 1:], (0, 1), value=-2)) & (sorted_keys >= 0)
-        rows, slots = last.nonzero(as_tuple=True)
-        positions = order[rows, slots]
-        new_rows = torch.cat([(positions + self.length)[:, None], merged[rows, positions, : memory - 1]], -1)
-        self.table[rows, sorted_keys[rows, slots]] = new_rows
-        return merged
+def cached_candidates(cache, keys: torch.Tensor, memory: int, vocab_size: int) -> torch.Tensor:
+    """Absolute candidate positions for new tokens `keys` (batch, seq) after `cache.seen_tokens`
+    earlier ones. `cache.shared["table"]` (batch, vocab, memory) holds the last `memory` positions of
+    every token id seen so far (-1 for none) and is updated here."""
+    batch, seq = keys.shape
+    past = cache.seen_tokens
+    table = cache.shared.get("table")
+    if table is None:
+        table = keys.new_full((batch, vocab_size, memory), -1)
+    local, order, sorted_keys = previous_occurrences(keys, memory)
+    fresh = torch.where(local >= 0, local + past, -1)  # occurrences inside the new chunk
+    older = table.gather(1, keys.clamp_min(0)[..., None].expand(-1, -1, memory))
+    older = torch.where(keys[..., None] >= 0, older, -1)
+    n_fresh = (local >= 0).sum(-1, keepdim=True)  # fresh ones are nearer: they come first
+    j = torch.arange(memory, device=keys.device)
+    merged = torch.cat([fresh, older], -1).gather(-1, torch.where(j < n_fresh, j, memory + j - n_fresh))
+    # the last occurrence of each id in the chunk becomes that id's table row
+    last = (sorted_keys != F.pad(sorted_keys[:, 1:], (0, 1), value=-2)) & (sorted_keys >= 0)
+    rows, slots = last.nonzero(as_tuple=True)
+    positions = order[rows, slots]
+    new_rows = torch.cat([(positions + past)[:, None], merged[rows, positions, : memory - 1]], -1)
+    table[rows, sorted_keys[rows, slots]] = new_rows
+    cache.shared["table"] = table
+    return merged
 
 
 class DynamicConv(nn.Module):
@@ -217,12 +202,11 @@ class InductionMixer(nn.Module):
         return self.o_proj(out), (k, v)
 
 
-class InductionLayer(GradientCheckpointingLayer):
+class InductionLayer(nn.Module):
     """x + conv(norm(x)), + induction(norm(x)), + ffn(norm(x)); padding zeroed after each."""
 
-    def __init__(self, config: BabbleInductionConfig, layer_idx: int):
+    def __init__(self, config: BabbleInductionConfig):
         super().__init__()
-        self.layer_idx = layer_idx
         self.conv_norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.conv = DynamicConv(config)
         self.induction_norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
@@ -233,115 +217,72 @@ class InductionLayer(GradientCheckpointingLayer):
         for proj in (self.conv.out_proj, self.induction.o_proj, self.mlp.down_proj):
             proj.init_std = residual_std  # read by _init_weights: outputs added to the residual stream
 
-    def forward(self, hidden_states, candidates=None, keep=None, past_key_values: InductionCache | None = None):
-        """`past_key_values` (the decoding cache) is read and updated in place when given."""
-        cache = past_key_values
+    def forward(self, hidden_states, context, layer_cache=None):
+        """context: (candidate positions, keep mask or None); `layer_cache` (conv tails, keys and
+        values of earlier positions) is read and updated in place when given."""
+        candidates, keep = context
 
         def masked(h):
             return h if keep is None else h * keep
 
-        i = self.layer_idx
-        tails = cache.conv_tails[i] if cache is not None else None
-        conv_out, new_tails = self.conv(self.conv_norm(hidden_states), keep, tails)
+        cache = layer_cache if layer_cache is not None else {}
+        conv_out, tails = self.conv(self.conv_norm(hidden_states), keep, cache.get("conv"))
         h = masked(hidden_states + conv_out)
-        past_kv = (cache.keys[i], cache.values[i]) if cache is not None and cache.keys[i] is not None else None
+        past_kv = (cache["key"], cache["value"]) if "key" in cache else None
         mixed, (k, v) = self.induction(self.induction_norm(h), candidates, past_kv)
         h = masked(h + mixed)
-        if cache is not None:
-            cache.conv_tails[i], cache.keys[i], cache.values[i] = new_tails, k, v
+        if layer_cache is not None:
+            layer_cache["conv"], layer_cache["key"], layer_cache["value"] = tuple(tails), k, v
         return masked(h + self.mlp(self.mlp_norm(h)))
 
 
-class BabbleInductionPreTrainedModel(PreTrainedModel):
-    config: BabbleInductionConfig
-    base_model_prefix = "model"
-    supports_gradient_checkpointing = True
+class BabbleInductionPreTrainedModel(BabblePreTrainedModel):
+    config_class = BabbleInductionConfig
     _no_split_modules = ["InductionLayer"]
-    _skip_keys_device_placement = ["past_key_values"]
 
-    @classmethod
-    def _supports_default_dynamic_cache(cls) -> bool:
-        return False  # the model makes its own InductionCache on the first cached call
-
-    @torch.no_grad()
-    def _init_weights(self, module):
-        """Normal(0, initializer_range), or a module's own `init_std` (residual output
-        projections); norms start at 1, sinks at 0."""
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            init.normal_(module.weight, mean=0.0, std=getattr(module, "init_std", self.config.initializer_range))
-        elif isinstance(module, RMSNorm):
-            init.ones_(module.weight)
-        elif isinstance(module, InductionMixer):
+    def _init_module(self, module):
+        """Sinks start at 0."""
+        if isinstance(module, InductionMixer):
             init.zeros_(module.sink)
 
 
-class BabbleInductionModel(BabbleInductionPreTrainedModel):
+class BabbleInductionModel(BabbleDecoder, BabbleInductionPreTrainedModel):
     """Token + learned position embeddings, the layers and the final norm; returns hidden states."""
 
     def __init__(self, config: BabbleInductionConfig):
         super().__init__(config)
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
         self.embed_positions = nn.Embedding(config.max_position_embeddings, config.hidden_size)
-        self.layers = nn.ModuleList(InductionLayer(config, i) for i in range(config.num_hidden_layers))
+        self.layers = nn.ModuleList(InductionLayer(config) for _ in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.gradient_checkpointing = False
         self.post_init()
 
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        past_key_values: InductionCache | None = None,
-        use_cache: bool | None = None,
-        output_hidden_states: bool | None = None,
-        **kwargs,
-    ) -> BaseModelOutputWithPast:
-        """`attention_mask` is a 0/1 (batch, past + new) padding mask; other kwargs are ignored."""
+    def embed(self, input_ids, inputs_embeds, attention_mask, position_ids, cache, past):
+        """Token + position embeddings; context: each new position's candidate earlier positions and
+        which positions are real (None: no padding)."""
         if input_ids is None:
             raise ValueError("the induction model needs input_ids: its occurrence index matches token ids")
-        batch, seq = input_ids.shape
-        if use_cache is None:
-            use_cache = not self.training
-        cache = past_key_values if past_key_values is not None else (InductionCache(len(self.layers)) if use_cache else None)
-        past_len = cache.length if cache is not None else 0
-        total = past_len + seq
-        if total > self.config.max_position_embeddings:
-            raise ValueError(f"sequence of {total} tokens (cache included) exceeds "
-                             f"max_position_embeddings={self.config.max_position_embeddings}")
+        seq = input_ids.shape[1]
+        limit = self.config.max_position_embeddings
+        if past + seq > limit:
+            raise ValueError(f"sequence of {past + seq} tokens (cache included) exceeds max_position_embeddings="
+                             f"{limit}: this model's positions are a learned table of {limit} entries")
         if attention_mask is None:
-            positions, keep, keys = torch.arange(past_len, total, device=input_ids.device)[None], None, input_ids
+            positions, keep, keys = torch.arange(past, past + seq, device=input_ids.device)[None], None, input_ids
         else:
-            if tuple(attention_mask.shape) != (batch, total):
-                raise ValueError(f"attention_mask must be a 0/1 tensor of shape (batch, past + new tokens) = "
-                                 f"{(batch, total)}, got shape {tuple(attention_mask.shape)}")
             positions = position_ids_from_mask(attention_mask, seq)
-            real = attention_mask[:, past_len:].bool()
+            real = attention_mask[:, past:].bool()
             keep = None if bool(real.all()) else real[..., None].to(self.embed_tokens.weight.dtype)
             keys = torch.where(real, input_ids, -1)
         memory = self.config.induction_memory
         if cache is not None:
-            candidates = cache.candidates(keys, memory, self.config.vocab_size)
+            candidates = cached_candidates(cache, keys, memory, self.config.vocab_size)
         else:
             candidates = previous_occurrences(keys, memory)[0]
-
         hidden = self.embed_tokens(input_ids) + self.embed_positions(positions)
         if keep is not None:
             hidden = hidden * keep
-        if output_hidden_states is None:
-            output_hidden_states = self.config.output_hidden_states
-        all_hidden = []
-        for layer in self.layers:
-            if output_hidden_states:
-                all_hidden.append(hidden)
-            hidden = layer(hidden, candidates=candidates, keep=keep, past_key_values=cache)
-        hidden = self.norm(hidden)
-        if cache is not None:
-            cache.length = total
-        return BaseModelOutputWithPast(
-            last_hidden_state=hidden,
-            past_key_values=cache if use_cache else None,
-            hidden_states=(*all_hidden, hidden) if output_hidden_states else None,
-        )
+        return hidden, (candidates, keep)
 
 
 class BabbleInductionForCausalLM(CausalLMHead, BabbleInductionPreTrainedModel, GenerationMixin):

@@ -1,11 +1,18 @@
-"""Building blocks shared by the babblelm architectures.
+"""What the babblelm architectures share: building blocks, the decoding cache, and the model glue.
 
-RMSNorm, the SwiGLU feed-forward block, rotary position embeddings (a cos/sin table plus the
-function that applies it), the two helpers that turn a 2-D padding mask into position ids
-and into a boolean attention mask, and the vocabulary head with its loss that every
-`...ForCausalLM` class shares.
+- Blocks: RMSNorm, the SwiGLU feed-forward block, rotary position embeddings (extended on the fly
+  past the trained length), and the helpers that turn a 2-D padding mask into position ids and into
+  a boolean attention mask.
+- `BabbleCache`: the one decoding state every architecture keeps (per-layer tensors, shared
+  tensors, `seen_tokens`), updated in place by each forward pass.
+- `BabblePreTrainedModel`, `BabbleDecoder`, `CausalLMHead`: the parts of a Hugging Face model that
+  do not depend on the architecture: weight initialisation, argument checks, the layer loop with
+  gradient checkpointing, hidden states, the vocabulary head and loss, and the decoding contract
+  with `generate` (which cache, which tokens to feed, which mask). An architecture supplies its
+  config, its layers and one `embed` method.
 
-Export copies this file next to each architecture module, so it imports only torch and transformers.
+Export copies this file next to each architecture module, so it imports only torch, transformers
+and `.compat`, which absorbs the differences between transformers releases.
 """
 
 from __future__ import annotations
@@ -13,7 +20,20 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers.modeling_outputs import CausalLMOutputWithPast
+from transformers import PreTrainedModel
+from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
+from transformers.utils import logging
+
+from .compat import CACHE_ARG, init
+
+logger = logging.get_logger(__name__)
+
+
+def check_positive(config, *names: str) -> None:
+    """Raise ValueError naming the first of the config's `names` that is below 1."""
+    for name in names:
+        if getattr(config, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
 
 
 class RMSNorm(nn.Module):
@@ -49,8 +69,9 @@ class SwiGLU(nn.Module):
 class RotaryEmbedding(nn.Module):
     """Rotary position embedding: cos/sin tables for positions 0..max_positions-1.
 
-    The tables are non-persistent buffers (never saved); `tables()` recomputes them, which
-    the model's weight initialisation uses after loading on the meta device.
+    Positions past the table (texts longer than the model was trained on) are computed on the fly,
+    with one warning per model. The tables are non-persistent buffers (never saved); `tables()`
+    recomputes them, which the weight initialisation uses after loading on the meta device.
     """
 
     def __init__(self, head_dim: int, max_positions: int, theta: float = 10000.0):
@@ -58,20 +79,29 @@ class RotaryEmbedding(nn.Module):
         if head_dim % 2:
             raise ValueError(f"rotary embedding needs an even head dimension, got {head_dim}")
         self.head_dim, self.max_positions, self.theta = head_dim, max_positions, theta
+        self.warned = False
         cos, sin = self.tables()
         self.register_buffer("cos", cos, persistent=False)
         self.register_buffer("sin", sin, persistent=False)
 
-    def tables(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(cos, sin), each (max_positions, head_dim), in float32 on the CPU."""
-        inv_freq = self.theta ** (-torch.arange(0, self.head_dim, 2, dtype=torch.float64) / self.head_dim)
-        angles = torch.outer(torch.arange(self.max_positions, dtype=torch.float64), inv_freq)
+    def tables(self, positions: int | None = None, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(cos, sin), each (positions, head_dim) in float32; positions defaults to max_positions."""
+        n = self.max_positions if positions is None else positions
+        inv_freq = self.theta ** (-torch.arange(0, self.head_dim, 2, dtype=torch.float64, device=device) / self.head_dim)
+        angles = torch.outer(torch.arange(n, dtype=torch.float64, device=device), inv_freq)
         angles = torch.cat([angles, angles], dim=-1)
         return angles.cos().float(), angles.sin().float()
 
-    def forward(self, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Position ids (batch, seq) -> cos, sin of shape (batch, 1, seq, head_dim)."""
-        return self.cos[position_ids].unsqueeze(1), self.sin[position_ids].unsqueeze(1)
+    def forward(self, position_ids: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Position ids (batch, seq), all below `length` -> cos, sin of shape (batch, 1, seq, head_dim)."""
+        cos, sin = self.cos, self.sin
+        if length > cos.shape[0]:
+            if not self.warned:
+                logger.warning(f"{length} positions exceed max_position_embeddings={self.max_positions}, the length "
+                               "the model was trained on: rotary positions are extended past it")
+                self.warned = True
+            cos, sin = self.tables(length, cos.device)
+        return cos[position_ids].unsqueeze(1), sin[position_ids].unsqueeze(1)
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -107,10 +137,148 @@ def causal_mask(attention_mask: torch.Tensor | None, q_len: int, past_len: int, 
     return allowed | (key_index == query_index)
 
 
+class BabbleCache:
+    """The decoding state of every babblelm architecture, updated in place by each forward pass.
+
+    `layers[i]`: what layer i keeps (a dict of tensors or tuples of tensors: keys and values, a
+    recurrent state, a convolution tail); `shared`: state all layers read (same form);
+    `seen_tokens`: how many positions (padding included) the model has been fed.
+    """
+
+    is_compileable = False
+
+    def __init__(self, num_layers: int):
+        self.layers: list[dict] = [{} for _ in range(num_layers)]
+        self.shared: dict = {}
+        self.seen_tokens = 0
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.seen_tokens
+
+    def _stores(self):
+        return [*self.layers, self.shared]
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        """Keep (or repeat) the rows `beam_idx` of every tensor, in place (beam search, shared prefixes)."""
+        def pick(value):
+            if isinstance(value, tuple):
+                return tuple(pick(v) for v in value)
+            return value.index_select(0, beam_idx.to(value.device))
+
+        for store in self._stores():
+            for key, value in store.items():
+                store[key] = pick(value)
+
+    def nbytes(self) -> int:
+        """Bytes held, to check that the memory per sequence stays flat for recurrent models."""
+        def size(value):
+            return sum(size(v) for v in value) if isinstance(value, tuple) else value.numel() * value.element_size()
+
+        return sum(size(value) for store in self._stores() for value in store.values())
+
+
+class BabblePreTrainedModel(PreTrainedModel):
+    """Weight initialisation and generation settings shared by every babblelm model class."""
+
+    base_model_prefix = "model"
+    supports_gradient_checkpointing = True
+    _skip_keys_device_placement = ["past_key_values", "cache"]
+    _is_stateful = True  # the cache cannot be rewound, so generate refuses assisted decoding
+
+    @classmethod
+    def _supports_default_dynamic_cache(cls) -> bool:
+        return False  # generate must not build a transformers cache: the model makes its BabbleCache
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        """Normal(0, initializer_range), or a module's own `init_std` (projections whose outputs add
+        to the residual stream); biases at 0; norms at 1; rotary tables recomputed. Modules of an
+        architecture's own kind go to its `_init_module`. Called per module, leaves first."""
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            init.normal_(module.weight, mean=0.0, std=getattr(module, "init_std", self.config.initializer_range))
+            if getattr(module, "bias", None) is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, RMSNorm):
+            init.ones_(module.weight)
+        elif isinstance(module, RotaryEmbedding):
+            cos, sin = module.tables()
+            init.copy_(module.cos, cos)
+            init.copy_(module.sin, sin)
+        else:
+            self._init_module(module)
+
+    def _init_module(self, module) -> None:
+        """An architecture's initialisation of its own module kinds (default: nothing)."""
+
+
+class BabbleDecoder(BabblePreTrainedModel):
+    """The bare decoder of every architecture: `embed` -> `layers` -> `norm`; returns hidden states.
+
+    A subclass builds `embed_tokens`, `layers` and `norm` and defines `embed`, which turns the inputs
+    into the first hidden states and a `context` that every layer receives (rotary tables, masks,
+    ...). Each layer is called as `layer(hidden, context, layer_cache)` and returns new hidden
+    states, reading and updating its dict of the cache when one is given.
+    """
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.gradient_checkpointing = False
+
+    def get_input_embeddings(self):
+        return self.embed_tokens
+
+    def set_input_embeddings(self, value):
+        self.embed_tokens = value
+
+    def embed(self, input_ids, inputs_embeds, attention_mask, position_ids, cache, past: int):
+        """(first hidden states (batch, seq, hidden), context for the layers). `attention_mask` is
+        None or a 0/1 (batch, past + seq) tensor; `past` is how many positions the cache has seen."""
+        raise NotImplementedError
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None, cache=None,
+                inputs_embeds=None, use_cache=None, output_hidden_states=None, return_dict=None, **kwargs):
+        """`attention_mask`: 0/1 padding mask of shape (batch, past + new tokens); `cache` (or its older
+        name `past_key_values`): the BabbleCache to continue from. Other keyword arguments
+        (token_type_ids, cache_position, ...) are ignored."""
+        cache = cache if cache is not None else past_key_values
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("pass exactly one of input_ids or inputs_embeds")
+        batch, seq = (input_ids if input_ids is not None else inputs_embeds).shape[:2]
+        if use_cache is None:
+            use_cache = not self.training
+        if cache is None and use_cache:
+            cache = BabbleCache(len(self.layers))
+        if cache is not None and not isinstance(cache, BabbleCache):
+            raise TypeError(f"{type(self).__name__} keeps its own BabbleCache; got a {type(cache).__name__}")
+        past = cache.seen_tokens if cache is not None else 0
+        if attention_mask is not None and tuple(attention_mask.shape) != (batch, past + seq):
+            raise ValueError(f"attention_mask must be a 0/1 tensor of shape (batch, past + new tokens) = "
+                             f"{(batch, past + seq)}, got shape {tuple(attention_mask.shape)}")
+        hidden, context = self.embed(input_ids, inputs_embeds, attention_mask, position_ids, cache, past)
+
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        all_hidden = []
+        for i, layer in enumerate(self.layers):
+            if output_hidden_states:
+                all_hidden.append(hidden)
+            if cache is None and self.gradient_checkpointing and self.training:
+                hidden = self._gradient_checkpointing_func(layer.__call__, hidden, context, None)
+            else:
+                hidden = layer(hidden, context, cache.layers[i] if cache is not None else None)
+        if cache is not None:
+            cache.seen_tokens += seq
+        hidden = self.norm(hidden)
+        out = BaseModelOutputWithPast(last_hidden_state=hidden, **{CACHE_ARG: cache if use_cache else None},
+                                      hidden_states=(*all_hidden, hidden) if output_hidden_states else None)
+        return out if return_dict is not False else out.to_tuple()
+
+
 class CausalLMHead:
-    """What every `...ForCausalLM` class shares (mixed in before `PreTrainedModel`): `self.model`, a
-    `decoder_class` built from the config, returns hidden states; `self.lm_head` maps them to the
-    vocabulary (tied to the input embeddings when the config says so)."""
+    """What every `...ForCausalLM` class shares (mixed in before its PreTrainedModel base): `self.model`,
+    a `decoder_class` built from the config, returns hidden states; `self.lm_head` maps them to the
+    vocabulary (tied to the input embeddings when the config says so). It also owns the decoding
+    contract with `generate`: the model's own cache, fed only the tokens it has not seen."""
 
     decoder_class: type  # set by each architecture
     _tied_weights_keys = {"lm_head.weight": "model.embed_tokens.weight"}
@@ -121,9 +289,21 @@ class CausalLMHead:
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
         self.post_init()
 
-    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
-                inputs_embeds=None, labels=None, use_cache=None, logits_to_keep: int = 0,
-                output_hidden_states=None, **kwargs) -> CausalLMOutputWithPast:
+    def get_input_embeddings(self):
+        return self.model.embed_tokens
+
+    def set_input_embeddings(self, value):
+        self.model.embed_tokens = value
+
+    def get_output_embeddings(self):
+        return self.lm_head
+
+    def set_output_embeddings(self, value):
+        self.lm_head = value
+
+    def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None, cache=None,
+                inputs_embeds=None, labels=None, use_cache=None, logits_to_keep: int = 0, output_hidden_states=None,
+                return_dict=None, **kwargs) -> CausalLMOutputWithPast:
         """Logits for every position (or the last `logits_to_keep`); with `labels`, the mean
         cross-entropy of predicting labels[:, 1:] from positions [:, :-1] (-100 is ignored).
         Arguments a model does not use (position_ids for a model without positions, token_type_ids,
@@ -131,8 +311,8 @@ class CausalLMHead:
         if labels is not None and logits_to_keep:
             raise ValueError("labels need logits for every position; leave logits_to_keep at 0")
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                         past_key_values=past_key_values, inputs_embeds=inputs_embeds, use_cache=use_cache,
-                         output_hidden_states=output_hidden_states)
+                         cache=cache if cache is not None else past_key_values, inputs_embeds=inputs_embeds,
+                         use_cache=use_cache, output_hidden_states=output_hidden_states)
         hidden = out.last_hidden_state
         logits = self.lm_head(hidden[:, -logits_to_keep:] if logits_to_keep else hidden)
         loss = None
@@ -140,6 +320,23 @@ class CausalLMHead:
             loss = F.cross_entropy(
                 logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten().to(logits.device), ignore_index=-100
             )
-        return CausalLMOutputWithPast(
-            loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states
-        )
+        result = CausalLMOutputWithPast(loss=loss, logits=logits, **{CACHE_ARG: out.get(CACHE_ARG)},
+                                        hidden_states=out.hidden_states)
+        return result if return_dict is not False else result.to_tuple()
+
+    def prepare_inputs_for_generation(self, input_ids, past_key_values=None, cache=None, attention_mask=None,
+                                      inputs_embeds=None, use_cache=None, logits_to_keep=None, **kwargs):
+        """The next forward's inputs during `generate`: the tokens the cache has not seen (all of
+        them at the start, or `inputs_embeds` when given), the whole padding mask and the cache.
+        Positions come from the mask inside the model, so left-padded prompts need nothing more."""
+        cache = cache if cache is not None else past_key_values
+        seen = cache.seen_tokens if cache is not None else 0
+        inputs = {CACHE_ARG: cache, "attention_mask": attention_mask, "use_cache": use_cache}
+        if inputs_embeds is not None and seen == 0:
+            inputs["inputs_embeds"] = inputs_embeds
+        else:  # input_ids hold only the generated tokens when the prompt came as embeddings
+            total = attention_mask.shape[1] if attention_mask is not None else input_ids.shape[1]
+            inputs["input_ids"] = input_ids[:, input_ids.shape[1] - (total - seen):]
+        if logits_to_keep is not None:
+            inputs["logits_to_keep"] = logits_to_keep
+        return inputs

@@ -1,35 +1,83 @@
-"""Architectures by name.
+"""Architectures by name, each describing itself to the rest of babblelm.
 
-Each architecture is one self-contained module holding a `PreTrainedConfig` subclass (dataclass
-style, transformers v5) and a causal-LM class. The YAML `model` section is `arch: <name>` plus any
-field declared on that config class itself; the pipeline fills in the vocabulary and special ids.
+Each architecture is one self-contained module holding a config class (Hugging Face style: every
+setting a typed keyword argument of `__init__`) and a causal-LM class built on models/layers.py.
+The YAML `model` section is `arch: <name>` plus any of those arguments; the pipeline fills in the
+vocabulary and special ids. Its registry entry says what else the program needs to know: the
+smallest shape that exercises every part (tests and `--tiny` runs), the demo's shape, how its
+decoding state grows and what bounds its positions.
 
-Adding an architecture: write the module, then add one line to `_MODULES`.
+Adding an architecture: write the module, add one `register(...)` line below and one preset in
+configs/ (docs/architectures.md, "Adding an architecture"); the contract tests then cover it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 import re
-import sys
+import typing
+from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
-
-from huggingface_hub.errors import StrictDataclassError
+from dataclasses import dataclass, field
 
 from ..configbase import ConfigError, from_dict
 
-# name -> (module, config class, model class)
-_MODULES: dict[str, tuple[str, str, str]] = {
-    "transformer": ("babblelm.models.transformer", "BabbleTransformerConfig", "BabbleTransformerForCausalLM"),
-    "blalm": ("babblelm.models.blalm", "BlalmConfig", "BlalmForCausalLM"),
-    "streammixer": ("babblelm.models.streammixer", "StreamMixerConfig", "StreamMixerForCausalLM"),
-    "induction": ("babblelm.models.induction", "BabbleInductionConfig", "BabbleInductionForCausalLM"),
-}
-
 # Keys the pipeline sets from the tokenizer; users never write them.
 PIPELINE_KEYS = ("vocab_size", "bos_token_id", "eos_token_id", "pad_token_id")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What the registry knows of an architecture before importing it.
+
+    `tiny`: model settings of the smallest shape that exercises every part (hidden size 32);
+    `demo(width)`: the demo's settings beyond width, layers and FFN size; `state`: "constant" when
+    the decoding state does not grow with the text, else "growing"; `positions`: "rotary" (extended
+    past the trained length), "learned" (a hard limit at max_position_embeddings) or "none"."""
+
+    module: str
+    config: str
+    model: str
+    tiny: dict
+    demo: Callable[[int], dict] = field(default=lambda width: {})
+    state: typing.Literal["constant", "growing"] = "growing"
+    positions: typing.Literal["rotary", "learned", "none"] = "none"
+
+
+_SPECS: dict[str, Spec] = {}
+
+
+def register(name: str, spec: Spec) -> None:
+    """Make an architecture known by `name` (`model.arch`, `--arch`, the contract tests)."""
+    if name in _SPECS and _SPECS[name] != spec:
+        raise ValueError(f"architecture {name!r} is already registered")
+    _SPECS[name] = spec
+
+
+register("transformer", Spec(
+    "babblelm.models.transformer", "BabbleTransformerConfig", "BabbleTransformerForCausalLM",
+    tiny=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
+              max_position_embeddings=64),
+    demo=lambda width: dict(num_attention_heads=width // 32, max_position_embeddings=128), positions="rotary"))
+register("blalm", Spec(
+    "babblelm.models.blalm", "BlalmConfig", "BlalmForCausalLM",
+    tiny=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, chunk_size=8,
+              short_conv=True, swa_window=4, swa_memory_tokens=2, swa_modulation="bounded", feature_map="hedgehog",
+              max_position_embeddings=64),
+    demo=lambda width: dict(num_attention_heads=width // 32, max_position_embeddings=128, short_conv=True, chunk_size=32),
+    state="constant", positions="rotary"))
+register("streammixer", Spec(
+    "babblelm.models.streammixer", "StreamMixerConfig", "StreamMixerForCausalLM",
+    tiny=dict(hidden_size=32, num_hidden_layers=2, num_streams=4, stream_dim=8, num_read_heads=2, intermediate_size=48,
+              scan_chunk_size=4),
+    demo=lambda width: dict(num_streams=8, stream_dim=width // 4, num_read_heads=4), state="constant"))
+register("induction", Spec(
+    "babblelm.models.induction", "BabbleInductionConfig", "BabbleInductionForCausalLM",
+    tiny=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, induction_memory=3,
+              conv_groups=4, max_position_embeddings=64),
+    demo=lambda width: dict(num_attention_heads=width // 32, max_position_embeddings=128), positions="learned"))
 
 
 @dataclass(frozen=True)
@@ -37,15 +85,16 @@ class Architecture:
     name: str
     config_class: type
     model_class: type
+    spec: Spec
 
     @property
     def args_class(self) -> type:
-        """A dataclass of the YAML-settable fields: those declared on the config class itself."""
-        cls = self.config_class
-        namespace = vars(sys.modules[cls.__module__])
-        own = {n: t for n, t in cls.__dict__.get("__annotations__", {}).items() if n not in PIPELINE_KEYS}
-        hints = {n: eval(t, namespace) if isinstance(t, str) else t for n, t in own.items()}  # noqa: S307 (own source)
-        specs = [(n, hints[n], dataclasses.field(default=getattr(cls, n))) for n in own]
+        """A dataclass of the YAML-settable fields: the config's own keyword arguments."""
+        init = self.config_class.__init__
+        hints = typing.get_type_hints(init)
+        specs = [(p.name, hints[p.name], dataclasses.field(default=p.default))
+                 for p in inspect.signature(init).parameters.values()
+                 if p.kind is p.POSITIONAL_OR_KEYWORD and p.name != "self" and p.name not in PIPELINE_KEYS]
         return dataclasses.make_dataclass(f"{self.config_class.__name__}Args", specs)
 
     def make_config(self, args, vocab_size: int, bos_token_id: int, eos_token_id: int, pad_token_id: int):
@@ -57,17 +106,27 @@ class Architecture:
             pad_token_id=pad_token_id,
         )
 
+    def tiny_config(self, vocab_size: int = 97, **overrides):
+        """A config of the architecture's tiny shape (special ids, unless overridden: pad 0, bos 1, no eos)."""
+        ids = dict(pad_token_id=0, bos_token_id=1, eos_token_id=None)
+        return self.config_class(**{**ids, **self.spec.tiny, **overrides}, vocab_size=vocab_size)
+
+    def demo_section(self, width: int, layers: int) -> dict:
+        """The demo's `model` section at `width` and `layers`, tied embeddings."""
+        return {"arch": self.name, "hidden_size": width, "num_hidden_layers": layers, "intermediate_size": 4 * width,
+                "tie_word_embeddings": True, **self.spec.demo(width)}
+
 
 def names() -> list[str]:
-    return sorted(_MODULES)
+    return sorted(_SPECS)
 
 
 def get(name: str) -> Architecture:
-    if name not in _MODULES:
+    if name not in _SPECS:
         raise ConfigError([("model.arch", f"unknown architecture {name!r}; known: {', '.join(names())}")])
-    module, cfg_name, model_name = _MODULES[name]
-    mod = importlib.import_module(module)
-    return Architecture(name, getattr(mod, cfg_name), getattr(mod, model_name))
+    spec = _SPECS[name]
+    mod = importlib.import_module(spec.module)
+    return Architecture(name, getattr(mod, spec.config), getattr(mod, spec.model), spec)
 
 
 def parse_model_section(raw: dict):
@@ -80,19 +139,20 @@ def parse_model_section(raw: dict):
         raise ConfigError([(f"model.{p}" if p else "model", m) for p, m in err.problems]) from None
     try:  # the config class's own checks (e.g. hidden size divisible by heads)
         arch.make_config(args, vocab_size=1024, bos_token_id=0, eos_token_id=1, pad_token_id=2)
-    except (ValueError, TypeError, StrictDataclassError) as err:
+    except (ValueError, TypeError) as err:
         raise ConfigError([("model", str(err).strip().splitlines()[-1].strip())]) from None
     return arch, args
 
 
 def register_auto_classes() -> None:
-    """Let `AutoConfig` / `AutoModelForCausalLM` open babblelm folders without remote code."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    """Let `AutoConfig` / `AutoModel` / `AutoModelForCausalLM` open babblelm folders without remote code."""
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM
 
     for name in names():
         arch = get(name)
         try:
             AutoConfig.register(arch.config_class.model_type, arch.config_class)
+            AutoModel.register(arch.config_class, arch.model_class.decoder_class)
             AutoModelForCausalLM.register(arch.config_class, arch.model_class)
         except ValueError:
             pass  # already registered

@@ -31,54 +31,52 @@ the recurrence literally to one token: the state is S x D numbers per layer, wha
 Padding: positions whose attention_mask is 0 neither decay nor write (a = 1, v ignored), so left-
 and right-padded rows give the logits of their unpadded sequences.
 
-Hugging Face single-file style; export copies this file and `layers.py`, so it imports only torch,
-transformers and `.layers`.
+Decoding keeps each layer's streams in a `BabbleCache`. Hugging Face single-file style; export copies
+this file with `layers.py` and `compat.py`, so it imports only torch, transformers and those two.
 """
 
 import math
 
 import torch
 import torch.nn.functional as F
-from huggingface_hub.dataclasses import strict
 from torch import nn
-from transformers import GenerationMixin, PreTrainedConfig, PreTrainedModel
-from transformers import initialization as init
-from transformers.modeling_layers import GradientCheckpointingLayer
-from transformers.modeling_outputs import BaseModelOutputWithPast
+from transformers import GenerationMixin
 
-from .layers import CausalLMHead, RMSNorm, SwiGLU
+from .compat import CACHE_ARG, PreTrainedConfig, init
+from .layers import BabbleCache, BabbleDecoder, BabblePreTrainedModel, CausalLMHead, RMSNorm, SwiGLU, check_positive
 
 
-@strict
 class StreamMixerConfig(PreTrainedConfig):
-    """Shape of the Stream Mixer; `scan_chunk_size` only changes speed/memory, not results."""
+    """Shape of the Stream Mixer; `scan_chunk_size` only changes speed/memory, not results. It has
+    no positions, so no length limit."""
 
     model_type = "babble_streammixer"
-    keys_to_ignore_at_inference = ["past_key_values"]
+    keys_to_ignore_at_inference = ["past_key_values", "cache"]
 
-    vocab_size: int = 16384
-    hidden_size: int = 384
-    num_hidden_layers: int = 14
-    num_streams: int = 32
-    stream_dim: int = 64
-    num_read_heads: int = 4
-    intermediate_size: int = 371
-    min_timescale: float = 2.0
-    max_timescale: float = 1024.0
-    scan_chunk_size: int = 64
-    rms_norm_eps: float = 1e-5
-    initializer_range: float = 0.02
-    tie_word_embeddings: bool = True
-    bos_token_id: int | None = None
-    eos_token_id: int | list[int] | None = None
-    pad_token_id: int | None = None
+    def __init__(self, vocab_size: int = 16384, hidden_size: int = 384, num_hidden_layers: int = 14,
+                 num_streams: int = 32, stream_dim: int = 64, num_read_heads: int = 4, intermediate_size: int = 371,
+                 min_timescale: float = 2.0, max_timescale: float = 1024.0, scan_chunk_size: int = 64,
+                 rms_norm_eps: float = 1e-5, initializer_range: float = 0.02, tie_word_embeddings: bool = True,
+                 **kwargs):
+        self.vocab_size = vocab_size
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_streams = num_streams
+        self.stream_dim = stream_dim
+        self.num_read_heads = num_read_heads
+        self.intermediate_size = intermediate_size
+        self.min_timescale = min_timescale
+        self.max_timescale = max_timescale
+        self.scan_chunk_size = scan_chunk_size
+        self.rms_norm_eps = rms_norm_eps
+        self.initializer_range = initializer_range
+        super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
+        self.check_settings()
 
-    def validate_architecture(self):
-        """Called by `@strict` after every construction; raises ValueError naming the field."""
-        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_streams", "stream_dim",
-                     "num_read_heads", "intermediate_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+    def check_settings(self):
+        """Raise ValueError naming the field whose value cannot build a model."""
+        check_positive(self, "vocab_size", "hidden_size", "num_hidden_layers", "num_streams", "stream_dim",
+                       "num_read_heads", "intermediate_size")
         if self.scan_chunk_size < 2:
             raise ValueError(f"scan_chunk_size must be >= 2, got {self.scan_chunk_size}")
         if not 1.0 <= self.min_timescale <= self.max_timescale:
@@ -112,25 +110,6 @@ def gated_scan(log_a: torch.Tensor, x: torch.Tensor, h0: torch.Tensor | None, ch
     starts = torch.cat([first, ends[:, :-1]], dim=1)  # state before each chunk
     h = local + log_a.cumsum(2).exp()[..., None] * starts[:, :, None]
     return h.reshape(batch, n * chunk, streams, dim)[:, :length]
-
-
-class StreamMixerState:
-    """What decoding carries: each layer's streams (batch, S, D) after `seen_tokens` tokens.
-
-    Its size does not grow with the text. Forward passes return a new state and leave the given
-    one untouched, so a state can be reused (e.g. to branch from a shared prompt)."""
-
-    is_compileable = False
-
-    def __init__(self, streams: list[torch.Tensor], seen_tokens: int):
-        self.streams, self.seen_tokens = streams, seen_tokens
-
-    def get_seq_length(self, layer_idx: int = 0) -> int:
-        return self.seen_tokens
-
-    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
-        """Beam search: keep the rows `beam_idx` (in place, as transformers expects)."""
-        self.streams = [s.index_select(0, beam_idx.to(s.device)) for s in self.streams]
 
 
 class StreamMixer(nn.Module):
@@ -167,8 +146,8 @@ class StreamMixer(nn.Module):
         return self.out_proj(read.flatten(2).to(u.dtype)), h[:, -1]
 
 
-class StreamMixerLayer(GradientCheckpointingLayer):
-    """x + mixer(norm(x)), then + mlp(norm(x))."""
+class StreamMixerLayer(nn.Module):
+    """x + mixer(norm(x)), then + mlp(norm(x)); the layer's streams live in its cache dict."""
 
     def __init__(self, config: StreamMixerConfig):
         super().__init__()
@@ -180,33 +159,22 @@ class StreamMixerLayer(GradientCheckpointingLayer):
         for proj in (self.mixer.out_proj, self.mlp.down_proj):
             proj.init_std = residual_std  # read by _init_weights: outputs added to the residual stream
 
-    def forward(self, hidden_states, mask=None, h0=None):
-        mixed, streams = self.mixer(self.input_layernorm(hidden_states), mask, h0)
+    def forward(self, hidden_states, context, layer_cache=None):
+        h0 = layer_cache.get("streams") if layer_cache is not None else None
+        mixed, streams = self.mixer(self.input_layernorm(hidden_states), context, h0)
+        if layer_cache is not None:
+            layer_cache["streams"] = streams
         h = hidden_states + mixed
-        return h + self.mlp(self.post_mixer_layernorm(h)), streams
+        return h + self.mlp(self.post_mixer_layernorm(h))
 
 
-class StreamMixerPreTrainedModel(PreTrainedModel):
-    config: StreamMixerConfig
-    base_model_prefix = "model"
-    supports_gradient_checkpointing = True
+class StreamMixerPreTrainedModel(BabblePreTrainedModel):
+    config_class = StreamMixerConfig
     _no_split_modules = ["StreamMixerLayer"]
-    _skip_keys_device_placement = ["past_key_values"]
-    _is_stateful = True  # no rewinding the state: generate refuses assisted decoding
 
-    @classmethod
-    def _supports_default_dynamic_cache(cls) -> bool:
-        return False  # generate must not make a KV cache; forward creates a StreamMixerState
-
-    @torch.no_grad()
-    def _init_weights(self, module):
-        """Normal(0, initializer_range) or a module's own `init_std`; norms at 1; gate biases set
-        the streams' initial time scales (log-spaced). Called per module, leaves first."""
-        if isinstance(module, (nn.Linear, nn.Embedding)):
-            init.normal_(module.weight, mean=0.0, std=getattr(module, "init_std", self.config.initializer_range))
-        elif isinstance(module, RMSNorm):
-            init.ones_(module.weight)
-        elif isinstance(module, StreamMixer):
+    def _init_module(self, module):
+        """Gate biases set the streams' initial time scales (log-spaced); stream keys Normal(0, std)."""
+        if isinstance(module, StreamMixer):
             c = self.config
             tau = torch.logspace(math.log10(c.min_timescale), math.log10(c.max_timescale), module.streams)
             keep = torch.exp(-1.0 / tau).clamp(max=1 - 1e-6)  # a = exp(-1/tau) at init
@@ -214,7 +182,7 @@ class StreamMixerPreTrainedModel(PreTrainedModel):
             init.normal_(module.stream_keys, mean=0.0, std=c.initializer_range)
 
 
-class StreamMixerModel(StreamMixerPreTrainedModel):
+class StreamMixerModel(BabbleDecoder, StreamMixerPreTrainedModel):
     """Embeddings, the Stream Mixer layers and the final norm; returns hidden states."""
 
     def __init__(self, config: StreamMixerConfig):
@@ -222,51 +190,13 @@ class StreamMixerModel(StreamMixerPreTrainedModel):
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
         self.layers = nn.ModuleList(StreamMixerLayer(config) for _ in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
-        self.gradient_checkpointing = False
         self.post_init()
 
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        past_key_values: StreamMixerState | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        use_cache: bool | None = None,
-        output_hidden_states: bool | None = None,
-        **kwargs,
-    ) -> BaseModelOutputWithPast:
-        """`attention_mask`: 0/1 padding mask of shape (batch, new) or (batch, past + new);
-        `past_key_values`: the state to continue from. Other kwargs (position_ids, ...) are ignored."""
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("pass exactly one of input_ids or inputs_embeds")
+    def embed(self, input_ids, inputs_embeds, attention_mask, position_ids, cache, past):
+        """Token embeddings (no positions); context: the new tokens' 0/1 mask (None: no padding)."""
         hidden = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
-        batch, length = hidden.shape[:2]
-        if use_cache is None:
-            use_cache = not self.training
-        past = past_key_values.seen_tokens if past_key_values is not None else 0
-        mask = None
-        if attention_mask is not None:
-            if attention_mask.dim() != 2 or attention_mask.shape[0] != batch or attention_mask.shape[1] not in (length, past + length):
-                raise ValueError(f"attention_mask must be a 0/1 tensor of shape (batch, new tokens) = {(batch, length)} "
-                                 f"or (batch, past + new tokens) = {(batch, past + length)}, got {tuple(attention_mask.shape)}")
-            mask = attention_mask[:, -length:]
-            if bool(mask.all()):
-                mask = None
-        if output_hidden_states is None:
-            output_hidden_states = self.config.output_hidden_states
-        all_hidden, streams = [], []
-        for i, layer in enumerate(self.layers):
-            if output_hidden_states:
-                all_hidden.append(hidden)
-            h0 = past_key_values.streams[i] if past_key_values is not None else None
-            hidden, state = layer(hidden, mask=mask, h0=h0)
-            streams.append(state)
-        hidden = self.norm(hidden)
-        return BaseModelOutputWithPast(
-            last_hidden_state=hidden,
-            past_key_values=StreamMixerState(streams, past + length) if use_cache else None,
-            hidden_states=(*all_hidden, hidden) if output_hidden_states else None,
-        )
+        mask = attention_mask[:, past:] if attention_mask is not None and not bool(attention_mask.all()) else None
+        return hidden, mask
 
 
 class StreamMixerForCausalLM(CausalLMHead, StreamMixerPreTrainedModel, GenerationMixin):
@@ -274,8 +204,9 @@ class StreamMixerForCausalLM(CausalLMHead, StreamMixerPreTrainedModel, Generatio
 
     decoder_class = StreamMixerModel
 
-    def step(self, input_ids: torch.LongTensor, state: StreamMixerState | None = None):
+    def step(self, input_ids: torch.LongTensor, state: BabbleCache | None = None):
         """Decode one token per row: input_ids (batch,) or (batch, 1), state from the previous call
-        (None at the start) -> (next-token logits (batch, vocab), new state). O(1) in the position."""
-        out = self(input_ids.reshape(-1, 1), past_key_values=state, use_cache=True)
-        return out.logits[:, -1], out.past_key_values
+        (None at the start, updated in place) -> (next-token logits (batch, vocab), state). O(1) in
+        the position."""
+        out = self(input_ids.reshape(-1, 1), cache=state, use_cache=True)
+        return out.logits[:, -1], out.get(CACHE_ARG)
