@@ -19,8 +19,9 @@ from .models.registry import count_parameters, get
 from .train.checkpoints import TRAINER_STATE
 
 
-def model_card(src: Path, model, arch_name: str) -> str:
-    """Markdown for the checkpoint folder `src` holding `model` (an architecture registered as `arch_name`)."""
+def model_card(src: Path, model, arch_name: str, native: bool = False) -> str:
+    """Markdown for the checkpoint folder `src` holding `model` (an architecture registered as `arch_name`);
+    `native`: the folder holds a transformers-native model (Llama), loaded without remote code."""
     from .export import run_dir_of
 
     src = Path(src)
@@ -33,8 +34,8 @@ def model_card(src: Path, model, arch_name: str) -> str:
                    "tags: [babylm, babblelm, causal-lm]", "---"]),
         f"# {title}" + (f" ({src.name})" if src.name != "final" else ""),
         f"A {arch_name} causal language model trained from scratch with babblelm under the BabyLM rules.",
-        _details(model, arch_name),
-        _usage(bool(checkpoints)),
+        _details(model, arch_name, native),
+        _usage(bool(checkpoints), native),
     ]
     if run:
         mixing = (run / "mixing.md").read_text(encoding="utf-8") if (run / "mixing.md").exists() else ""  # TAAM runs
@@ -52,23 +53,25 @@ def _table(rows, header=("", "")) -> str:
     return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
 
 
-def _details(model, arch_name: str) -> str:
+def _details(model, arch_name: str, native: bool) -> str:
     config = model.config
     fields = [f.name for f in dataclasses.fields(get(arch_name).args_class)]
-    rows = [("architecture", f"{arch_name} (`{type(model).__name__}`)"), ("parameters", f"{count_parameters(model):,}"),
+    shipped_as = "`LlamaForCausalLM` (native transformers, no remote code)" if native else f"`{type(model).__name__}`"
+    rows = [("architecture", f"{arch_name}, shipped as {shipped_as}"), ("parameters", f"{count_parameters(model):,}"),
             ("vocabulary", f"{config.vocab_size:,} (byte-level BPE, BOS prepended)")]
     rows += [(name, getattr(config, name)) for name in fields if hasattr(config, name)]
     return "## Model details\n\n" + _table(rows)
 
 
-def _usage(has_checkpoints: bool) -> str:
+def _usage(has_checkpoints: bool, native: bool) -> str:
     revision = '  # a checkpoint: add revision="chck_1M"' if has_checkpoints else ""
+    remote = "" if native else ", trust_remote_code=True"
     return f"""## How to use
 
 ```python
 from transformers import AutoModelForCausalLM, AutoTokenizer
-model = AutoModelForCausalLM.from_pretrained("REPO", trust_remote_code=True){revision}
-tokenizer = AutoTokenizer.from_pretrained("REPO", trust_remote_code=True)
+model = AutoModelForCausalLM.from_pretrained("REPO"{remote}){revision}
+tokenizer = AutoTokenizer.from_pretrained("REPO")
 ids = tokenizer("the little dog", return_tensors="pt")
 out = model.generate(**ids, max_new_tokens=20, do_sample=True, top_p=0.9)
 print(tokenizer.decode(out[0], skip_special_tokens=True))

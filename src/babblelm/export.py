@@ -1,9 +1,17 @@
 """Export a trained checkpoint as a self-contained Hugging Face folder with a model card.
 
-The folder loads with only torch + transformers installed::
+The folder loads on every transformers from the official BabyLM pipeline's pin (4.51.3) to the
+newest, with only torch and transformers installed:
 
-    AutoModelForCausalLM.from_pretrained(out, trust_remote_code=True)
-    AutoTokenizer.from_pretrained(out)
+- the Transformer is written as a native `LlamaForCausalLM` (no remote code; see models/native.py),
+  unless `remote_code=True` or the mapping fails its logits check, which is then said;
+- every other architecture carries its modeling code (the module, `layers.py`, `compat.py`, ...)
+  with an `auto_map` for `AutoConfig`, `AutoModel` (the bare decoder: `last_hidden_state`, as the
+  official GLUE fine-tuning reads it) and `AutoModelForCausalLM`.
+
+The tokenizer files are the fast tokenizer (`tokenizer.json`) with a `tokenizer_config.json` that
+transformers 4.x and 5.x read alike: `PreTrainedTokenizerFast`, right padding, a pad token, and
+only `input_ids` and `attention_mask` as model inputs.
 """
 
 from __future__ import annotations
@@ -14,8 +22,11 @@ from pathlib import Path
 import yaml
 
 from .card import model_card
-from .models.registry import arch_for_folder, register_auto_classes
+from .models.native import as_llama, llama_config
+from .models.registry import arch_for_folder, hf_progress_bars_off, register_auto_classes
 from .train.checkpoints import HYPERPARAMETERS, hyperparameters
+
+MODEL_INPUT_NAMES = ["input_ids", "attention_mask"]
 
 
 def resolve_checkpoint(path: str | Path, checkpoint: str | None = None) -> Path:
@@ -41,37 +52,69 @@ def run_dir_of(model_dir: Path) -> Path | None:
     return run if (run / "config.yaml").exists() and model_dir.parent.name == "checkpoints" else None
 
 
-def export_model(path: str | Path, out_dir: str | Path, checkpoint: str | None = None) -> Path:
+def export_model(path: str | Path, out_dir: str | Path, checkpoint: str | None = None, remote_code: bool = False,
+                 log=print) -> Path:
+    """Write the exported folder for a run's checkpoint (default `final`) or a checkpoint folder."""
     from transformers import AutoTokenizer, GenerationConfig
 
     src = resolve_checkpoint(path, checkpoint)
     out = Path(out_dir)
     arch = arch_for_folder(src)
     register_auto_classes()  # the tokenizer loader reads config.json; resolve it to our class, no prompt
-    model = arch.model_class.from_pretrained(src)
+    with hf_progress_bars_off():
+        model = arch.model_class.from_pretrained(src).eval()
     tokenizer = AutoTokenizer.from_pretrained(src)
-    arch.config_class.register_for_auto_class()
-    arch.model_class.register_for_auto_class("AutoModelForCausalLM")
-    model.generation_config = GenerationConfig(
-        bos_token_id=tokenizer.bos_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
-    _portable_tokenizer_config(out / "tokenizer_config.json")
+    generation = GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                                  pad_token_id=tokenizer.pad_token_id)
+    native, why = (None, "remote code requested") if remote_code or arch.name != "transformer" else as_llama(model)
+    if native is not None:
+        _save_weights(native, out, generation)
+        (out / "config.json").write_text(json.dumps(llama_config(model.config), indent=2), encoding="utf-8")
+    else:
+        if arch.name == "transformer" and not remote_code:
+            log(f"exporting as babblelm remote code, not as LlamaForCausalLM: {why}")
+        _save_weights(model, out, generation)
+        _write_auto_map(out / "config.json", model)
+    _save_tokenizer(tokenizer, out)
     _write_hyperparameters(src, out / HYPERPARAMETERS)
-    (out / "README.md").write_text(model_card(src, model, arch.name), encoding="utf-8")
+    (out / "README.md").write_text(model_card(src, model, arch.name, native=native is not None), encoding="utf-8")
     if (run := run_dir_of(src)) is not None and (run / "mixing.png").exists():
         (out / "mixing.png").write_bytes((run / "mixing.png").read_bytes())
     return out
 
 
-def _portable_tokenizer_config(path: Path) -> None:
-    """transformers 5 writes `TokenizersBackend`; name the class that 4.x loaders also know."""
+def _save_weights(model, out: Path, generation) -> None:
+    """safetensors weights + config.json (+ the modeling files of a registered remote-code class)."""
+    model.generation_config = generation
+    if type(model).__module__.startswith("babblelm."):
+        type(model.config).register_for_auto_class()
+        type(model).register_for_auto_class("AutoModelForCausalLM")
+    with hf_progress_bars_off():
+        model.save_pretrained(out, safe_serialization=True)
+
+
+def _write_auto_map(path: Path, model) -> None:
+    """Name the config, the bare decoder (`AutoModel`) and the causal LM in config.json's auto_map."""
+    module = type(model).__module__.rsplit(".", 1)[-1]
     cfg = json.loads(path.read_text(encoding="utf-8"))
-    cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+    cfg["auto_map"] = {
+        "AutoConfig": f"{module}.{type(model.config).__name__}",
+        "AutoModel": f"{module}.{type(model).decoder_class.__name__}",
+        "AutoModelForCausalLM": f"{module}.{type(model).__name__}",
+    }
+    path.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
+
+
+def _save_tokenizer(tokenizer, out: Path) -> None:
+    """tokenizer.json plus a tokenizer_config.json that transformers 4.x and 5.x both read."""
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.save_pretrained(out)
+    path = out / "tokenizer_config.json"
+    cfg = json.loads(path.read_text(encoding="utf-8"))
+    cfg.update(tokenizer_class="PreTrainedTokenizerFast", padding_side="right", model_input_names=MODEL_INPUT_NAMES,
+               bos_token=tokenizer.bos_token, eos_token=tokenizer.eos_token, pad_token=tokenizer.pad_token)
     path.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
 
 
