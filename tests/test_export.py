@@ -1,4 +1,5 @@
-"""Export: a Hugging Face folder that loads and generates in a process where babblelm cannot be imported."""
+"""Export of a trained run: the folder's files and model card, and the folder loaded and generating
+in the official BabyLM pipeline's environment (transformers 4.51.3, no babblelm)."""
 
 import json
 
@@ -8,15 +9,15 @@ import torch
 from babblelm.config import load_config
 from babblelm.export import export_model
 from babblelm.train.loop import train
+import envs
 from conftest import tiny_raw
-from remote_code import run_without_babblelm
 
 LOAD_WITHOUT_BABBLELM = r"""
-import torch
+import json, sys, torch
 from transformers import AutoModelForCausalLM, AutoProcessor, AutoTokenizer
 folder, text = sys.argv[1], sys.argv[2]
-model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
-tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+model = AutoModelForCausalLM.from_pretrained(folder).eval()  # a native Llama: no remote code
+tok = AutoTokenizer.from_pretrained(folder)
 # the official 2025 pipeline's zero-shot loader: AutoProcessor, right padding, character offsets
 proc = AutoProcessor.from_pretrained(folder, padding_side="right", trust_remote_code=True)
 official = proc(text=text, return_offsets_mapping=True)
@@ -42,7 +43,7 @@ def trained_run(small_corpus, tmp_path_factory):
 def test_export_round_trip_without_babblelm(trained_run, tmp_path):
     out = export_model(trained_run, tmp_path / "hf")
     cfg = json.loads((out / "config.json").read_text())
-    assert "AutoModelForCausalLM" in cfg["auto_map"] and "AutoConfig" in cfg["auto_map"]
+    assert cfg["model_type"] == "llama" and "auto_map" not in cfg
     assert (out / "model.safetensors").exists() and (out / "generation_config.json").exists()
     assert (out / "tokenizer.json").exists()
     # a tokenizer class that transformers 4.x (the official pipeline's) also knows
@@ -52,8 +53,10 @@ def test_export_round_trip_without_babblelm(trained_run, tmp_path):
         assert section in card
 
     text = "the dog is here ."
-    got = run_without_babblelm(LOAD_WITHOUT_BABBLELM, [out, text], tmp_path)
-    assert not got["module"].startswith("babblelm")
+    (tmp_path / "load.py").write_text(LOAD_WITHOUT_BABBLELM)
+    proc = envs.run("official", ["python", tmp_path / "load.py", out, text], cwd=tmp_path)
+    got = json.loads(proc.stdout.split("RESULT ", 1)[1])
+    assert got["module"] == "transformers.models.llama.modeling_llama"
     assert got["ids"][0] == got["bos"] and got["keys"] == ["attention_mask", "input_ids"]
     assert got["official_ids"] == got["ids"] and got["official_padding"] == "right"
     assert got["official_ends"][0] == 0 and got["official_ends"][-1] == len(text)  # BOS has no characters

@@ -13,21 +13,10 @@ from babblelm.cli import main
 from babblelm.config import load_config
 from babblelm.data.tokenizer import train_tokenizer
 from babblelm.generate import Generation, Sampling, load_for_generation, stream_text
-from babblelm.models.registry import names, parse_model_section
+from babblelm.models.registry import get, names, parse_model_section
 from babblelm.train.loop import train
 from conftest import tiny_raw
 
-# A tiny YAML `model` section per architecture (an architecture added later needs a line here).
-TINY = {
-    "transformer": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                        max_position_embeddings=64),
-    "blalm": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                  max_position_embeddings=64, chunk_size=4),
-    "streammixer": dict(hidden_size=32, num_hidden_layers=2, num_streams=6, stream_dim=8, num_read_heads=2,
-                        intermediate_size=48, scan_chunk_size=4),
-    "induction": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-                      induction_memory=3, conv_groups=4, max_position_embeddings=64),
-}
 LINES = ["the dog sees the ball .", "a cat is on the mat .", "where is the little dog ?", "she likes the red ball ."] * 50
 
 
@@ -43,7 +32,7 @@ def random_model_folder(arch_name, tokenizer_dir, out):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
-    arch, args = parse_model_section({"arch": arch_name, **TINY[arch_name]})
+    arch, args = parse_model_section({"arch": arch_name, **get(arch_name).spec.tiny})
     torch.manual_seed(0)
     model = arch.model_class(arch.make_config(args, len(tok), tok.bos_token_id, tok.eos_token_id, tok.pad_token_id))
     model.save_pretrained(out)
@@ -53,7 +42,6 @@ def random_model_folder(arch_name, tokenizer_dir, out):
 
 @pytest.mark.parametrize("arch_name", names())
 def test_generation_engine_matches_hf_generate(arch_name, tokenizer_dir, tmp_path):
-    assert arch_name in TINY, f"add a tiny shape for {arch_name!r} to TINY"
     model, tok = load_for_generation(random_model_folder(arch_name, tokenizer_dir, tmp_path), device="cpu")
     prompt = tok("the dog sees").input_ids
     ids = torch.tensor([prompt])
