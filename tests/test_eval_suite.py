@@ -86,8 +86,8 @@ def test_single_task_flag_and_bad_task(run_dir, data, tmp_path, capsys):
     assert "unknown task(s) nope" in capsys.readouterr().err
     write_jsonl(tmp_path / "bad" / "x.jsonl", ['{"sentence_good": "a"}'])
     assert main(["eval", str(run_dir / "checkpoints" / "chck_2M"), "--data", str(tmp_path / "bad"),
-                 "--device", "cpu", "--out", str(tmp_path / "o")]) == 2
-    assert "x.jsonl:1: missing field 'sentence_bad'" in capsys.readouterr().err
+                 "--device", "cpu", "--out", str(tmp_path / "o")]) == 1  # the task failed on its data
+    assert "FAILED blimp: EvalDataError: " in (err := capsys.readouterr().err) and "x.jsonl:1: missing field 'sentence_bad'" in err
 
 
 def test_aoa_fits_recover_known_crossings():
@@ -116,3 +116,28 @@ def test_finetune_runs_and_is_reproducible(run_dir, tmp_path):
     assert scores[0]["predictions"] == scores[1]["predictions"] and scores[0]["scores"] == scores[1]["scores"]
     assert scores[0]["scores"]["rte"] == metric("rte", scores[0]["predictions"], [0, 1, 0, 1])
     assert metric("mrpc", [1, 1, 0, 0], [1, 0, 1, 0]) == pytest.approx(50.0)  # F1: tp 1, fp 1, fn 1
+
+
+def test_a_task_the_model_cannot_take_fails_alone(data, tmp_path, capsys):
+    """A learned position table cannot score texts longer than it: that task is reported as failed,
+    naming the limit, the other tasks are scored and written, and the exit code says so."""
+    import torch
+
+    from babblelm.models.registry import get
+
+    tokenizer = make_tokenizer()
+    longest = max(len(tokenizer(r["input_prefix"] + r["options"][0])["input_ids"])
+                  for r in map(json.loads, (data / "entity_tracking" / "regular.jsonl").read_text().splitlines()))
+    arch = get("induction")
+    torch.manual_seed(0)
+    config = arch.tiny_config(vocab_size=len(tokenizer), max_position_embeddings=longest - 2,
+                              bos_token_id=tokenizer.bos_token_id, pad_token_id=tokenizer.pad_token_id)
+    arch.model_class(config).save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    code = main(["eval", str(tmp_path / "model"), "--tasks", "blimp,entity_tracking,comps", "--data", str(data),
+                 "--out", str(tmp_path / "results"), "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "FAILED entity_tracking: ValueError: sequence of" in err
+    assert f"exceeds max_position_embeddings={longest - 2}" in err and "1 task(s) failed" in err
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["blimp.json", "comps.json"]

@@ -12,9 +12,15 @@ from .tasks import average
 
 
 def scores_of(results: dict[str, dict]) -> dict[str, float]:
-    """{score name: value} over task results, plus their average."""
-    scores = {name: value for result in results.values() for name, value in result["scores"].items()}
+    """{score name: value} over the task results that succeeded, plus their average."""
+    scores = {name: value for result in results.values() if "failed" not in result
+              for name, value in result["scores"].items()}
     return {**scores, "average": average(scores)} if scores else {}
+
+
+def failures(results: dict[str, dict]) -> dict[str, str]:
+    """{task: error} for the tasks that failed."""
+    return {task: result["failed"] for task, result in results.items() if "failed" in result}
 
 
 def _cell(value) -> str:

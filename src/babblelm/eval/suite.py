@@ -21,7 +21,10 @@ from .tasks import evaluate_task
 
 def evaluate_tasks(model, tokenizer, tasks: list[str], data_dir, out_dir: Path, batch_size: int = 64,
                    force: bool = False, progress: bool = False, log=print, shared_prefix: bool = True) -> dict[str, dict]:
-    """Results per task for one loaded model; each written to `out_dir/<task>.json` (reused unless `force`)."""
+    """Results per task for one loaded model; each written to `out_dir/<task>.json` (reused unless `force`).
+
+    A task that fails (bad data, a text longer than the model can take, ...) is reported as
+    {"task": name, "failed": "<error>"}, written nowhere, and the other tasks still run."""
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {}
     for task in tasks:
@@ -30,8 +33,13 @@ def evaluate_tasks(model, tokenizer, tasks: list[str], data_dir, out_dir: Path, 
             results[task] = json.loads(path.read_text(encoding="utf-8"))
             log(f"{task}: reusing {path}")
             continue
-        results[task] = evaluate_task(model, tokenizer, task, data_dir, batch_size=batch_size, progress=progress,
-                                      shared_prefix=shared_prefix)
+        try:
+            results[task] = evaluate_task(model, tokenizer, task, data_dir, batch_size=batch_size, progress=progress,
+                                          shared_prefix=shared_prefix)
+        except Exception as err:  # noqa: BLE001 (one task's failure must not cost the others; it is reported)
+            results[task] = {"task": task, "failed": f"{type(err).__name__}: {err}"}
+            log(f"{task}: FAILED: {results[task]['failed']}")
+            continue
         path.write_text(json.dumps(results[task], indent=2), encoding="utf-8")
         log(report.text_table(results[task]))
     return results
@@ -55,7 +63,7 @@ def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, tokenizer, out
     checkpoints = run_checkpoints(run_dir)
     aoa_dir = Path(data_dir) / "aoa"
     aoa_words = load_words(aoa_dir / "cdi_childes.json") if (aoa_dir / "cdi_childes.json").exists() else None
-    rows, words, surprisal_curves = {}, {}, {}
+    rows, words, surprisal_curves, failed = {}, {}, {}, {}
     for checkpoint in checkpoints:
         folder = out_dir / checkpoint.name
         todo = [t for t in tasks if force or not (folder / f"{t}.json").exists()]
@@ -75,13 +83,15 @@ def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, tokenizer, out
             surprisal_curves[checkpoint.name] = json.loads(aoa_path.read_text(encoding="utf-8"))
         del model
         rows[checkpoint.name] = report.scores_of(results)
+        if report.failures(results):
+            failed[checkpoint.name] = report.failures(results)
         words[checkpoint.name] = words_of_checkpoint(checkpoint.name)
-    summary = {"checkpoints": rows}
+    summary = {"checkpoints": rows, "failed": failed}
     if surprisal_curves:
         aoa = curve_fitness(surprisal_curves, load_cdi(aoa_dir))
         (out_dir / "aoa.json").write_text(json.dumps(aoa, indent=2), encoding="utf-8")
         summary["aoa"] = aoa["scores"]["aoa"]
-    best = max(rows, key=lambda name: -math.inf if math.isnan(rows[name]["average"]) else rows[name]["average"])
+    best = max(rows, key=lambda name: -math.inf if math.isnan(rows[name].get("average", math.nan)) else rows[name]["average"])
     summary["best_checkpoint"] = {"name": best, **rows[best]}
     (out_dir / "best_checkpoint.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     (out_dir / "learning_curves.md").write_text(report.markdown_table(rows, "checkpoint"), encoding="utf-8")
