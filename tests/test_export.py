@@ -78,3 +78,23 @@ def test_export_named_checkpoint_and_errors(trained_run, tmp_path):
         export_model(trained_run, tmp_path / "x", checkpoint="chck_999M")
     with pytest.raises(FileNotFoundError, match="neither a run folder"):
         export_model(tmp_path, tmp_path / "y")
+
+
+def test_remote_code_export_of_the_transformer_equals_the_native_one(trained_run, tmp_path):
+    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+    native = export_model(trained_run, tmp_path / "native")
+    remote = export_model(trained_run, tmp_path / "remote", remote_code=True)
+    cfg = json.loads((remote / "config.json").read_text())
+    assert cfg["model_type"] == "babble_transformer"
+    assert set(cfg["auto_map"]) == {"AutoConfig", "AutoModel", "AutoModelForCausalLM"}
+    assert {"transformer.py", "layers.py", "compat.py"} <= {p.name for p in remote.glob("*.py")}
+    assert "trust_remote_code=True" in (remote / "README.md").read_text()
+    assert "trust_remote_code" not in (native / "README.md").read_text()
+    enc = AutoTokenizer.from_pretrained(native)("the dog is here .", return_tensors="pt")
+    with torch.inference_mode():
+        a = AutoModelForCausalLM.from_pretrained(native)(**enc).logits
+        b = AutoModelForCausalLM.from_pretrained(remote, trust_remote_code=True)(**enc).logits
+        hidden = AutoModel.from_pretrained(remote, trust_remote_code=True)(**enc).last_hidden_state
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    assert hidden.shape == (*enc["input_ids"].shape, cfg["hidden_size"])

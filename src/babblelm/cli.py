@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -127,7 +128,8 @@ def cmd_eval(args) -> None:
             print(f"AoA curve fitness (Pearson r, model vs child AoA): {summary['aoa']:.2f}")
         best = summary["best_checkpoint"]
         print(f"best checkpoint by average: {best['name']} ({best['average']:.2f}); tables and curves in {out}")
-        return
+        return _report_failures({f"{name}/{task}": error for name, tasks_failed in summary["failed"].items()
+                                 for task, error in tasks_failed.items()})
     model_dir = resolve_checkpoint(args.model, args.checkpoint)
     run = run_dir_of(model_dir)
     out = Path(args.out) if args.out else (run / "results" / model_dir.name if run else Path("results") / model_dir.name)
@@ -137,9 +139,21 @@ def cmd_eval(args) -> None:
     model, tokenizer = load_model_and_tokenizer(model_dir, device=args.device)
     results = evaluate_tasks(model, tokenizer, tasks, args.data, out, batch_size=args.batch_size,
                              force=args.force, progress=True, shared_prefix=args.shared_prefix)
-    from .eval.report import scores_of
+    from .eval.report import failures, scores_of
 
-    print(f"average ({len(scores_of(results)) - 1} scores): {scores_of(results)['average']:.2f}; results in {out}")
+    scores = scores_of(results)
+    if scores:
+        print(f"average ({len(scores) - 1} scores): {scores['average']:.2f}; results in {out}")
+    return _report_failures(failures(results))
+
+
+def _report_failures(failed: dict[str, str]) -> int:
+    """Print the tasks that failed (stderr); the exit code: 1 if any failed, else 0."""
+    for task, error in failed.items():
+        print(f"FAILED {task}: {error}", file=sys.stderr)
+    if failed:
+        print(f"{len(failed)} task(s) failed; the others' results were written", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _cuda() -> bool:
@@ -181,12 +195,15 @@ def cmd_export(args) -> None:
 
         if args.checkpoint:
             raise ValueError("--branches exports every checkpoint; leave out --checkpoint")
-        out = export_repo(args.run, args.out)
+        out = export_repo(args.run, args.out, remote_code=args.remote_code)
         print(f"git repository {out}: branches {', '.join(branches(out))}; publish it with "
               f"`git push` to a Hugging Face model repo (see the README)")
         return
-    out = export_model(args.run, args.out, checkpoint=args.checkpoint)
-    print(f"exported to {out}; load it with AutoModelForCausalLM.from_pretrained({str(out)!r}, trust_remote_code=True)")
+    out = export_model(args.run, args.out, checkpoint=args.checkpoint, remote_code=args.remote_code)
+    native = json.loads((out / "config.json").read_text(encoding="utf-8")).get("model_type") == "llama"
+    how = "" if native else ", trust_remote_code=True"
+    print(f"exported to {out} ({'a native LlamaForCausalLM' if native else 'with its modeling code'}); "
+          f"load it with AutoModelForCausalLM.from_pretrained({str(out)!r}{how})")
 
 
 def cmd_generate(args) -> None:
@@ -311,12 +328,14 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", default="report", help="output folder (default: ./report)")
     sp.set_defaults(func=cmd_report)
 
-    sp = sub.add_parser("export", help="write a Hugging Face folder with modeling code and a model card")
+    sp = sub.add_parser("export", help="write a Hugging Face folder (native Llama or with modeling code) and a model card")
     sp.add_argument("run", help="run folder (or checkpoint folder)")
     sp.add_argument("out", help="output folder")
     sp.add_argument("--checkpoint", help="e.g. chck_5M (default: final)")
     sp.add_argument("--branches", action="store_true",
                     help="a git repository: main = final model, one branch per chck_* checkpoint (BabyLM layout)")
+    sp.add_argument("--remote-code", action="store_true",
+                    help="ship babblelm's modeling code even for a Transformer (default: a native LlamaForCausalLM)")
     sp.set_defaults(func=cmd_export)
 
     sp = sub.add_parser("generate", help="continue a prompt, streaming tokens to the terminal")
@@ -351,13 +370,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        return args.func(args) or 0  # a handler may return an exit code (1: some work failed)
     except (ValueError, FileNotFoundError) as err:  # bad input: a clear message, no traceback
         if os.environ.get("BABBLE_DEBUG"):
             raise
         print(f"error: {err}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ def _has_lfs() -> bool:
     return subprocess.run(["git", "lfs", "version"], capture_output=True).returncode == 0
 
 
-def export_repo(run_dir: str | Path, out_dir: str | Path) -> Path:
+def export_repo(run_dir: str | Path, out_dir: str | Path, remote_code: bool = False) -> Path:
     """Write the repository; return its path. `out_dir` must not exist or be empty."""
     run_dir, out = Path(run_dir), Path(out_dir)
     resolve_checkpoint(run_dir)  # a run folder with a final model, else a clear error
@@ -68,10 +68,10 @@ def export_repo(run_dir: str | Path, out_dir: str | Path) -> Path:
     lfs = _has_lfs()
     if lfs:
         git(out, "lfs", "install", "--local")
-    _commit_model(out, run_dir, None, "final model")
+    _commit_model(out, run_dir, None, "final model", remote_code)
     for name in milestone_checkpoints(run_dir):
         git(out, "checkout", "-q", "-b", name, "main")
-        _commit_model(out, run_dir, name, f"checkpoint {name}")
+        _commit_model(out, run_dir, name, f"checkpoint {name}", remote_code)
     git(out, "checkout", "-q", "main")
     if not lfs:
         big = [p for p in out.rglob("*") if ".git" not in p.parts and p.is_file() and p.stat().st_size > HUB_FILE_LIMIT]
@@ -82,12 +82,12 @@ def export_repo(run_dir: str | Path, out_dir: str | Path) -> Path:
     return out
 
 
-def _commit_model(repo: Path, run_dir: Path, checkpoint: str | None, message: str) -> None:
+def _commit_model(repo: Path, run_dir: Path, checkpoint: str | None, message: str, remote_code: bool) -> None:
     """Replace the working tree with the exported checkpoint and commit it."""
     for item in repo.iterdir():
         if item.name != ".git":
             shutil.rmtree(item) if item.is_dir() else item.unlink()
-    export_model(run_dir, repo, checkpoint=checkpoint)
+    export_model(run_dir, repo, checkpoint=checkpoint, remote_code=remote_code)
     (repo / ".gitattributes").write_text("".join(f"{p} filter=lfs diff=lfs merge=lfs -text\n" for p in LFS_PATTERNS),
                                          encoding="utf-8")
     git(repo, "add", "-A")
