@@ -5,6 +5,8 @@
   0.31.0, tokenizers 0.21; torch CPU. No babblelm.
 - `lm-eval`: lm-evaluation-harness with its Hugging Face backend and the newest transformers, as
   the 2026 multilingual track installs it. No babblelm.
+- `floor`: babblelm itself (editable) on the oldest transformers pyproject admits (5.17, also the
+  version on the GPU machines babblelm's acceptance run uses).
 
 Each is a virtualenv under `.venvs/<name>` in the checkout, built with pip the first time a test
 needs it (a minute or two; package registries only) and reused while its requirements are
@@ -29,6 +31,7 @@ TORCH = f"torch=={torch.__version__.split('+')[0]}"
 REQUIREMENTS = {
     "official": [TORCH, "transformers==4.51.3", "huggingface-hub==0.31.0", "tokenizers>=0.21,<0.22", "numpy"],
     "lm-eval": [TORCH, "lm-eval[hf]==0.4.13", "transformers"],
+    "floor": [TORCH, "transformers==5.17.0", "pytest", "-e", str(REPO)],
 }
 
 
@@ -49,12 +52,12 @@ def python(name: str) -> Path:
     return exe
 
 
-def run(name: str, argv: list, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+def run(name: str, argv: list, cwd: Path, timeout: int = 600, hf_home: Path | None = None) -> subprocess.CompletedProcess:
     """Run `argv` (its first item a program of the environment: python, lm_eval, ...) in environment
-    `name`, offline, with no babblelm on the path; assert it succeeds."""
+    `name`, offline, with nothing from this interpreter on the path; assert it succeeds."""
     bin_dir = python(name).parent
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_HOME=str(cwd / "hf_home"),
+    env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_HOME=str(hf_home or cwd / "hf_home"),
                TOKENIZERS_PARALLELISM="false", PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}")
     proc = subprocess.run([str(bin_dir / argv[0]), *map(str, argv[1:])], capture_output=True, text=True, env=env,
                           cwd=cwd, timeout=timeout, stdin=subprocess.DEVNULL)
