@@ -15,7 +15,7 @@ import warnings
 import pytest
 import torch
 
-from babblelm.models.compat import CACHE_ARG
+from babblelm.models.layers import CACHE_ARG
 from babblelm.models.registry import count_parameters, get
 
 VOCAB = 23

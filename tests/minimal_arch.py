@@ -11,25 +11,17 @@ import torch
 from torch import nn
 from transformers import GenerationMixin
 
-from .compat import PreTrainedConfig
-from .layers import BabbleDecoder, BabblePreTrainedModel, CausalLMHead, RMSNorm, SwiGLU, check_positive
+from .layers import BabbleConfig, BabbleDecoder, BabblePreTrainedModel, CausalLMHead, RMSNorm, SwiGLU
 
 
-class MinimalConfig(PreTrainedConfig):
+class MinimalConfig(BabbleConfig):
     model_type = "babble_minimal"
     keys_to_ignore_at_inference = ["past_key_values", "cache"]
 
     def __init__(self, vocab_size: int = 1000, hidden_size: int = 64, num_hidden_layers: int = 2,
                  intermediate_size: int = 128, rms_norm_eps: float = 1e-5, initializer_range: float = 0.02,
                  tie_word_embeddings: bool = True, **kwargs):
-        self.vocab_size = vocab_size
-        self.hidden_size = hidden_size
-        self.num_hidden_layers = num_hidden_layers
-        self.intermediate_size = intermediate_size
-        self.rms_norm_eps = rms_norm_eps
-        self.initializer_range = initializer_range
-        super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
-        check_positive(self, "vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size")
+        super().__init__(locals(), **kwargs)
 
 
 class MeanLayer(nn.Module):

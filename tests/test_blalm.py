@@ -10,7 +10,7 @@ import torch
 
 from babblelm.config import load_config
 from babblelm.models.blalm import BlalmConfig, BlalmForCausalLM, swa_blocked, swa_dense
-from babblelm.models.compat import CACHE_ARG
+from babblelm.models.layers import CACHE_ARG
 from babblelm.models.registry import count_parameters, parse_model_section
 from contract import cache_of, padded_batch, random_ids
 

@@ -88,7 +88,7 @@ def test_remote_code_export_of_the_transformer_equals_the_native_one(trained_run
     cfg = json.loads((remote / "config.json").read_text())
     assert cfg["model_type"] == "babble_transformer"
     assert set(cfg["auto_map"]) == {"AutoConfig", "AutoModel", "AutoModelForCausalLM"}
-    assert {"transformer.py", "layers.py", "compat.py"} <= {p.name for p in remote.glob("*.py")}
+    assert {"transformer.py", "layers.py"} <= {p.name for p in remote.glob("*.py")}
     assert "trust_remote_code=True" in (remote / "README.md").read_text()
     assert "trust_remote_code" not in (native / "README.md").read_text()
     enc = AutoTokenizer.from_pretrained(native)("the dog is here .", return_tensors="pt")

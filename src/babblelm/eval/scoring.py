@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from ..models.compat import CACHE_ARG
+from ..models.layers import CACHE_ARG
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,10 @@ Enhancements" (BabyLM 2025), each a config switch:
 
 Generation keeps, per layer of a `BabbleCache`, the mLSTM state, the conv tail and the last window
 of SWA keys/values: its size does not grow with the sequence. Export copies this file with
-`layers.py`, `compat.py` and `mlstm.py`, so it imports only torch, transformers and those three.
+`layers.py` and `mlstm.py`, so it imports only torch, transformers and those two.
 Equations: docs/architectures.md.
 """
 
-import math
 from typing import Literal
 
 import torch
@@ -23,9 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import GenerationMixin
 
-from .compat import PreTrainedConfig, init
-from .layers import (BabbleDecoder, BabblePreTrainedModel, CausalLMHead, RMSNorm, RotaryEmbedding, SwiGLU,
-                     apply_rotary, check_positive, position_ids_from_mask)
+from .layers import (BabbleConfig, BabbleDecoder, BabblePreTrainedModel, CausalLMHead, RMSNorm, RotaryEmbedding,
+                     SwiGLU, apply_rotary, check_positive, init, position_ids_from_mask, scale_residual_init)
 from .mlstm import (PAD_FORGET_GATE, PAD_INPUT_GATE, mlstm_chunkwise, mlstm_kernels_available, mlstm_step,
                     mlstm_triton)
 
@@ -36,7 +34,7 @@ MODULATIONS = ("none", "dynamic", "bounded")
 FEATURE_MAPS = ("none", "hedgehog")
 
 
-class BlalmConfig(PreTrainedConfig):
+class BlalmConfig(BabbleConfig):
     """Shape, mLSTM settings and add-on switches. `max_position_embeddings` is the trained length of
     the SWA branch's rotary positions (longer texts extend them); the mLSTM has no position limit."""
 
@@ -52,36 +50,15 @@ class BlalmConfig(PreTrainedConfig):
                  feature_map: Literal[FEATURE_MAPS] = "none", rope_theta: float = 10000.0,
                  rms_norm_eps: float = 1e-5, initializer_range: float = 0.02, tie_word_embeddings: bool = False,
                  **kwargs):
-        self.vocab_size = vocab_size
-        self.hidden_size = hidden_size
-        self.num_hidden_layers = num_hidden_layers
-        self.num_attention_heads = num_attention_heads
-        self.intermediate_size = intermediate_size
-        self.max_position_embeddings = max_position_embeddings
-        self.chunk_size = chunk_size
-        self.mlstm_backend = mlstm_backend
-        self.forget_bias_low = forget_bias_low
-        self.forget_bias_high = forget_bias_high
-        self.short_conv = short_conv
-        self.conv_kernel_size = conv_kernel_size
-        self.swa_window = swa_window
-        self.swa_memory_tokens = swa_memory_tokens
-        self.swa_modulation = swa_modulation
-        self.feature_map = feature_map
-        self.rope_theta = rope_theta
-        self.rms_norm_eps = rms_norm_eps
-        self.initializer_range = initializer_range
-        super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
-        self.check_settings()
+        super().__init__(locals(), **kwargs)
 
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
 
     def check_settings(self):
-        """Raise ValueError naming the field whose value cannot build a model."""
-        check_positive(self, "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                       "intermediate_size", "max_position_embeddings", "chunk_size", "conv_kernel_size")
+        super().check_settings()
+        check_positive(self, "num_attention_heads", "max_position_embeddings", "chunk_size", "conv_kernel_size")
         for name, allowed in (("mlstm_backend", BACKENDS), ("swa_modulation", MODULATIONS), ("feature_map", FEATURE_MAPS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
@@ -94,8 +71,6 @@ class BlalmConfig(PreTrainedConfig):
             raise ValueError("swa_memory_tokens and swa_modulation need sliding-window attention: set swa_window > 0")
         if self.forget_bias_low > self.forget_bias_high:
             raise ValueError(f"forget_bias_low ({self.forget_bias_low}) must be <= forget_bias_high ({self.forget_bias_high})")
-        if self.rope_theta <= 0 or self.rms_norm_eps <= 0 or self.initializer_range <= 0:
-            raise ValueError("rope_theta, rms_norm_eps and initializer_range must be > 0")
 
 
 class HeadRMSNorm(RMSNorm):
@@ -285,9 +260,7 @@ class BlalmDecoderLayer(nn.Module):
         self.mixer = MLSTMMixer(config, layer_idx)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = SwiGLU(config.hidden_size, config.intermediate_size)
-        residual_std = config.initializer_range / math.sqrt(2 * config.num_hidden_layers)
-        for proj in (self.mixer.out_proj, self.mlp.down_proj):
-            proj.init_std = residual_std
+        scale_residual_init(config, self.mixer.out_proj, self.mlp.down_proj)
 
     def forward(self, hidden_states, context, layer_cache=None) -> torch.Tensor:
         rope, valid = context

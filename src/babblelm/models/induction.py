@@ -18,8 +18,8 @@ Decoding keeps, in a `BabbleCache`, per sequence the table of last occurrences o
 per layer the convolution tails and the mixer's keys/values, so the prefix is never recomputed.
 The learned position table bounds the text length at `max_position_embeddings`.
 
-Hugging Face single-file style: export copies this file with `layers.py` and `compat.py`, so it
-imports only torch, transformers and those two.
+Hugging Face single-file style: export copies this file with `layers.py`, so it imports only torch,
+transformers and `.layers`.
 """
 
 import math
@@ -29,14 +29,13 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import GenerationMixin
 
-from .compat import PreTrainedConfig, init
-from .layers import (BabbleDecoder, BabblePreTrainedModel, CausalLMHead, RMSNorm, SwiGLU, check_positive,
-                     position_ids_from_mask)
+from .layers import (BabbleConfig, BabbleDecoder, BabblePreTrainedModel, CausalLMHead, RMSNorm, SwiGLU, check_positive,
+                     init, position_ids_from_mask, scale_residual_init)
 
 DEFAULT_DILATIONS = (1, 2, 4)
 
 
-class BabbleInductionConfig(PreTrainedConfig):
+class BabbleInductionConfig(BabbleConfig):
     """Shape of the Conv-Routed Induction LM. `conv_dilations` None means (1, 2, 4). Positions are a
     learned table, so `max_position_embeddings` is a hard limit on the text length."""
 
@@ -48,20 +47,7 @@ class BabbleInductionConfig(PreTrainedConfig):
                  conv_kernel_size: int = 3, conv_dilations: list[int] | None = None, conv_groups: int = 16,
                  max_position_embeddings: int = 512, rms_norm_eps: float = 1e-5, initializer_range: float = 0.02,
                  tie_word_embeddings: bool = True, **kwargs):
-        self.vocab_size = vocab_size
-        self.hidden_size = hidden_size
-        self.num_hidden_layers = num_hidden_layers
-        self.num_attention_heads = num_attention_heads
-        self.intermediate_size = intermediate_size
-        self.induction_memory = induction_memory
-        self.conv_kernel_size = conv_kernel_size
-        self.conv_dilations = conv_dilations
-        self.conv_groups = conv_groups
-        self.max_position_embeddings = max_position_embeddings
-        self.rms_norm_eps = rms_norm_eps
-        self.initializer_range = initializer_range
-        super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
-        self.check_settings()
+        super().__init__(locals(), **kwargs)
 
     @property
     def dilations(self) -> tuple[int, ...]:
@@ -72,17 +58,14 @@ class BabbleInductionConfig(PreTrainedConfig):
         return self.hidden_size // self.num_attention_heads
 
     def check_settings(self):
-        """Raise ValueError naming the field whose value cannot build a model."""
-        check_positive(self, "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                       "intermediate_size", "induction_memory", "conv_kernel_size", "conv_groups",
+        super().check_settings()
+        check_positive(self, "num_attention_heads", "induction_memory", "conv_kernel_size", "conv_groups",
                        "max_position_embeddings")
         for name in ("num_attention_heads", "conv_groups"):
             if self.hidden_size % getattr(self, name):
                 raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by {name} ({getattr(self, name)})")
         if not self.dilations or any(d < 1 for d in self.dilations):
             raise ValueError(f"conv_dilations must be a non-empty list of integers >= 1, got {self.conv_dilations}")
-        if self.rms_norm_eps <= 0 or self.initializer_range <= 0:
-            raise ValueError("rms_norm_eps and initializer_range must be > 0")
 
 
 def previous_occurrences(keys: torch.Tensor, memory: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -213,9 +196,7 @@ class InductionLayer(nn.Module):
         self.induction = InductionMixer(config)
         self.mlp_norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = SwiGLU(config.hidden_size, config.intermediate_size)
-        residual_std = config.initializer_range / math.sqrt(3 * config.num_hidden_layers)
-        for proj in (self.conv.out_proj, self.induction.o_proj, self.mlp.down_proj):
-            proj.init_std = residual_std  # read by _init_weights: outputs added to the residual stream
+        scale_residual_init(config, self.conv.out_proj, self.induction.o_proj, self.mlp.down_proj, branches=3)
 
     def forward(self, hidden_states, context, layer_cache=None):
         """context: (candidate positions, keep mask or None); `layer_cache` (conv tails, keys and

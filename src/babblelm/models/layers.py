@@ -1,5 +1,15 @@
-"""What the babblelm architectures share: building blocks, the decoding cache, and the model glue.
+"""What the babblelm architectures share: the one place that absorbs differences between transformers
+releases, building blocks, the decoding cache, and the model glue.
 
+- transformers releases: babblelm's modeling code, and every exported folder that carries it, runs
+  on every transformers from the official BabyLM pipeline's pin (4.51.3, with huggingface-hub
+  0.31) to the newest 5.x. What differs between them is resolved at the top of this file, once, by
+  feature detection (never by parsing version numbers): the config base class (`PretrainedConfig`
+  before 5.0), the weight-initialisation functions (`transformers.initialization` since 5.0, which
+  skip tensors already loaded; torch's in-place ones before), and `CACHE_ARG`, the name under which
+  a decoding cache travels between `generate` and `forward` (`cache` in recent releases,
+  `past_key_values` before). It lives here rather than in a module of its own because transformers
+  4.x copies only the files an architecture module imports directly into its remote-code cache.
 - Blocks: RMSNorm, the SwiGLU feed-forward block, rotary position embeddings (extended on the fly
   past the trained length), and the helpers that turn a 2-D padding mask into position ids and into
   a boolean attention mask.
@@ -11,11 +21,13 @@
   with `generate` (which cache, which tokens to feed, which mask). An architecture supplies its
   config, its layers and one `embed` method.
 
-Export copies this file next to each architecture module, so it imports only torch, transformers
-and `.compat`, which absorbs the differences between transformers releases.
+Export copies this file next to each architecture module, so it imports only torch and transformers.
 """
 
 from __future__ import annotations
+
+import math
+from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +36,23 @@ from transformers import PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from transformers.utils import logging
 
-from .compat import CACHE_ARG, init
+try:
+    from transformers import PreTrainedConfig
+except ImportError:  # transformers < 5
+    from transformers import PretrainedConfig as PreTrainedConfig
+
+try:
+    from transformers import initialization as init
+except ImportError:  # transformers < 5
+
+    def _copy_(tensor: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return tensor.copy_(source)
+
+    init = SimpleNamespace(normal_=torch.nn.init.normal_, ones_=torch.nn.init.ones_, zeros_=torch.nn.init.zeros_,
+                           constant_=torch.nn.init.constant_, copy_=_copy_)
+
+CACHE_ARG = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
 
 logger = logging.get_logger(__name__)
 
@@ -34,6 +62,33 @@ def check_positive(config, *names: str) -> None:
     for name in names:
         if getattr(config, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
+
+
+class BabbleConfig(PreTrainedConfig):
+    """Base of the architectures' configs (Hugging Face style: every setting a typed keyword argument
+    of the subclass's `__init__`, which hands its `locals()` here). Each setting becomes an attribute,
+    transformers' own arguments go to its base class, then `check_settings` validates the whole."""
+
+    def __init__(self, settings: dict, **kwargs):
+        own = {k: v for k, v in settings.items() if k not in ("self", "kwargs", "__class__", "tie_word_embeddings")}
+        for name, value in own.items():
+            setattr(self, name, value)
+        super().__init__(tie_word_embeddings=settings["tie_word_embeddings"], **kwargs)
+        self.check_settings()
+
+    def check_settings(self) -> None:
+        """Raise ValueError naming the field whose value cannot build a model."""
+        check_positive(self, "vocab_size", "hidden_size", "num_hidden_layers", "intermediate_size")
+        for name in ("rope_theta", "rms_norm_eps", "initializer_range"):
+            if getattr(self, name, 1) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+
+
+def scale_residual_init(config, *projections: nn.Linear, branches: int = 2) -> None:
+    """Initialise projections whose outputs add to the residual stream with std / sqrt(branches x
+    layers) (read by `_init_weights`), so the stream's variance does not grow with depth."""
+    for projection in projections:
+        projection.init_std = config.initializer_range / math.sqrt(branches * config.num_hidden_layers)
 
 
 class RMSNorm(nn.Module):

@@ -32,7 +32,7 @@ Padding: positions whose attention_mask is 0 neither decay nor write (a = 1, v i
 and right-padded rows give the logits of their unpadded sequences.
 
 Decoding keeps each layer's streams in a `BabbleCache`. Hugging Face single-file style; export copies
-this file with `layers.py` and `compat.py`, so it imports only torch, transformers and those two.
+this file with `layers.py`, so it imports only torch, transformers and `.layers`.
 """
 
 import math
@@ -42,11 +42,11 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import GenerationMixin
 
-from .compat import CACHE_ARG, PreTrainedConfig, init
-from .layers import BabbleCache, BabbleDecoder, BabblePreTrainedModel, CausalLMHead, RMSNorm, SwiGLU, check_positive
+from .layers import (CACHE_ARG, BabbleCache, BabbleConfig, BabbleDecoder, BabblePreTrainedModel, CausalLMHead, RMSNorm,
+                     SwiGLU, check_positive, init, scale_residual_init)
 
 
-class StreamMixerConfig(PreTrainedConfig):
+class StreamMixerConfig(BabbleConfig):
     """Shape of the Stream Mixer; `scan_chunk_size` only changes speed/memory, not results. It has
     no positions, so no length limit."""
 
@@ -58,31 +58,15 @@ class StreamMixerConfig(PreTrainedConfig):
                  min_timescale: float = 2.0, max_timescale: float = 1024.0, scan_chunk_size: int = 64,
                  rms_norm_eps: float = 1e-5, initializer_range: float = 0.02, tie_word_embeddings: bool = True,
                  **kwargs):
-        self.vocab_size = vocab_size
-        self.hidden_size = hidden_size
-        self.num_hidden_layers = num_hidden_layers
-        self.num_streams = num_streams
-        self.stream_dim = stream_dim
-        self.num_read_heads = num_read_heads
-        self.intermediate_size = intermediate_size
-        self.min_timescale = min_timescale
-        self.max_timescale = max_timescale
-        self.scan_chunk_size = scan_chunk_size
-        self.rms_norm_eps = rms_norm_eps
-        self.initializer_range = initializer_range
-        super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
-        self.check_settings()
+        super().__init__(locals(), **kwargs)
 
     def check_settings(self):
-        """Raise ValueError naming the field whose value cannot build a model."""
-        check_positive(self, "vocab_size", "hidden_size", "num_hidden_layers", "num_streams", "stream_dim",
-                       "num_read_heads", "intermediate_size")
+        super().check_settings()
+        check_positive(self, "num_streams", "stream_dim", "num_read_heads")
         if self.scan_chunk_size < 2:
             raise ValueError(f"scan_chunk_size must be >= 2, got {self.scan_chunk_size}")
         if not 1.0 <= self.min_timescale <= self.max_timescale:
             raise ValueError(f"need 1 <= min_timescale <= max_timescale, got {self.min_timescale} and {self.max_timescale}")
-        if self.rms_norm_eps <= 0 or self.initializer_range <= 0:
-            raise ValueError("rms_norm_eps and initializer_range must be > 0")
 
 
 def gated_scan(log_a: torch.Tensor, x: torch.Tensor, h0: torch.Tensor | None, chunk: int) -> torch.Tensor:
@@ -155,9 +139,7 @@ class StreamMixerLayer(nn.Module):
         self.mixer = StreamMixer(config)
         self.post_mixer_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = SwiGLU(config.hidden_size, config.intermediate_size)
-        residual_std = config.initializer_range / math.sqrt(2 * config.num_hidden_layers)
-        for proj in (self.mixer.out_proj, self.mlp.down_proj):
-            proj.init_std = residual_std  # read by _init_weights: outputs added to the residual stream
+        scale_residual_init(config, self.mixer.out_proj, self.mlp.down_proj)
 
     def forward(self, hidden_states, context, layer_cache=None):
         h0 = layer_cache.get("streams") if layer_cache is not None else None

@@ -4,23 +4,19 @@ through `scaled_dot_product_attention`, SwiGLU feed-forward, optional tied embed
 Hugging Face single-file style: the config, the bare decoder and the causal-LM head; decoding keeps
 the keys and values of every layer in a `BabbleCache`. Its weights and settings map one to one onto
 transformers' `LlamaForCausalLM`, which is how `babble export` ships it. Export copies this file
-with `layers.py` and `compat.py` when it ships remote code, so it imports only torch, transformers
-and those two.
+with `layers.py` when it ships remote code, so it imports only torch, transformers and `.layers`.
 """
-
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import GenerationMixin
 
-from .compat import PreTrainedConfig
-from .layers import (BabbleDecoder, BabblePreTrainedModel, CausalLMHead, RMSNorm, RotaryEmbedding, SwiGLU,
-                     apply_rotary, causal_mask, check_positive, position_ids_from_mask)
+from .layers import (BabbleConfig, BabbleDecoder, BabblePreTrainedModel, CausalLMHead, RMSNorm, RotaryEmbedding,
+                     SwiGLU, apply_rotary, causal_mask, check_positive, position_ids_from_mask, scale_residual_init)
 
 
-class BabbleTransformerConfig(PreTrainedConfig):
+class BabbleTransformerConfig(BabbleConfig):
     """Shape of the decoder. `num_key_value_heads` None means one KV head per query head.
     `max_position_embeddings` is the trained length; longer texts extend the rotary positions."""
 
@@ -31,18 +27,7 @@ class BabbleTransformerConfig(PreTrainedConfig):
                  num_attention_heads: int = 6, num_key_value_heads: int | None = None, intermediate_size: int = 1536,
                  max_position_embeddings: int = 512, rope_theta: float = 10000.0, rms_norm_eps: float = 1e-5,
                  initializer_range: float = 0.02, tie_word_embeddings: bool = False, **kwargs):
-        self.vocab_size = vocab_size
-        self.hidden_size = hidden_size
-        self.num_hidden_layers = num_hidden_layers
-        self.num_attention_heads = num_attention_heads
-        self.num_key_value_heads = num_key_value_heads
-        self.intermediate_size = intermediate_size
-        self.max_position_embeddings = max_position_embeddings
-        self.rope_theta = rope_theta
-        self.rms_norm_eps = rms_norm_eps
-        self.initializer_range = initializer_range
-        super().__init__(tie_word_embeddings=tie_word_embeddings, **kwargs)
-        self.check_settings()
+        super().__init__(locals(), **kwargs)
 
     @property
     def head_dim(self) -> int:
@@ -53,9 +38,8 @@ class BabbleTransformerConfig(PreTrainedConfig):
         return self.num_key_value_heads or self.num_attention_heads
 
     def check_settings(self):
-        """Raise ValueError naming the field whose value cannot build a model."""
-        check_positive(self, "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                       "intermediate_size", "max_position_embeddings")
+        super().check_settings()
+        check_positive(self, "num_attention_heads", "max_position_embeddings")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by "
                              f"num_attention_heads ({self.num_attention_heads})")
@@ -66,8 +50,6 @@ class BabbleTransformerConfig(PreTrainedConfig):
         ):
             raise ValueError(f"num_attention_heads ({self.num_attention_heads}) must be a multiple of "
                              f"num_key_value_heads ({self.num_key_value_heads})")
-        if self.rope_theta <= 0 or self.rms_norm_eps <= 0 or self.initializer_range <= 0:
-            raise ValueError("rope_theta, rms_norm_eps and initializer_range must be > 0")
 
 
 class BabbleAttention(nn.Module):
@@ -108,9 +90,7 @@ class BabbleDecoderLayer(nn.Module):
         self.self_attn = BabbleAttention(config)
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = SwiGLU(config.hidden_size, config.intermediate_size)
-        residual_std = config.initializer_range / math.sqrt(2 * config.num_hidden_layers)
-        for proj in (self.self_attn.o_proj, self.mlp.down_proj):
-            proj.init_std = residual_std  # read by _init_weights: outputs added to the residual stream
+        scale_residual_init(config, self.self_attn.o_proj, self.mlp.down_proj)
 
     def forward(self, hidden_states, context, layer_cache=None) -> torch.Tensor:
         rope, mask = context
