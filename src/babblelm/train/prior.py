@@ -4,15 +4,18 @@
 
 Features: URIEL's kNN-predicted syntax, phonology and inventory vectors (lang2vec's
 `syntax_knn+phonology_knn+inventory_knn`, 289 binary features), read straight from the data
-file the `lang2vec` wheel ships (lang2vec itself imports `pkg_resources`, which setuptools >= 82
-no longer has). `zho` is looked up as `cmn` (Mandarin). isolation_l = mean cosine distance from
-l to the other languages; pi0 = floor_shrink(softmax(isolation / T), min_pi).
+file the `lang2vec` distribution installs, found through its package metadata. Nothing is
+imported: lang2vec itself imports `pkg_resources` (gone from setuptools >= 82), and its wheel
+puts a script `lang2vec.py` into the environment's `bin/`, which shadows the package inside any
+console script (bin/ comes first on sys.path there). `zho` is looked up as `cmn` (Mandarin).
+isolation_l = mean cosine distance from l to the other languages; pi0 =
+floor_shrink(softmax(isolation / T), min_pi).
 """
 
 from __future__ import annotations
 
-import importlib.resources
-import importlib.util
+import importlib.metadata
+from pathlib import Path
 
 import numpy as np
 
@@ -22,12 +25,25 @@ FEATURE_PREFIXES = ("S_", "P_", "INV_")  # syntax_knn, phonology_knn, inventory_
 URIEL_CODES = {"zho": "cmn", "zho_hans": "cmn", "zho_hant": "cmn"}
 
 
+URIEL_FILE = "lang2vec/data/feature_predictions.npz"
+
+
+def uriel_file() -> Path:
+    """The URIEL feature file of the installed lang2vec distribution (never imported)."""
+    missing = ImportError("the typological prior needs URIEL's data from lang2vec: pip install 'babblelm[multilingual]'")
+    try:
+        dist = importlib.metadata.distribution("lang2vec")
+    except importlib.metadata.PackageNotFoundError:
+        raise missing from None
+    path = Path(dist.locate_file(URIEL_FILE))
+    if not path.is_file():
+        raise missing
+    return path
+
+
 def uriel_features(languages: list[str]) -> np.ndarray:
     """[K, 289] concatenated syntax/phonology/inventory kNN features from lang2vec's data file."""
-    if importlib.util.find_spec("lang2vec") is None:
-        raise ImportError("the typological prior needs lang2vec's data: pip install 'babblelm[multilingual]'")
-    with importlib.resources.as_file(importlib.resources.files("lang2vec") / "data" / "feature_predictions.npz") as f:
-        db = np.load(f)
+    with np.load(uriel_file()) as db:
         langs, names = list(db["langs"]), db["feats"]
         source = list(db["sources"]).index("predicted")
         columns = np.concatenate([np.flatnonzero(np.char.startswith(names, p)) for p in FEATURE_PREFIXES])
