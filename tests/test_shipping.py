@@ -203,11 +203,12 @@ def test_server_refuses_beyond_queue(client):
 
 
 def test_export_branches(run_dir, tmp_path, monkeypatch):
-    from babblelm.hubrepo import branches, checkout, milestone_checkpoints
+    from babblelm.hubrepo import branches, checkout
+    from babblelm.rundir import RunDir
 
     out = tmp_path / "repo"
     assert main(["export", str(run_dir), str(out), "--branches"]) == 0
-    names_ = milestone_checkpoints(run_dir)
+    names_ = [folder.name for folder in RunDir(run_dir).milestones()]
     assert names_ and branches(out) == sorted([*names_, "main"])
     card = (out / "README.md").read_text()
     for part in ("## Model details", "## How to use", "## Training details", "| wall-clock | ", "## Data",

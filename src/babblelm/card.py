@@ -16,17 +16,16 @@ from pathlib import Path
 import yaml
 
 from .models.registry import count_parameters, get
+from .rundir import RunDir
 from .train.checkpoints import TRAINER_STATE
 
 
 def model_card(src: Path, model, arch_name: str, native: bool = False) -> str:
     """Markdown for the checkpoint folder `src` holding `model` (an architecture registered as `arch_name`);
     `native`: the folder holds a transformers-native model (Llama), loaded without remote code."""
-    from .export import run_dir_of
-
     src = Path(src)
-    run = run_dir_of(src)
-    cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) if run else {}
+    run = RunDir.of(src)
+    cfg = yaml.safe_load(run.config.read_text(encoding="utf-8")) if run else {}
     title = cfg.get("run", {}).get("name", src.name)
     checkpoints = _checkpoints(run) if run else []
     sections = [
@@ -38,7 +37,7 @@ def model_card(src: Path, model, arch_name: str, native: bool = False) -> str:
         _usage(bool(checkpoints), native),
     ]
     if run:
-        mixing = (run / "mixing.md").read_text(encoding="utf-8") if (run / "mixing.md").exists() else ""  # TAAM runs
+        mixing = (run.path / "mixing.md").read_text(encoding="utf-8") if (run.path / "mixing.md").exists() else ""  # TAAM runs
         sections += [_training(run, src, cfg), _data(run), _evaluation(run, src.name), mixing, _checkpoint_list(checkpoints)]
     sections.append(
         "## Limitations\n\nA small model trained on a child-sized corpus: a research artifact for studying "
@@ -81,10 +80,10 @@ With babblelm installed: `babble generate REPO "the little dog"` streams a conti
 `babble serve REPO` serves it through an OpenAI-compatible API (`/v1/completions`)."""
 
 
-def _metrics(run: Path, last_step: int) -> tuple[float | None, float | None]:
+def _metrics(run: RunDir, last_step: int) -> tuple[float | None, float | None]:
     """(wall-clock seconds, latest validation loss) up to `last_step` from metrics.jsonl."""
     elapsed = dev = None
-    path = run / "metrics.jsonl"
+    path = run.metrics
     if path.exists():
         for line in path.read_text(encoding="utf-8").splitlines():
             record = json.loads(line) if line.strip() else {}
@@ -95,7 +94,7 @@ def _metrics(run: Path, last_step: int) -> tuple[float | None, float | None]:
     return elapsed, dev
 
 
-def _training(run: Path, src: Path, cfg: dict) -> str:
+def _training(run: RunDir, src: Path, cfg: dict) -> str:
     o, s, t, d = (cfg.get(k, {}) for k in ("optim", "schedule", "train", "data"))
     state = _read_json(src / TRAINER_STATE)
     steps = state.get("step", -1) + 1
@@ -124,8 +123,8 @@ def _training(run: Path, src: Path, cfg: dict) -> str:
     return "## Training details\n\n" + _table(rows) + "\n\nAll hyperparameters: `hyperparameters.json`."
 
 
-def _data(run: Path) -> str:
-    manifest = _read_json(run / "data" / "manifest.json")
+def _data(run: RunDir) -> str:
+    manifest = _read_json(run.data / "manifest.json")
     if not manifest:
         return ""
     budget, train = manifest.get("budget", {}), manifest.get("splits", {}).get("train", {})
@@ -140,10 +139,10 @@ def _data(run: Path) -> str:
             + _table(rows, ("filter", "lines removed", "lines changed", "words removed")))
 
 
-def _evaluation(run: Path, checkpoint: str) -> str:
+def _evaluation(run: RunDir, checkpoint: str) -> str:
     from .eval.report import read_results
 
-    folder = run / "results" / checkpoint
+    folder = run.results / checkpoint
     parts = []
     zero_shot = read_results(folder)
     if zero_shot:
@@ -153,16 +152,14 @@ def _evaluation(run: Path, checkpoint: str) -> str:
     if finetuned:
         rows = [(task, r.get("metric", ""), f"{value:.2f}") for task, r in finetuned.items() for value in r["scores"].values()]
         parts.append("### Fine-tuning\n\n" + _table(rows, ("task", "metric", "score")))
-    curves = run / "results" / "learning_curves.md"
+    curves = run.results / "learning_curves.md"
     if curves.exists():
         parts.append("### Across checkpoints\n\n" + curves.read_text(encoding="utf-8").strip())
     return "## Evaluation\n\n" + "\n\n".join(parts) if parts else ""
 
 
-def _checkpoints(run: Path) -> list[tuple[str, dict]]:
-    from .hubrepo import milestone_checkpoints
-
-    return [(name, _read_json(run / "checkpoints" / name / TRAINER_STATE)) for name in milestone_checkpoints(run)]
+def _checkpoints(run: RunDir) -> list[tuple[str, dict]]:
+    return [(folder.name, _read_json(folder / TRAINER_STATE)) for folder in run.milestones()]
 
 
 def _checkpoint_list(checkpoints: list[tuple[str, dict]]) -> str:

@@ -15,6 +15,7 @@ import torch
 
 from .config import load_config
 from .models.registry import get
+from .rundir import RunDir
 
 CONFIG = Path(__file__).parent / "demo.yaml"
 
@@ -49,7 +50,8 @@ def run_demo(out: Path, quick: bool = False, seed: int = 0, arch: str = "transfo
     from .data.prepare import prepare_data
     from .eval.blimp import evaluate_blimp, format_table
     from .export import export_model
-    from .train.loop import build_model, train
+    from .train.engine import build_model
+    from .train.loop import train
 
     hf_logging.disable_progress_bar()  # keep the demo's own output readable
     t0 = time.perf_counter()
@@ -91,7 +93,7 @@ def run_demo(out: Path, quick: bool = False, seed: int = 0, arch: str = "transfo
     with torch.inference_mode():
         sample = hf_tok.decode(hf_model.generate(**ids, max_new_tokens=16, do_sample=False)[0], skip_special_tokens=True)
     seconds = time.perf_counter() - t0
-    milestones = sorted((p.name for p in (cfg.out_dir / "checkpoints").glob("chck_*")), key=lambda n: int(n[5:-1]))
+    milestones = [folder.name for folder in RunDir(cfg.out_dir).milestones()]
     print(f"\nsample from the exported model: {sample!r}")
     print(f"\nminimal-pair accuracy: {before['accuracy']:.2f}% before -> {after['accuracy']:.2f}% after training "
           f"({result.words_seen:,} words, {result.steps:,} steps, {result.seconds:.0f}s)")

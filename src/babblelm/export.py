@@ -5,7 +5,7 @@ newest, with only torch and transformers installed:
 
 - the Transformer is written as a native `LlamaForCausalLM` (no remote code; see models/native.py),
   unless `remote_code=True` or the mapping fails its logits check, which is then said;
-- every other architecture carries its modeling code (the module, `layers.py`, `compat.py`, ...)
+- every other architecture carries its modeling code (the module, `layers.py`, BLaLM's `mlstm.py`)
   with an `auto_map` for `AutoConfig`, `AutoModel` (the bare decoder: `last_hidden_state`, as the
   official GLUE fine-tuning reads it) and `AutoModelForCausalLM`.
 
@@ -24,32 +24,10 @@ import yaml
 from .card import model_card
 from .models.native import as_llama, llama_config
 from .models.registry import arch_for_folder, hf_progress_bars_off, register_auto_classes
+from .rundir import RunDir, resolve_checkpoint
 from .train.checkpoints import HYPERPARAMETERS, hyperparameters
 
 MODEL_INPUT_NAMES = ["input_ids", "attention_mask"]
-
-
-def resolve_checkpoint(path: str | Path, checkpoint: str | None = None) -> Path:
-    """A run folder (+ optional checkpoint name) or a checkpoint/model folder -> the model folder."""
-    path = Path(path)
-    if (path / "checkpoints").is_dir():
-        name = checkpoint or "final"
-        folder = path / "checkpoints" / name
-        if not (folder / "config.json").exists():
-            have = sorted(d.name for d in (path / "checkpoints").iterdir() if not d.name.startswith("."))
-            raise FileNotFoundError(f"{path}: no checkpoint {name!r}; available: {', '.join(have) or 'none'}")
-        return folder
-    if checkpoint:
-        raise ValueError(f"--checkpoint needs a run folder, but {path} has no checkpoints/ folder")
-    if not (path / "config.json").exists():
-        raise FileNotFoundError(f"{path} is neither a run folder (with checkpoints/) nor a model folder (with config.json)")
-    return path
-
-
-def run_dir_of(model_dir: Path) -> Path | None:
-    """The run folder a checkpoint folder belongs to, if any."""
-    run = model_dir.parent.parent
-    return run if (run / "config.yaml").exists() and model_dir.parent.name == "checkpoints" else None
 
 
 def export_model(path: str | Path, out_dir: str | Path, checkpoint: str | None = None, remote_code: bool = False,
@@ -79,8 +57,8 @@ def export_model(path: str | Path, out_dir: str | Path, checkpoint: str | None =
     _save_tokenizer(tokenizer, out)
     _write_hyperparameters(src, out / HYPERPARAMETERS)
     (out / "README.md").write_text(model_card(src, model, arch.name, native=native is not None), encoding="utf-8")
-    if (run := run_dir_of(src)) is not None and (run / "mixing.png").exists():
-        (out / "mixing.png").write_bytes((run / "mixing.png").read_bytes())
+    if (run := RunDir.of(src)) is not None and (run.path / "mixing.png").exists():
+        (out / "mixing.png").write_bytes((run.path / "mixing.png").read_bytes())
     return out
 
 
@@ -122,6 +100,6 @@ def _write_hyperparameters(src: Path, path: Path) -> None:
     """The checkpoint's hyperparameters.json, else the one derived from its run's config.yaml."""
     if (src / HYPERPARAMETERS).exists():
         path.write_text((src / HYPERPARAMETERS).read_text(encoding="utf-8"), encoding="utf-8")
-    elif (run := run_dir_of(src)) is not None:
-        cfg = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+    elif (run := RunDir.of(src)) is not None:
+        cfg = yaml.safe_load(run.config.read_text(encoding="utf-8"))
         path.write_text(json.dumps(hyperparameters(cfg), indent=2), encoding="utf-8")

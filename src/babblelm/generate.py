@@ -29,7 +29,7 @@ from transformers.generation.streamers import BaseStreamer
 def load_for_generation(path: str | Path, checkpoint: str | None = None, device: str = "auto"):
     """(model, tokenizer) from a run folder (final or `checkpoint`), a checkpoint folder or an exported folder."""
     from .eval.load import load_model_and_tokenizer
-    from .export import resolve_checkpoint
+    from .rundir import resolve_checkpoint
 
     return load_model_and_tokenizer(resolve_checkpoint(path, checkpoint), device=device)
 

@@ -20,24 +20,12 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from .export import export_model, resolve_checkpoint
+from .export import export_model
+from .rundir import RunDir, resolve_checkpoint
 
 # The Hub stores these through git LFS (its standard .gitattributes patterns for model files).
 LFS_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.h5", "*.onnx", "*.msgpack", "*.model")
 HUB_FILE_LIMIT = 10 * 1024 * 1024  # files above this size need LFS to be pushed to the Hub
-
-
-def milestone_checkpoints(run_dir: Path) -> list[str]:
-    """The run's `chck_<N>M` checkpoints in milestone order (fractional milestones of scaled runs included)."""
-    names = [d.name for d in (Path(run_dir) / "checkpoints").glob("chck_*") if (d / "config.json").exists()]
-    return sorted(names, key=_milestone_words)
-
-
-def _milestone_words(name: str) -> float:
-    try:
-        return float(name[len("chck_"):].rstrip("M"))
-    except ValueError:
-        return float("inf")
 
 
 def git(repo: Path, *args: str) -> str:
@@ -59,7 +47,7 @@ def export_repo(run_dir: str | Path, out_dir: str | Path, remote_code: bool = Fa
     """Write the repository; return its path. `out_dir` must not exist or be empty."""
     run_dir, out = Path(run_dir), Path(out_dir)
     resolve_checkpoint(run_dir)  # a run folder with a final model, else a clear error
-    if not (run_dir / "checkpoints").is_dir():
+    if not RunDir(run_dir).is_run():
         raise ValueError(f"--branches needs a run folder (with checkpoints/), got {run_dir}")
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"{out} exists and is not empty; choose a new folder for the repository")
@@ -69,9 +57,9 @@ def export_repo(run_dir: str | Path, out_dir: str | Path, remote_code: bool = Fa
     if lfs:
         git(out, "lfs", "install", "--local")
     _commit_model(out, run_dir, None, "final model", remote_code)
-    for name in milestone_checkpoints(run_dir):
-        git(out, "checkout", "-q", "-b", name, "main")
-        _commit_model(out, run_dir, name, f"checkpoint {name}", remote_code)
+    for folder in RunDir(run_dir).milestones():
+        git(out, "checkout", "-q", "-b", folder.name, "main")
+        _commit_model(out, run_dir, folder.name, f"checkpoint {folder.name}", remote_code)
     git(out, "checkout", "-q", "main")
     if not lfs:
         big = [p for p in out.rglob("*") if ".git" not in p.parts and p.is_file() and p.stat().st_size > HUB_FILE_LIMIT]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import warnings
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 
 from .metrics import pearson
 from .records import EvalDataError, csv_rows, data_files, number
+from ..rundir import milestone_count
 from .scoring import score_continuations
 
 APPROXIMATE_VOCAB = 300_000
@@ -46,14 +46,6 @@ def word_surprisals(model, tokenizer, words: list[str], batch_size: int = 64) ->
         raise ValueError("AoA scoring needs a tokenizer with a BOS token")
     items = [(tokenizer.bos_token, word.strip()) for word in words]
     return {word: -score for word, score in zip(words, score_continuations(model, tokenizer, items, batch_size))}
-
-
-def words_of_checkpoint(name: str) -> float:
-    """chck_10M -> 10,000,000 (the number with its K/M/B unit)."""
-    match = re.search(r"(\d+(?:\.\d+)?)\s*([KMB]?)", name, re.IGNORECASE)
-    if not match:
-        raise ValueError(f"checkpoint name {name!r} holds no word count like chck_10M")
-    return float(match.group(1)) * {"K": 1e3, "M": 1e6, "B": 1e9, "": 1}[match.group(2).upper()]
 
 
 def _sigmoid(x, a, b, c, d):
@@ -119,8 +111,8 @@ def load_cdi(folder) -> dict[str, list[float]]:
 
 def curve_fitness(curves: dict[str, dict[str, float]], cdi: dict[str, list[float]]) -> dict:
     """`curves`: {checkpoint: {word: surprisal}} -> Pearson r of model vs child AoA, and the per-word AoAs."""
-    names = sorted(curves, key=words_of_checkpoint)
-    steps = [words_of_checkpoint(name) for name in names]
+    names = sorted(curves, key=milestone_count)
+    steps = [milestone_count(name) for name in names]
     model_aoas, child_aoas, words = [], [], []
     for word in sorted(set.intersection(*(set(c) for c in curves.values())) & set(cdi)):
         child = child_aoa(cdi[word])
