@@ -19,6 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM
 
+from ..device import resolve_device
 from ..models.registry import register_auto_classes
 from .load import load_tokenizer
 from .records import EvalDataError, field, jsonl_records
@@ -129,8 +130,7 @@ def finetune(model_dir, task: str, data_dir, lr=3e-5, batch_size=32, epochs=None
 
 def finetune_tasks(model_dir, tasks, data_dir, out_dir: Path, device="auto", **kwargs) -> dict[str, dict]:
     """Fine-tune each task, writing `out_dir/<task>.json`."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(device)
     out_dir.mkdir(parents=True, exist_ok=True)
     results = {}
     for task in tasks:

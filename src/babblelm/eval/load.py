@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from ..device import resolve_device
 from ..models.registry import hf_progress_bars_off, register_auto_classes
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
@@ -24,9 +25,7 @@ def load_model_and_tokenizer(path, device: str | torch.device = "auto", dtype=No
     with hf_progress_bars_off():
         model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True, **dtype_kwargs)
     tokenizer = load_tokenizer(folder)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    return model.to(device).eval(), tokenizer
+    return model.to(resolve_device(device)).eval(), tokenizer
 
 
 def _check_folder(folder: Path) -> Path:

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..device import resolve_device
+
 
 @dataclass(frozen=True)
 class Dist:
@@ -33,10 +35,11 @@ class Dist:
 def setup(device_name: str) -> tuple[Dist, torch.device]:
     """Join the process group when launched by torchrun; return (Dist, this process's device)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    want_cuda = device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
+    device = resolve_device(device_name)
     if world == 1:
-        return Dist(), torch.device(("cuda" if want_cuda else "cpu") if device_name == "auto" else device_name)
+        return Dist(), device
     ctx = Dist(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    want_cuda = device.type == "cuda"
     if want_cuda:
         device = torch.device("cuda", ctx.local_rank)
         torch.cuda.set_device(device)
