@@ -6,7 +6,7 @@ shape trained by a plain PyTorch AdamW loop (same batch, sequence length, precis
     python benchmarks/train_throughput.py --device cuda    # GPU: the presets' own batch and length, bf16, MFU
 
 Each measurement runs in its own process (so peak memory is its own). Our side is the real
-`babblelm.train.loop.Stepper` (optimizer families, schedule, autocast, clipping, micro-batches);
+`babblelm.train.stepper.Stepper` (optimizer families, schedule, autocast, clipping, micro-batches);
 inputs are random tokens already on the device, so neither side pays for data loading.
 Peak memory: torch.cuda.max_memory_allocated on GPU; the process's peak RSS on CPU.
 """
@@ -57,7 +57,7 @@ def measure(kind: str, raw: dict, args: dict, queue) -> None:
     from babblelm.config import load_config
     from babblelm.models.registry import count_parameters, parse_model_section
     from babblelm.train import distributed
-    from babblelm.train.loop import build_stepper
+    from babblelm.train.stepper import build_stepper
     from babblelm.train.speed import autocast, resolve_precision
 
     torch.set_num_threads(args["threads"]) if args["threads"] else None

@@ -9,7 +9,8 @@ from eval_fixtures import write_eval_data, write_jsonl
 from eval_fixtures import make_model, make_tokenizer
 
 from babblelm.cli import main
-from babblelm.eval.aoa import child_aoa, model_aoa, words_of_checkpoint
+from babblelm.eval.aoa import child_aoa, model_aoa
+from babblelm.rundir import milestone_count
 from babblelm.eval.finetune import metric
 
 pytest.importorskip("babblelm.models.transformer")  # the auto-class registry
@@ -91,7 +92,7 @@ def test_single_task_flag_and_bad_task(run_dir, data, tmp_path, capsys):
 
 
 def test_aoa_fits_recover_known_crossings():
-    steps = [words_of_checkpoint(f"chck_{m}M") for m in (1, 2, 3, 5, 10, 20, 50, 100)]
+    steps = [milestone_count(f"chck_{m}M") for m in (1, 2, 3, 5, 10, 20, 50, 100)]
     x = np.log10(np.array(steps) + 1)
     surprisal = 20 - 10 / (1 + np.exp(-4 * (x - 7.0)))  # from 20 down to 10 nats, midpoint at 10M words
     aoa = model_aoa(list(surprisal), steps)

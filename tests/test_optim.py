@@ -10,7 +10,7 @@ from babblelm.config import ScheduleSection, load_config
 from babblelm.configbase import ConfigError
 from babblelm.models.registry import parse_model_section
 from babblelm.train import distributed
-from babblelm.train.loop import build_stepper
+from babblelm.train.stepper import build_stepper
 from babblelm.train.optim import build_optimizer, describe, lr_multiplier, split_parameters
 from babblelm.train.speed import largest_fitting
 

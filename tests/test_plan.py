@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from babblelm.train.plan import MILESTONES_M, make_plan, milestone_steps
+from babblelm.rundir import MILESTONES_M
+from babblelm.train.plan import make_plan, milestone_steps
 
 
 def test_milestone_list_is_babylm():
@@ -42,7 +43,7 @@ def test_epoch_cap_enforced_and_fractional_epochs():
 def test_milestones_placed_where_words_first_cross():
     words = np.full(1000, 1000, dtype=np.int64)  # 1,000 words per block
     plan = make_plan(words, global_batch=3, epochs=1.0, words=None, seed=0)  # 3,000 words per step
-    ms = milestone_steps(plan, scale=0.001)  # milestones at 1,000 x N words
+    ms = milestone_steps(plan.cum_words, scale=0.001)  # milestones at 1,000 x N words
     steps_by_name = {name: step for step, names in ms.items() for name in names}
     for name, step in steps_by_name.items():
         threshold = int(name[5:-1]) * 1000

@@ -82,7 +82,7 @@ def cmd_plot(args) -> None:
         print(f"wrote {path}")
 
 
-# --- training speed (issue 4): schedule plot and sweeps ---
+# --- training speed: schedule plot and sweeps ---
 def cmd_schedule(args) -> None:
     from .train.plot import plot_schedule
 
@@ -97,7 +97,7 @@ def cmd_sweep(args) -> None:
     print(format_markdown(rows))
 
 
-def cmd_prior(args) -> None:  # TAAM (issue 9)
+def cmd_prior(args) -> None:
     from .train.prior import isolation, typological_prior, uriel_features
 
     iso = isolation(uriel_features(args.languages))
@@ -106,23 +106,21 @@ def cmd_prior(args) -> None:  # TAAM (issue 9)
         print(f"{lang}: isolation {i:.4f}  pi0 {p:.4f}")
 
 
-def cmd_eval(args) -> None:
-    from .eval.load import load_model_and_tokenizer, load_tokenizer
-    from .eval.suite import evaluate_all_checkpoints, evaluate_tasks, run_checkpoints
+def cmd_eval(args) -> int:
+    from .eval.report import failures, scores_of
+    from .eval.suite import evaluate_all_checkpoints, evaluate_model
     from .eval.tasks import parse_task_list
-    from .export import resolve_checkpoint, run_dir_of
+    from .rundir import RunDir
 
     tasks = parse_task_list(args.tasks or args.task)
     if not args.data:
         raise ValueError("--data DIR is required: the evaluation data folder (official full_eval layout, "
                          "or one task's folder of *.jsonl files)")
+    options = dict(batch_size=args.batch_size, force=args.force, progress=True, shared_prefix=args.shared_prefix)
     if args.all_checkpoints:
-        tokenizer = load_tokenizer(run_checkpoints(args.model)[0])
-        device = "cuda" if args.device == "auto" and _cuda() else ("cpu" if args.device == "auto" else args.device)
-        summary = evaluate_all_checkpoints(args.model, tasks, args.data, tokenizer, args.out and Path(args.out),
-                                           batch_size=args.batch_size, device=device, force=args.force, progress=True,
-                                           shared_prefix=args.shared_prefix)
-        out = Path(args.out) if args.out else Path(args.model) / "results"
+        summary = evaluate_all_checkpoints(args.model, tasks, args.data, args.out and Path(args.out), device=args.device,
+                                           **options)
+        out = Path(args.out) if args.out else RunDir(args.model).results
         print((out / "learning_curves.md").read_text(encoding="utf-8"))
         if "aoa" in summary:
             print(f"AoA curve fitness (Pearson r, model vs child AoA): {summary['aoa']:.2f}")
@@ -130,17 +128,8 @@ def cmd_eval(args) -> None:
         print(f"best checkpoint by average: {best['name']} ({best['average']:.2f}); tables and curves in {out}")
         return _report_failures({f"{name}/{task}": error for name, tasks_failed in summary["failed"].items()
                                  for task, error in tasks_failed.items()})
-    model_dir = resolve_checkpoint(args.model, args.checkpoint)
-    run = run_dir_of(model_dir)
-    out = Path(args.out) if args.out else (run / "results" / model_dir.name if run else Path("results") / model_dir.name)
-    if args.language:  # per-language minimal pairs: <data>/<lang>/ when present, results under <out>/<lang>/
-        args.data = str(Path(args.data) / args.language) if (Path(args.data) / args.language).is_dir() else args.data
-        out = out / args.language
-    model, tokenizer = load_model_and_tokenizer(model_dir, device=args.device)
-    results = evaluate_tasks(model, tokenizer, tasks, args.data, out, batch_size=args.batch_size,
-                             force=args.force, progress=True, shared_prefix=args.shared_prefix)
-    from .eval.report import failures, scores_of
-
+    results, out = evaluate_model(args.model, tasks, args.data, checkpoint=args.checkpoint, out_dir=args.out,
+                                  language=args.language, device=args.device, **options)
     scores = scores_of(results)
     if scores:
         print(f"average ({len(scores) - 1} scores): {scores['average']:.2f}; results in {out}")
@@ -156,15 +145,9 @@ def _report_failures(failed: dict[str, str]) -> int:
     return 1 if failed else 0
 
 
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def cmd_finetune(args) -> None:
     from .eval.finetune import GLUE_TASKS, finetune_tasks, format_results
-    from .export import resolve_checkpoint
+    from .rundir import resolve_checkpoint
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     unknown = [t for t in tasks if t not in GLUE_TASKS]
@@ -371,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0  # a handler may return an exit code (1: some work failed)
-    except (ValueError, FileNotFoundError) as err:  # bad input: a clear message, no traceback
+    except (ValueError, FileNotFoundError, ImportError) as err:  # bad input or a missing extra: a clear message
         if os.environ.get("BABBLE_DEBUG"):
             raise
         print(f"error: {err}", file=sys.stderr)

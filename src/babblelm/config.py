@@ -147,7 +147,7 @@ class EvalSection:
     batch_size: int = field(default=64, metadata={"min": 1})
 
 
-# --- multilingual mixing (issue 9, TAAM): see docs/multilingual.md ---
+# --- multilingual mixing (TAAM): see docs/multilingual.md ---
 @dataclass
 class LanguageSection:
     corpus: str | None = field(default=None, metadata={"help": "this language's folder; default data.corpus/<language>"})

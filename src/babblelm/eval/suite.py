@@ -14,8 +14,10 @@ from pathlib import Path
 from transformers import AutoModelForCausalLM
 
 from ..models.registry import hf_progress_bars_off, register_auto_classes
+from ..device import resolve_device
+from ..rundir import RunDir, milestone_count, resolve_checkpoint
 from . import report
-from .aoa import curve_fitness, load_cdi, load_words, word_surprisals, words_of_checkpoint
+from .aoa import curve_fitness, load_cdi, load_words, word_surprisals
 from .tasks import evaluate_task
 
 
@@ -45,22 +47,45 @@ def evaluate_tasks(model, tokenizer, tasks: list[str], data_dir, out_dir: Path, 
     return results
 
 
+def evaluate_model(model_path, tasks: list[str], data_dir, checkpoint: str | None = None, out_dir=None,
+                   language: str | None = None, device: str = "auto", **options) -> tuple[dict[str, dict], Path]:
+    """Score a run's checkpoint (default `final`) or a model folder; (results per task, results folder).
+
+    Results go to `out_dir`, else `<run>/results/<checkpoint>` for a run, else `results/<folder name>`.
+    With `language`, data comes from `DATA/<language>/` when that folder exists and results go to
+    `<results>/<language>/`."""
+    from .load import load_model_and_tokenizer
+
+    model_dir = resolve_checkpoint(model_path, checkpoint)
+    run = RunDir.of(model_dir)
+    out = Path(out_dir) if out_dir else (run.results if run else Path("results")) / model_dir.name
+    if language:
+        data_dir = Path(data_dir) / language if (Path(data_dir) / language).is_dir() else data_dir
+        out = out / language
+    model, tokenizer = load_model_and_tokenizer(model_dir, device=device)
+    return evaluate_tasks(model, tokenizer, tasks, data_dir, out, **options), out
+
+
 def run_checkpoints(run_dir: Path) -> list[Path]:
-    """The run's `chck_*` checkpoints in order of words seen."""
-    folder = Path(run_dir) / "checkpoints"
-    found = [d for d in folder.glob("chck_*") if (d / "config.json").exists()]
-    if not found:
-        raise FileNotFoundError(f"{folder}: no chck_* checkpoints (expected e.g. chck_1M with config.json)")
-    return sorted(found, key=lambda d: words_of_checkpoint(d.name))
+    """The run's `chck_*` checkpoints in milestone order; an error if it has none."""
+    run = RunDir(run_dir)
+    if not run.milestones():
+        raise FileNotFoundError(f"{run.checkpoints}: no chck_* checkpoints (expected e.g. chck_1M with config.json)")
+    return run.milestones()
 
 
-def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, tokenizer, out_dir: Path | None = None,
-                             batch_size: int = 64, device: str = "cpu", force: bool = False,
+def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, out_dir: Path | None = None,
+                             batch_size: int = 64, device: str = "auto", force: bool = False,
                              progress: bool = False, log=print, shared_prefix: bool = True) -> dict:
-    """Score every checkpoint (one tokenizer for all), then learning curves, AoA and the best checkpoint."""
+    """Score every checkpoint (with the first one's tokenizer), then learning curves, AoA and the best
+    checkpoint; the summary also says which tasks failed where."""
+    from .load import load_tokenizer
+
     register_auto_classes()
-    out_dir = Path(out_dir) if out_dir else Path(run_dir) / "results"
+    out_dir = Path(out_dir) if out_dir else RunDir(run_dir).results
     checkpoints = run_checkpoints(run_dir)
+    tokenizer = load_tokenizer(checkpoints[0])
+    device = resolve_device(device)
     aoa_dir = Path(data_dir) / "aoa"
     aoa_words = load_words(aoa_dir / "cdi_childes.json") if (aoa_dir / "cdi_childes.json").exists() else None
     rows, words, surprisal_curves, failed = {}, {}, {}, {}
@@ -85,7 +110,7 @@ def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, tokenizer, out
         rows[checkpoint.name] = report.scores_of(results)
         if report.failures(results):
             failed[checkpoint.name] = report.failures(results)
-        words[checkpoint.name] = words_of_checkpoint(checkpoint.name)
+        words[checkpoint.name] = milestone_count(checkpoint.name)
     summary = {"checkpoints": rows, "failed": failed}
     if surprisal_curves:
         aoa = curve_fitness(surprisal_curves, load_cdi(aoa_dir))

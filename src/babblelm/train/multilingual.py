@@ -1,13 +1,12 @@
 """Multilingual training: each step's batch rows are drawn per language by the mixing policy's pi.
 
-Called by `train()` when the config has `mixing.languages`. It reuses the loop's model, stepper,
-dev loss and checkpoints; what differs is the data: per-language blocks (data/multilingual.py),
-a seeded per-step language draw (`Mixer.sample`), per-language dev losses every
-`mixing.eval_every` steps that update pi, and checkpoints at token-exposure milestones
-(chck_1M ... by tokens read). The mixing state rides in trainer_state.json, so resume continues it.
-Under torchrun every rank draws the same global batch (same seeds, same stream positions) and
-trains on its own contiguous slice of it; rank 0 measures the dev losses and broadcasts them, so
-every rank updates pi identically.
+`MixedSource` is the training engine's batch source when the config has `mixing.languages`: the
+data is per-language blocks (data/multilingual.py), each step's rows are a seeded per-step
+language draw (`Mixer.sample`), per-language dev losses every `mixing.eval_every` steps update
+pi, and checkpoints fall at token-exposure milestones (chck_1M ... by tokens read). The mixing
+state rides in trainer_state.json, so resume continues it. Under torchrun every rank draws the
+same global batch (same seeds, same stream positions) and trains on its own contiguous slice of
+it; rank 0 measures the dev losses and broadcasts them, so every rank updates pi identically.
 Outputs besides the loop's: `mixing.png` (pi and dev loss per language) and `mixing.md` (the
 model-card section `babble export` includes).
 """
@@ -15,22 +14,16 @@ model-card section `babble export` includes).
 from __future__ import annotations
 
 import json
-import math
-import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from ..config import RunConfig, save_config
-from ..configbase import to_dict
+from ..config import RunConfig
 from ..data.blocks import load_blocks
 from ..data.multilingual import prepare_multilingual
-from . import checkpoints as ckpt
-from . import distributed
+from ..rundir import RunDir
 from .mixing import Mixer
-from .plan import TrainingPlan, milestone_steps
-from .plot import plot_training
+from .plan import milestone_steps
 from .prior import typological_prior
 
 MIXING_CARD = "mixing.md"
@@ -65,135 +58,99 @@ class LanguageStream:
         return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
 
-def train_mixed(cfg: RunConfig, ctx, device: torch.device, resume: bool, progress: bool, stop_after_steps: int | None):
-    from transformers import AutoTokenizer
+class MixedSource:
+    """The engine's batch source for a multilingual run: each step's rows drawn per language by the
+    mixer's pi; per-language dev losses every `mixing.eval_every` steps update pi. Counts tokens."""
 
-    from .loop import MetricsLog, TrainResult, build_model, build_stepper, dev_loss, save_after_step
+    unit = "tokens"
 
-    run_dir, mix = cfg.out_dir, cfg.mixing
-    ckpt_dir = run_dir / "checkpoints"
-    torch.manual_seed(cfg.run.seed)
-    if ctx.is_main:  # rank 0 prepares the data; the others then find it cached
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
-        prepare_multilingual(mix, cfg.data, cfg.tokenizer, run_dir / "data", progress=progress)
-    distributed.barrier(ctx)
-    manifest = prepare_multilingual(mix, cfg.data, cfg.tokenizer, run_dir / "data", progress=False)
-    langs = list(mix.languages)
-    tokenizer = AutoTokenizer.from_pretrained(run_dir / "data" / "tokenizer")
-    train_blocks = {lang: load_blocks(run_dir / "data" / lang, "train") for lang in langs}
-    dev_blocks = {lang: load_blocks(run_dir / "data" / lang, "dev") for lang in langs}
-    seq_len = cfg.data.seq_len
-    global_batch = cfg.train.batch_size * cfg.train.grad_accum
-    step_tokens = global_batch * seq_len
-    corpus_tokens = sum(len(b.tokens) for b in train_blocks.values()) * seq_len
-    steps = int((mix.tokens or cfg.train.epochs * corpus_tokens) // step_tokens)
-    if steps < 1:
-        raise ValueError(f"mixing.tokens / train.epochs give {steps} steps of {step_tokens} tokens: train longer")
-    cum_tokens = np.arange(1, steps + 1, dtype=np.int64) * step_tokens
-    milestones = (milestone_steps(TrainingPlan(None, cum_tokens, global_batch, cfg.train.epochs, "tokens"),
-                                  cfg.checkpoints.scale) if cfg.checkpoints.milestones == "babylm" else {})
+    @classmethod
+    def prepare(cls, cfg: RunConfig, run: RunDir, progress: bool) -> None:
+        prepare_multilingual(cfg.mixing, cfg.data, cfg.tokenizer, run.data, progress=progress)
 
-    mixer = Mixer(langs, mix.policy, initial_pi(cfg), mix.eta, mix.gamma, mix.min_pi, mix.reward)
-    streams = {lang: LanguageStream(train_blocks[lang], cfg.run.seed, i) for i, lang in enumerate(langs)}
-    model = build_model(cfg, tokenizer).to(device)
-    stepper = build_stepper(cfg, model, device, ctx, steps, seq_len)
-    start, seen = 0, {"words": 0}
-    if resume:
-        last = ckpt.latest_resumable(ckpt_dir)
-        if last is None:
-            raise FileNotFoundError(f"--resume: no checkpoint with resume state under {ckpt_dir}")
-        state = ckpt.read_trainer_state(last)
-        with torch.no_grad():
-            model.load_state_dict(type(model).from_pretrained(last).state_dict())
-        ckpt.load_resume_state(last, stepper.optimizer, stepper.scheduler, stepper.scaler)
-        mixer.load_state_dict(state["mixing"])
-        for lang in langs:
-            streams[lang].position = state["stream_positions"][lang]
-        start, seen["words"] = state["step"] + 1, state["words_seen"]
-    local_batch = global_batch // ctx.world_size
-    if ctx.is_main:
-        print(f"mixing {', '.join(langs)} ({mix.policy}, reward {mix.reward}); pi at start "
-              f"{_fmt(mixer.pi_dict())}; {steps:,} steps of {step_tokens:,} tokens "
-              f"({ctx.world_size} process{'es' if ctx.enabled else ''}); "
-              f"{manifest['adjusted_bytes']:,.0f} premium-adjusted bytes of data")
+    def __init__(self, cfg: RunConfig, run: RunDir, ctx):
+        self.cfg, self.run, mix = cfg, run, cfg.mixing
+        self.manifest = prepare_multilingual(mix, cfg.data, cfg.tokenizer, run.data, progress=False)
+        self.langs = list(mix.languages)
+        self.train = {lang: load_blocks(run.data / lang, "train") for lang in self.langs}
+        self.dev = {lang: load_blocks(run.data / lang, "dev") for lang in self.langs}
+        self.seq_len = cfg.data.seq_len
+        self.global_batch = cfg.train.batch_size * cfg.train.grad_accum
+        step_tokens = self.global_batch * self.seq_len
+        corpus_tokens = sum(len(b.tokens) for b in self.train.values()) * self.seq_len
+        self.steps = int((mix.tokens or cfg.train.epochs * corpus_tokens) // step_tokens)
+        if self.steps < 1:
+            raise ValueError(f"mixing.tokens / train.epochs give {self.steps} steps of {step_tokens} tokens: train longer")
+        self.cum_tokens = np.arange(1, self.steps + 1, dtype=np.int64) * step_tokens
+        self.milestones = (milestone_steps(self.cum_tokens, cfg.checkpoints.scale)
+                           if cfg.checkpoints.milestones == "babylm" else {})
+        self.mixer = Mixer(self.langs, mix.policy, initial_pi(cfg), mix.eta, mix.gamma, mix.min_pi, mix.reward)
+        self.streams = {lang: LanguageStream(self.train[lang], cfg.run.seed, i) for i, lang in enumerate(self.langs)}
+        self.words = 0
 
-    hparams = ckpt.hyperparameters(to_dict(cfg))
+    def describe(self) -> str:
+        mix = self.cfg.mixing
+        budget = f" (budget {mix.budget:,})" if mix.budget is not None else ""
+        return (f"mixing {', '.join(self.langs)} ({mix.policy}, reward {mix.reward}), pi at start "
+                f"{_fmt(self.mixer.pi_dict())}; {self.manifest['adjusted_bytes']:,.0f} premium-adjusted bytes of data{budget}")
 
-    def save(name: str, step: int, milestone: str | None = None) -> None:
-        if not ctx.is_main:
-            return
-        state = {"step": step, "tokens_seen": int(cum_tokens[step]), "words_seen": seen["words"],
-                 "milestone": milestone, "total_steps": steps, "mixing": mixer.state_dict(),
-                 "stream_positions": {lang: s.position for lang, s in streams.items()}}
-        ckpt.save_checkpoint(ckpt_dir / name, model, tokenizer, state, stepper.optimizer, stepper.scheduler,
-                             stepper.scaler, hyperparameters=hparams)
+    def batch(self, step: int) -> np.ndarray:
+        rows = self.mixer.sample(step, self.cfg.run.seed, self.global_batch)
+        self.mixer.count(rows, self.seq_len)
+        picks = {lang: np.sort(self.streams[lang].take(int(r))) for lang, r in zip(self.langs, rows.tolist()) if r}
+        self.words += sum(int(self.train[lang].words[idx].sum()) for lang, idx in picks.items())
+        x = np.concatenate([self.train[lang].tokens[idx] for lang, idx in picks.items()])
+        return x[np.random.default_rng([self.cfg.run.seed, step, 1]).permutation(len(x))]
 
-    def batch(step: int) -> list[torch.Tensor]:
-        rows = mixer.sample(step, cfg.run.seed, global_batch)
-        mixer.count(rows, seq_len)
-        picks = {lang: np.sort(streams[lang].take(int(r))) for lang, r in zip(langs, rows.tolist()) if r}
-        seen["words"] += sum(int(train_blocks[lang].words[idx].sum()) for lang, idx in picks.items())
-        x = np.concatenate([train_blocks[lang].tokens[idx] for lang, idx in picks.items()])
-        x = x[np.random.default_rng([cfg.run.seed, step, 1]).permutation(len(x))]
-        mine = x.reshape(ctx.world_size, local_batch, seq_len)[ctx.rank]
-        return [stepper.load(m) for m in np.split(mine, local_batch // stepper.micro_batch)]
+    def seen(self, step: int) -> dict:
+        """After steps 0..step; words are counted as batches are drawn (valid for the latest step)."""
+        return {"words": self.words if step >= 0 else 0, "tokens": int(self.cum_tokens[step]) if step >= 0 else 0}
 
-    def dev_losses() -> dict[str, float]:
-        """Rank 0's dev loss per language, on every rank."""
-        losses = ([dev_loss(model, dev_blocks[lang], cfg.train.batch_size, cfg.train.dev_batches, device,
-                            stepper.precision) for lang in langs] if ctx.is_main else None)
-        return dict(zip(langs, distributed.from_main(losses, len(langs), ctx, device)))
+    def due(self, step: int) -> bool:
+        return (step + 1) % self.cfg.mixing.eval_every == 0 or step == self.steps - 1
 
-    metrics = MetricsLog(run_dir / "metrics.jsonl", append=resume, enabled=ctx.is_main)
-    write = metrics.write
+    def evaluate(self, step: int, measure) -> tuple[dict, str]:
+        losses = {lang: measure(self.dev[lang]) for lang in self.langs}
+        rewards = self.mixer.update(losses)
+        record = {"dev_loss": losses, "reward": rewards, "pi": self.mixer.pi_dict(), "exposures": dict(self.mixer.exposures)}
+        message = (f"step {step + 1}: dev loss {', '.join(f'{lang} {v:.4f}' for lang, v in losses.items())}; "
+                   f"pi {_fmt(record['pi'])}")
+        return record, message
 
-    t0, step, interrupted = time.perf_counter(), start - 1, False
-    try:
-        for step in range(start, steps):
-            loss = stepper(batch(step))
-            if (step + 1) % cfg.train.log_every == 0 or step == steps - 1:
-                value = distributed.mean(loss, ctx).item()
-                if not math.isfinite(value):
-                    raise FloatingPointError(f"loss became {value} at step {step}")
-                write({"step": step + 1, "tokens": int(cum_tokens[step]), "loss": value,
-                       "lr": stepper.scheduler.get_last_lr()[0]})
-            if (step + 1) % mix.eval_every == 0 or step == steps - 1:
-                losses = dev_losses()
-                rewards = mixer.update(losses)
-                write({"step": step + 1, "tokens": int(cum_tokens[step]), "dev_loss": losses, "reward": rewards,
-                       "pi": mixer.pi_dict(), "exposures": dict(mixer.exposures)})
-            if save_after_step(step, steps - 1, start, milestones.get(step, []), save, cfg.train.save_every,
-                               stop_after_steps):
-                interrupted = True
-                break
-    except KeyboardInterrupt:
-        if step >= start:
-            save("last", step)
-        interrupted = True
-    finally:
-        metrics.close()
-    if not interrupted:
-        save("final", steps - 1)
-    records = read_mixing_records(run_dir / "metrics.jsonl") if ctx.is_main else []
-    if ctx.is_main:
-        plot_training(run_dir)
-    if records:
-        plot_mixing(records, run_dir / MIXING_PLOT)
-        (run_dir / MIXING_CARD).write_text(card_section(records, mix.policy, mix.reward), encoding="utf-8")
-    last_dev = float(np.mean(list(records[-1]["dev_loss"].values()))) if records else None
-    return TrainResult(run_dir, ckpt_dir / "final", step + 1, seen["words"], int(cum_tokens[step]) if step >= 0 else 0,
-                       last_dev, time.perf_counter() - t0, interrupted)
+    def state_dict(self) -> dict:
+        return {"mixing": self.mixer.state_dict(), "stream_positions": {lang: s.position for lang, s in self.streams.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mixer.load_state_dict(state["mixing"])
+        for lang in self.langs:
+            self.streams[lang].position = state["stream_positions"][lang]
+        self.words = state["words_seen"]
+
+    def finish(self) -> float | None:
+        """mixing.png and mixing.md; the mean of the last per-language dev losses."""
+        records = read_mixing_records(self.run.metrics)
+        if not records:
+            return None
+        plot_mixing(records, self.run.path / MIXING_PLOT)
+        mix = self.cfg.mixing
+        seconds = max((r.get("elapsed_s", 0.0) for r in read_records(self.run.metrics)), default=0.0)
+        (self.run.path / MIXING_CARD).write_text(card_section(records, mix.policy, mix.reward, seconds), encoding="utf-8")
+        return float(np.mean(list(records[-1]["dev_loss"].values())))
 
 
 def _fmt(pi: dict[str, float]) -> str:
     return ", ".join(f"{lang} {p:.3f}" for lang, p in pi.items())
 
 
+def read_records(path: Path) -> list[dict]:
+    """Every record of a run's metrics.jsonl, in order."""
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
 def read_mixing_records(path: Path) -> list[dict]:
     """The evaluation records (with "pi") of a run's metrics.jsonl, in order."""
-    with open(path, encoding="utf-8") as handle:
-        return [r for r in map(json.loads, handle) if "pi" in r]
+    return [r for r in read_records(path) if "pi" in r]
 
 
 def plot_mixing(records: list[dict], out: Path, title: str = "") -> Path:
@@ -219,12 +176,12 @@ def plot_mixing(records: list[dict], out: Path, title: str = "") -> Path:
     return out
 
 
-def card_section(records: list[dict], policy: str, reward: str) -> str:
-    """The model card's mixing section: final pi, token exposures and the pi trajectory."""
+def card_section(records: list[dict], policy: str, reward: str, seconds: float) -> str:
+    """The model card's mixing section: final pi, token exposures, wall-clock and the pi trajectory."""
     last = records[-1]
     langs = list(last["pi"])
     lines = ["## Multilingual mixing", "", f"Policy {policy} (reward {reward}); "
-             f"{sum(last['exposures'].values()):,} token exposures in total.", "",
+             f"{sum(last['exposures'].values()):,} token exposures in total; {seconds / 60:.1f} min of training.", "",
              "| language | final pi | token exposures | final dev loss |", "|---|---|---|---|"]
     lines += [f"| {lang} | {last['pi'][lang]:.3f} | {last['exposures'][lang]:,} | {last['dev_loss'][lang]:.4f} |"
               for lang in langs]

@@ -1,5 +1,6 @@
-"""The training plan: which blocks each optimizer step reads, how many words it has seen after each
-step, where the budget ends and where the BabyLM word milestones fall.
+"""The training plan of a monolingual run: which blocks each optimizer step reads, how many words
+it has seen after each step, where the budget ends and where the BabyLM word milestones fall; and
+`PlanSource`, the engine's batch source that reads a prepared corpus by that plan.
 
 Everything is decided up front from the seed and the per-block word counts, so "words seen" is
 exact at every step and a resumed run reads exactly the blocks an uninterrupted run would.
@@ -7,18 +8,15 @@ exact at every step and a resumed run reads exactly the blocks an uninterrupted 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import MAX_EPOCHS
-
-# BabyLM checkpoint milestones in millions of words: 1..10 by 1, 20..100 by 10, 200..1000 by 100.
-MILESTONES_M = list(range(1, 11)) + list(range(20, 101, 10)) + list(range(200, 1001, 100))
-
-
-def milestone_name(millions: int) -> str:
-    return f"chck_{millions}M"
+from ..config import MAX_EPOCHS, RunConfig
+from ..data.blocks import load_blocks
+from ..data.prepare import prepare_data
+from ..rundir import MILESTONES_M, RunDir, milestone_name
 
 
 @dataclass
@@ -67,13 +65,66 @@ def make_plan(block_words: np.ndarray, global_batch: int, epochs: float, words: 
     return TrainingPlan(order, cum_words, global_batch, epochs, limited_by)
 
 
-def milestone_steps(plan: TrainingPlan, scale: float) -> dict[int, list[str]]:
-    """step -> names of the milestones first reached after that step (words seen >= N million x scale)."""
+def milestone_steps(cumulative: np.ndarray, scale: float) -> dict[int, list[str]]:
+    """step -> names of the milestones first reached after that step (`cumulative[step]`, the words
+    or tokens seen after it, >= N million x scale)."""
     out: dict[int, list[str]] = {}
     for m in MILESTONES_M:
         threshold = m * 1_000_000 * scale
-        if plan.steps == 0 or plan.cum_words[-1] < threshold:
+        if len(cumulative) == 0 or cumulative[-1] < threshold:
             break
-        step = int(np.searchsorted(plan.cum_words, threshold, side="left"))
+        step = int(np.searchsorted(cumulative, threshold, side="left"))
         out.setdefault(step, []).append(milestone_name(m))
     return out
+
+
+class PlanSource:
+    """The engine's batch source for a monolingual run: the prepared corpus read by its plan; dev
+    loss every `train.dev_every` steps. Counts words."""
+
+    unit = "words"
+
+    @classmethod
+    def prepare(cls, cfg: RunConfig, run: RunDir, progress: bool) -> None:
+        prepare_data(cfg.data, cfg.tokenizer, run.data, progress=progress)
+
+    def __init__(self, cfg: RunConfig, run: RunDir, ctx):
+        self.cfg = cfg
+        self.manifest = prepare_data(cfg.data, cfg.tokenizer, run.data, progress=False)
+        self.train, self.dev = load_blocks(run.data, "train"), load_blocks(run.data, "dev")
+        self.global_batch = cfg.train.batch_size * cfg.train.grad_accum
+        self.plan = make_plan(self.train.words, self.global_batch, cfg.train.epochs, cfg.train.words, cfg.run.seed)
+        self.steps, self.seq_len = self.plan.steps, self.train.tokens.shape[1]
+        self.milestones = (milestone_steps(self.plan.cum_words, cfg.checkpoints.scale)
+                           if cfg.checkpoints.milestones == "babylm" else {})
+        self.last_dev: float | None = None
+
+    def describe(self) -> str:
+        return (f"{self.plan.total_words:,} words ({self.plan.limited_by} budget, "
+                f"{self.manifest['splits']['train']['words']:,} words per epoch)")
+
+    def batch(self, step: int) -> np.ndarray:
+        return self.train.tokens[self.plan.order[step]]
+
+    def seen(self, step: int) -> dict:
+        """After steps 0..step (step -1: nothing yet)."""
+        return {"words": self.plan.words_before(step + 1), "tokens": (step + 1) * self.global_batch * self.seq_len,
+                "epoch": self.plan.epoch_at(step, len(self.train.words))}
+
+    def due(self, step: int) -> bool:
+        every = self.cfg.train.dev_every
+        return bool(every) and ((step + 1) % every == 0 or step == self.steps - 1)
+
+    def evaluate(self, step: int, measure) -> tuple[dict, str]:
+        self.last_dev = loss = measure(self.dev)
+        ppl = math.exp(min(loss, 50))
+        return {"dev_loss": loss, "dev_ppl": ppl}, f"step {step + 1}: dev loss {loss:.4f} (ppl {ppl:.2f})"
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+    def finish(self) -> float | None:
+        return self.last_dev

@@ -14,13 +14,16 @@ from .optim import lr_curves, warmup_steps
 
 
 def planned_steps(cfg: RunConfig) -> int:
-    """Total optimizer steps of the run (prepares the data, or reuses the run's prepared data)."""
+    """Total optimizer steps of the run, from its prepared data (never prepares it)."""
     from ..data.blocks import load_blocks
-    from ..data.prepare import prepare_data
+    from ..rundir import RunDir
     from .plan import make_plan
 
-    prepare_data(cfg.data, cfg.tokenizer, cfg.out_dir / "data")
-    words = load_blocks(cfg.out_dir / "data", "train").words
+    data = RunDir(cfg.out_dir).data
+    if not (data / "train.bin").is_file():
+        raise FileNotFoundError(f"{data}: no prepared data to count the run's steps from; give --steps N, or prepare "
+                                "it first (`babble data prepare CONFIG`)")
+    words = load_blocks(data, "train").words
     return make_plan(words, cfg.train.batch_size * cfg.train.grad_accum, cfg.train.epochs, cfg.train.words, cfg.run.seed).steps
 
 

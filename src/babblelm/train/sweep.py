@@ -54,7 +54,7 @@ def _measure(cfg, final_dir: Path) -> dict[str, float]:
     tasks that can run here (BLiMP when eval.data is set)."""
     from ..data.blocks import load_blocks
     from ..eval.load import load_model_and_tokenizer
-    from .loop import dev_loss
+    from .engine import dev_loss
 
     model, tokenizer = load_model_and_tokenizer(final_dir, device="auto")
     loss = dev_loss(model, load_blocks(cfg.out_dir / "data", "dev"), cfg.train.batch_size, cfg.train.dev_batches, model.device)

@@ -1,0 +1,281 @@
+"""The training engine: the one loop every run goes through.
+
+    result = Training(cfg, PlanSource, ctx, device, progress=True).run(resume=False)
+
+The engine owns what every run shares: the run folder, the model and its optimizer step, resume
+(model, optimizer, schedule, RNG and the data position), the progress bar and messages, logging to
+metrics.jsonl, dev evaluation, checkpoints at milestones, periodically (`last`) and at the end,
+interruption (Ctrl-C or `--stop-after` save a resume point) and the final plots. What differs
+between runs is the data, behind the `BatchSource` interface: a monolingual corpus read by a
+word plan (train/plan.py) or the TAAM language mixer (train/multilingual.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..config import RunConfig, save_config
+from ..configbase import to_dict
+from ..models.registry import count_parameters, parse_model_section
+from ..rundir import FINAL, LAST, RunDir
+from . import checkpoints as ckpt
+from . import distributed
+from .optim import describe
+from .plot import plot_training
+from .speed import autocast
+from .stepper import Stepper, build_stepper
+
+
+class BatchSource(Protocol):
+    """What a run's data gives the engine. Built after `prepare` (rank 0, before the others start)."""
+
+    unit: str  # "words" or "tokens": what milestones and the progress bar count
+    steps: int  # optimizer steps in the run
+    seq_len: int
+    milestones: dict[int, list[str]]  # step -> checkpoint names first reached after that step
+
+    @classmethod
+    def prepare(cls, cfg: RunConfig, run: RunDir, progress: bool) -> None: ...
+
+    def describe(self) -> str: ...  # the data plan, for the start message
+
+    def batch(self, step: int) -> np.ndarray: ...  # the step's global batch of token rows
+
+    def seen(self, step: int) -> dict: ...  # {"words", "tokens", ...} after steps 0..step
+
+    def due(self, step: int) -> bool: ...  # is a dev evaluation due after `step`?
+
+    def evaluate(self, step: int, measure: Callable) -> tuple[dict, str]: ...  # (metrics record, message)
+
+    def state_dict(self) -> dict: ...  # what resume needs beyond the step
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+    def finish(self) -> float | None: ...  # the source's own outputs (rank 0); the final dev loss
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    final_dir: Path
+    steps: int
+    words_seen: int
+    tokens_seen: int
+    final_dev_loss: float | None
+    seconds: float
+    interrupted: bool = False
+
+
+class MetricsLog:
+    """A run's metrics.jsonl, one JSON record per line, flushed as written; a no-op on ranks other
+    than 0 (only rank 0 writes files)."""
+
+    def __init__(self, path: Path, append: bool, enabled: bool):
+        self.handle = path.open("a" if append else "w", encoding="utf-8") if enabled else None
+
+    def write(self, record: dict) -> None:
+        if self.handle is not None:
+            self.handle.write(json.dumps(record) + "\n")
+            self.handle.flush()
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+
+
+def build_model(cfg: RunConfig, tokenizer):
+    """A freshly initialised model of the configured architecture, sized to the tokenizer."""
+    arch, args = parse_model_section(cfg.model)
+    config = arch.make_config(args, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+                              eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    arch.config_class.register_for_auto_class()
+    arch.model_class.register_for_auto_class("AutoModelForCausalLM")
+    torch.manual_seed(cfg.run.seed)
+    return arch.model_class(config)
+
+
+@torch.inference_mode()
+def dev_loss(model, blocks, batch_size: int, max_batches: int, device: torch.device, precision: str = "fp32") -> float:
+    """Mean next-token loss over the first `max_batches` dev batches (a fixed subset)."""
+    model.eval()
+    losses, weights = [], []
+    n = min(len(blocks.tokens), batch_size * max_batches)
+    for start in range(0, n, batch_size):
+        x = torch.from_numpy(blocks.tokens[start : min(n, start + batch_size)].astype(np.int64)).to(device)
+        with autocast(precision, device):
+            losses.append(model(input_ids=x, labels=x).loss.float().item())
+        weights.append(len(x))
+    model.train()
+    return float(np.average(losses, weights=weights)) if losses else float("nan")
+
+
+class Training:
+    """One run (or one data-parallel rank of it), from its config and its kind of batch source."""
+
+    def __init__(self, cfg: RunConfig, source_cls, ctx: distributed.Dist, device: torch.device, progress: bool):
+        from transformers import AutoTokenizer
+
+        self.cfg, self.ctx, self.device, self.progress = cfg, ctx, device, progress
+        self.run_dir = RunDir(cfg.out_dir)
+        torch.manual_seed(cfg.run.seed)
+        if ctx.is_main:  # rank 0 prepares the data; the others then find it prepared
+            self.run_dir.path.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.run_dir.config)
+            source_cls.prepare(cfg, self.run_dir, progress)
+        distributed.barrier(ctx)
+        self.source: BatchSource = source_cls(cfg, self.run_dir, ctx)
+        self.tokenizer = AutoTokenizer.from_pretrained(self.run_dir.data / "tokenizer")
+        self.model = build_model(cfg, self.tokenizer).to(device)
+        self.global_batch = cfg.train.batch_size * cfg.train.grad_accum
+        self.stepper: Stepper = build_stepper(cfg, self.model, device, ctx, self.source.steps, self.source.seq_len)
+        self.hparams = ckpt.hyperparameters(to_dict(cfg))
+        self.bar = None
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def run(self, resume: bool = False, stop_after_steps: int | None = None) -> TrainResult:
+        start = self.resume() if resume else 0
+        self.announce()
+        metrics = MetricsLog(self.run_dir.metrics, append=resume, enabled=self.ctx.is_main)
+        source, unit = self.source, self.source.unit
+        self.bar = tqdm(total=source.seen(source.steps - 1)[unit], initial=source.seen(start - 1)[unit],
+                        unit=unit[:-1], unit_scale=True, disable=not self.progress, dynamic_ncols=True, desc="train")
+        t0 = window_t = time.perf_counter()
+        step, logged, interrupted = start - 1, start, False
+        self.model.train()
+        try:
+            for step in range(start, source.steps):
+                loss = self.stepper(self.micro_batches(step))
+                self.bar.update(source.seen(step)[unit] - self.bar.n)
+                if (step + 1) % self.cfg.train.log_every == 0 or step == source.steps - 1:
+                    now = time.perf_counter()
+                    metrics.write(self.log_record(step, loss, (step + 1 - logged) / max(now - window_t, 1e-9), now - t0))
+                    window_t, logged = now, step + 1
+                if source.due(step):
+                    record, message = source.evaluate(step, self.measure)
+                    metrics.write({"step": step + 1, **source.seen(step), **record})
+                    self.say(message)
+                if self.save_after_step(step, start, stop_after_steps):
+                    interrupted = True
+                    break
+        except KeyboardInterrupt:
+            if step >= start:
+                self.save(LAST, step)
+                self.say(f"interrupted: state saved at step {step + 1}; continue with --resume")
+            interrupted = True
+        finally:
+            self.bar.close()
+            metrics.close()
+        return self.finish(step, interrupted, time.perf_counter() - t0)
+
+    def micro_batches(self, step: int) -> list[torch.Tensor]:
+        """This rank's contiguous slice of the step's global batch, as micro-batches on the device."""
+        local = self.global_batch // self.ctx.world_size
+        rows = self.source.batch(step).reshape(self.ctx.world_size, local, -1)[self.ctx.rank]
+        return [self.stepper.load(m) for m in np.split(rows, local // self.stepper.micro_batch)]
+
+    def log_record(self, step: int, loss: torch.Tensor, steps_per_s: float, elapsed: float) -> dict:
+        value = distributed.mean(loss, self.ctx).item()  # the one host sync per logging window
+        if not math.isfinite(value):
+            raise FloatingPointError(f"loss became {value} at step {step + 1}; lower the learning rate or check the data")
+        optimizers = self.stepper.optimizer.optimizers
+        lrs = {f"lr_{name}": opt.param_groups[0]["lr"] for name, opt in optimizers.items()}
+        tokens_per_s = steps_per_s * self.global_batch * self.source.seq_len
+        self.bar.set_postfix(loss=f"{value:.3f}", tok_s=f"{tokens_per_s:,.0f}")
+        extra = self.model.extra_metrics() if hasattr(self.model, "extra_metrics") else {}  # e.g. BLaLM's SWA gates
+        return {"step": step + 1, **self.source.seen(step), "loss": value, "lr": self.stepper.scheduler.get_last_lr()[0],
+                **lrs, "tokens_per_s": tokens_per_s, "elapsed_s": elapsed, **extra}
+
+    def measure(self, blocks) -> float:
+        """Rank 0's dev loss on `blocks`, on every rank."""
+        cfg = self.cfg.train
+        value = (dev_loss(self.model, blocks, cfg.batch_size, cfg.dev_batches, self.device, self.stepper.precision)
+                 if self.ctx.is_main else None)
+        return distributed.from_main([value] if value is not None else None, 1, self.ctx, self.device)[0]
+
+    def say(self, message: str) -> None:
+        if self.ctx.is_main and message:
+            self.bar.write(message) if self.bar is not None else print(message)
+
+    # --- checkpoints and resume --------------------------------------------------------------
+
+    def save_after_step(self, step: int, first_step: int, stop_after_steps: int | None) -> bool:
+        """Write the checkpoints due after `step`: its milestones, the periodic `last` and, when
+        --stop-after is reached, the `last` to resume from. True when training should stop here."""
+        for name in self.source.milestones.get(step, []):
+            self.save(name, step, milestone=name)
+            unit = self.source.unit
+            self.say(f"checkpoint {name} at {self.source.seen(step)[unit]:,} {unit} (step {step + 1})")
+        if step == self.source.steps - 1:
+            return False
+        save_every = self.cfg.train.save_every
+        if save_every and (step + 1) % save_every == 0:
+            self.save(LAST, step)
+        if stop_after_steps is not None and step + 1 - first_step >= stop_after_steps:
+            self.save(LAST, step)
+            return True
+        return False
+
+    def trainer_state(self, step: int, milestone: str | None) -> dict:
+        seen = self.source.seen(step)
+        return {"step": step, "words_seen": seen["words"], "tokens_seen": seen["tokens"],
+                **({"epoch": seen["epoch"]} if "epoch" in seen else {}), "milestone": milestone,
+                "total_steps": self.source.steps, "n_parameters": count_parameters(self.model),
+                "world_size": self.ctx.world_size, **self.source.state_dict()}
+
+    def save(self, name: str, step: int, milestone: str | None = None) -> None:
+        if self.ctx.is_main:
+            ckpt.save_checkpoint(self.run_dir.checkpoint(name), self.model, self.tokenizer,
+                                 self.trainer_state(step, milestone), self.stepper.optimizer, self.stepper.scheduler,
+                                 self.stepper.scaler, hyperparameters=self.hparams)
+
+    def resume(self) -> int:
+        """Restore the latest resumable checkpoint; the first step still to run."""
+        last = ckpt.latest_resumable(self.run_dir.checkpoints)
+        if last is None:
+            raise FileNotFoundError(f"--resume: no checkpoint with resume state under {self.run_dir.checkpoints}")
+        state = ckpt.read_trainer_state(last)
+        if state["total_steps"] != self.source.steps:
+            raise ValueError(f"--resume: {last} belongs to a plan of {state['total_steps']} steps but this config plans "
+                             f"{self.source.steps}; resume with the run's own config ({self.run_dir.config})")
+        with torch.no_grad():
+            self.model.load_state_dict(type(self.model).from_pretrained(last).state_dict())
+        ckpt.load_resume_state(last, self.stepper.optimizer, self.stepper.scheduler, self.stepper.scaler)
+        self.source.load_state_dict(state)
+        self.say(f"resuming from {last} (step {state['step'] + 1}, {state['words_seen']:,} words and "
+                 f"{state['tokens_seen']:,} tokens seen)")
+        return state["step"] + 1
+
+    # --- start and end -----------------------------------------------------------------------
+
+    def announce(self) -> None:
+        cfg, ctx, stepper = self.cfg, self.ctx, self.stepper
+        local = self.global_batch // ctx.world_size
+        features = "".join(f", {name}" for name, on in (("compiled", cfg.train.compile),
+                                                        ("gradient checkpointing", cfg.train.gradient_checkpointing)) if on)
+        self.say(f"model: {cfg.model.get('arch', 'transformer')} with {count_parameters(self.model):,} parameters on "
+                 f"{self.device} ({ctx.world_size} process{'es' if ctx.enabled else ''}, {stepper.precision}{features}); "
+                 f"{self.source.steps:,} steps of {self.global_batch} x {self.source.seq_len} tokens "
+                 f"({local // stepper.micro_batch} x {stepper.micro_batch} sequences per process and step); "
+                 f"{self.source.describe()}; {sum(len(v) for v in self.source.milestones.values())} milestone checkpoints")
+        self.say(describe(stepper.optimizer))
+
+    def finish(self, step: int, interrupted: bool, seconds: float) -> TrainResult:
+        if not interrupted:
+            self.save(FINAL, self.source.steps - 1)
+        final_dev = None
+        if self.ctx.is_main:
+            plot_training(self.run_dir.path)
+            final_dev = self.source.finish()
+        seen = self.source.seen(step)
+        return TrainResult(self.run_dir.path, self.run_dir.checkpoint(FINAL), step + 1, seen["words"], seen["tokens"],
+                           final_dev, seconds, interrupted)
