@@ -117,10 +117,19 @@ def _training(run: RunDir, src: Path, cfg: dict) -> str:
         ("epochs", f"{state.get('epoch', 0):.2f}"),
         ("device", f"{cfg.get('run', {}).get('device')} x {state.get('world_size', 1)} process(es)"),
         ("wall-clock", "not recorded" if elapsed is None else f"{elapsed / 60:.1f} min"),
-        ("validation loss", "not recorded" if dev is None else f"{dev:.4f}"),
+        ("validation loss", _loss_text(dev)),
         ("seed", cfg.get("run", {}).get("seed")),
     ]
     return "## Training details\n\n" + _table(rows) + "\n\nAll hyperparameters: `hyperparameters.json`."
+
+
+def _loss_text(dev) -> str:
+    """A dev loss, or per-language dev losses (multilingual runs), as a table cell."""
+    if dev is None:
+        return "not recorded"
+    if isinstance(dev, dict):
+        return ", ".join(f"{lang} {loss:.4f}" for lang, loss in dev.items())
+    return f"{dev:.4f}"
 
 
 def _data(run: RunDir) -> str:

@@ -8,8 +8,9 @@ round-robin order), `<out>/<lang>/{train,dev}.bin|.words.npy|manifest.json` (loa
 
 Each language is read, cleaned and cut exactly as `prepare_data` does (the same stages). The
 budget (`mixing.budget`) is in premium-adjusted bytes: a language's English-equivalent size is
-its UTF-8 bytes / premium, and each of K languages may use budget / K of it (so budget / K x
-premium real bytes). The manifest records every language's bytes, adjusted bytes, words and
+its UTF-8 bytes / premium, and each of K languages gets budget / K of it (so budget / K x premium
+real bytes); a language with less clean training text than its share is refused, so the budget
+is never silently unequal. The manifest records every language's bytes, adjusted bytes, words and
 tokens, and the total is checked against the budget.
 """
 
@@ -80,6 +81,12 @@ def prepare_multilingual(mix: MixingSection, data_cfg: DataSection, tok_cfg: Tok
         carve = not split_inputs["dev"]
         streams[lang] = _split_streams(split_inputs, allocations, cfg.order, lang_dir, budget["lines_selected"], carve)
         nbytes = sum(a["bytes"] for a in allocations.values())
+        available = sum(a["available"] for a in allocations.values())
+        if quota is not None and available < quota:
+            raise DataError(f"mixing.budget: {lang} has {available:,} bytes of clean training text "
+                            f"({available / premiums[lang]:,.0f} premium-adjusted), short of its share of {quota:,} bytes "
+                            f"(budget {mix.budget:,} / {len(premiums)} languages x premium {premiums[lang]}); "
+                            f"lower mixing.budget or add {lang} data")
         languages[lang] = {"corpus": cfg.corpus, "premium": premiums[lang], "quota_bytes": quota, "bytes": nbytes,
                            "adjusted_bytes": nbytes / premiums[lang], "budget": budget, "allocations": allocations,
                            "inputs": split_inputs, "warnings": warnings, "carve": carve}

@@ -1,0 +1,206 @@
+"""Every `babble` verb run the way a user types it: the installed console script, as a subprocess,
+on tiny inputs, checking what it prints and what it writes. A verb without a `test_babble_<verb>`
+here fails `test_every_verb_is_covered`."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from babblelm.cli import build_parser
+from conftest import tiny_raw
+from eval_fixtures import write_eval_data, write_jsonl
+
+BABBLE = Path(sys.executable).parent / "babble"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def babble(*args, cwd: Path, expect: int = 0, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run the installed `babble` script; assert its exit status; return it (stdout, stderr)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    proc = subprocess.run([str(BABBLE), *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+    assert proc.returncode == expect, f"babble {' '.join(map(str, args))} -> {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+    return proc
+
+
+def verbs(parser=None, prefix="") -> set[str]:
+    """Every verb of the parser, nested ones as `data_prepare`."""
+    parser = parser or build_parser()
+    found = set()
+    for action in parser._subparsers._group_actions if parser._subparsers else []:
+        for name, sub in action.choices.items():
+            found |= verbs(sub, f"{prefix}{name}_") if sub._subparsers else {f"{prefix}{name}"}
+    return found
+
+
+def test_every_verb_is_covered():
+    tested = {name[len("test_babble_"):] for name in globals() if name.startswith("test_babble_")}
+    assert verbs() <= tested, f"verbs without a console-script test: {sorted(verbs() - tested)}"
+
+
+@pytest.fixture(scope="module")
+def work(small_corpus, tmp_path_factory) -> Path:
+    """A folder holding config.yaml (a tiny run on the small corpus), eval data and GLUE data."""
+    folder = tmp_path_factory.mktemp("console")
+    raw = tiny_raw(small_corpus, folder / "run", train={"epochs": 0.3})
+    (folder / "config.yaml").write_text(yaml.safe_dump(raw))
+    write_eval_data(folder / "eval")
+    records = [{"sentence1": a, "sentence2": b, "label": y}
+               for a, b, y in [("The cat sat.", "A cat sat.", 0), ("The dog ran.", "Who ran?", 1)] * 3]
+    write_jsonl(folder / "glue" / "rte.train.jsonl", records)
+    write_jsonl(folder / "glue" / "rte.valid.jsonl", records[:4])
+    return folder
+
+
+@pytest.fixture(scope="module")
+def run(work) -> Path:
+    """The tiny run trained by `babble train`."""
+    babble("train", "config.yaml", "--no-progress", cwd=work)
+    return work / "run"
+
+
+def test_babble_demo(tmp_path):
+    out = babble("demo", "--quick", "--out", tmp_path / "demo", cwd=tmp_path).stdout
+    line = next(line for line in out.splitlines() if line.startswith("minimal-pair accuracy:"))
+    assert "% before -> " in line and "sample from the exported model: 'the little dog" in out
+    assert (tmp_path / "demo" / "hf" / "model.safetensors").is_file()
+    assert (tmp_path / "demo" / "run" / "results" / "final_demo_pairs.json").is_file()
+
+
+def test_babble_info(tmp_path):
+    out = babble("info", REPO / "configs" / "llama-26m.yaml", cwd=tmp_path).stdout
+    assert "transformer: 26,4" in out and "parameters (vocab 16,000)" in out and "hidden_size: 384" in out
+
+
+def test_babble_data_prepare(work, tmp_path):
+    out = babble("data", "prepare", "config.yaml", "--out", tmp_path / "prepared", cwd=work).stdout
+    manifest = json.loads((tmp_path / "prepared" / "manifest.json").read_text())
+    assert f"prepared {manifest['splits']['train']['words']:,} training words into {tmp_path / 'prepared'}" in out
+
+
+def test_babble_data_audit(run):
+    out = babble("data", "audit", run / "data", cwd=run).stdout
+    assert "sha256" in out and "FAIL" not in out
+
+
+def test_babble_data_stats(run, tmp_path):
+    out = babble("data", "stats", run / "data", "--png", tmp_path / "lengths.png", cwd=run).stdout
+    assert "childes" in out and f"length distributions: {tmp_path / 'lengths.png'}" in out
+    assert (tmp_path / "lengths.png").stat().st_size > 0
+
+
+def test_babble_train(run):
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("loss" in r for r in records) and any("dev_loss" in r for r in records)
+    assert (run / "checkpoints" / "final" / "model.safetensors").is_file()
+    assert list((run / "checkpoints").glob("chck_*")) and (run / "loss.png").is_file()
+
+
+def test_babble_train_resume(work, tmp_path):
+    cfg = yaml.safe_load((work / "config.yaml").read_text())
+    cfg["run"]["out_dir"] = str(tmp_path / "cut")
+    (tmp_path / "cut.yaml").write_text(yaml.safe_dump(cfg))
+    out = babble("train", "cut.yaml", "--no-progress", "--stop-after", "3", cwd=tmp_path).stdout
+    assert "interrupted after 3 steps" in out
+    out = babble("train", "cut.yaml", "--no-progress", "--resume", cwd=tmp_path).stdout
+    assert "resuming from" in out and "(step 3," in out and "finished after" in out
+
+
+def test_babble_plot(run):
+    (run / "loss.png").unlink()
+    assert f"wrote {run / 'loss.png'}" in babble("plot", run, cwd=run).stdout
+    assert (run / "loss.png").stat().st_size > 0
+
+
+def test_babble_schedule(work, run, tmp_path):
+    cfg = yaml.safe_load((work / "config.yaml").read_text())
+    cfg["run"]["out_dir"] = str(tmp_path / "unprepared")
+    (tmp_path / "unprepared.yaml").write_text(yaml.safe_dump(cfg))
+    err = babble("schedule", "unprepared.yaml", cwd=tmp_path, expect=2).stderr
+    assert "no prepared data to count the run's steps from; give --steps N" in err
+    assert not (tmp_path / "unprepared").exists()  # nothing was prepared behind the user's back
+    out = babble("schedule", "config.yaml", "--out", tmp_path / "lr.png", cwd=work).stdout
+    assert f"learning-rate curve written to {tmp_path / 'lr.png'}" in out
+
+
+def test_babble_sweep(work, tmp_path):
+    out = babble("sweep", "config.yaml", "--grid", "optim.lr=1e-3,3e-3", "--set", "train.epochs=0.1",
+                 "--out", tmp_path / "sweep", "--no-progress", cwd=work).stdout
+    assert "optim.lr" in out and out.count("| 0.001 |") + out.count("| 0.003 |") == 2
+    assert (tmp_path / "sweep" / "sweep.md").is_file() and (tmp_path / "sweep" / "sweep.csv").is_file()
+
+
+def test_babble_prior(tmp_path):
+    out = babble("prior", "eng", "nld", "zho", cwd=tmp_path).stdout.splitlines()
+    assert out == ["eng: isolation 0.2619  pi0 0.2436", "nld: isolation 0.2651  pi0 0.2516",
+                   "zho: isolation 0.3348  pi0 0.5048"]
+
+
+def test_babble_eval(work, run, tmp_path):
+    out = babble("eval", run, "--tasks", "blimp,ewok", "--data", work / "eval", "--out", tmp_path, "--device", "cpu",
+                 cwd=work).stdout
+    blimp = json.loads((tmp_path / "blimp.json").read_text())
+    assert f"average (2 scores): " in out and blimp["by_uid"].keys() == {"agreement"}
+    assert (tmp_path / "ewok.json").is_file()
+
+
+def test_babble_finetune(work, run, tmp_path):
+    out = babble("finetune", run, "--tasks", "rte", "--data", work / "glue", "--epochs", "1", "--batch-size", "4",
+                 "--device", "cpu", "--out", tmp_path, cwd=work).stdout
+    result = json.loads((tmp_path / "rte.json").read_text())
+    assert f"| rte | {result['metric']} | {result['scores']['rte']:.2f} |" in out
+
+
+def test_babble_report(work, run, tmp_path):
+    babble("eval", run, "--tasks", "blimp", "--data", work / "eval", "--device", "cpu", cwd=work)
+    out = babble("report", run, "--out", tmp_path, cwd=work).stdout
+    assert "comparison.md" in out and "| run |" in (tmp_path / "comparison.md").read_text()
+
+
+def test_babble_export(run, tmp_path):
+    out = babble("export", run, tmp_path / "hf", cwd=run).stdout
+    assert "a native LlamaForCausalLM" in out and (tmp_path / "hf" / "model.safetensors").is_file()
+    out = babble("export", run, tmp_path / "repo", "--branches", cwd=run).stdout
+    milestones = sorted(p.name for p in (run / "checkpoints").glob("chck_*"))
+    assert f"git repository {tmp_path / 'repo'}: branches" in out and all(name in out for name in milestones)
+
+
+def test_babble_generate(run):
+    out = babble("generate", run, "the dog", "--max-new-tokens", "5", "--device", "cpu", cwd=run).stdout
+    assert out.startswith("the dog") and len(out.split()) >= 2
+
+
+def test_babble_serve(run):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.Popen([str(BABBLE), "serve", str(run), "--port", str(port), "--device", "cpu"], cwd=run, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except OSError:
+                assert proc.poll() is None, proc.stdout.read()
+                time.sleep(0.2)
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/v1/completions", method="POST",
+                                         data=json.dumps({"prompt": "the dog", "max_tokens": 4}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        reply = json.loads(urllib.request.urlopen(request, timeout=60).read())
+        assert reply["object"] == "text_completion" and reply["usage"]["completion_tokens"] <= 4
+        assert isinstance(reply["choices"][0]["text"], str)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
