@@ -203,3 +203,17 @@ def test_two_gloo_processes_mix_like_one_process(languages, tmp_path, policy):
             torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-5)
     else:
         assert np.abs(np.array(b["mixing"]["pi"]) - 1 / 3).max() > 0.01  # the dev losses reached the mixer
+
+
+def test_prior_without_the_multilingual_extra_is_a_clear_error(monkeypatch, capsys):
+    import importlib.metadata
+
+    from babblelm.cli import main
+
+    def missing(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", missing)
+    assert main(["prior", "eng", "nld"]) == 2
+    assert "error: the typological prior needs URIEL's data from lang2vec: pip install 'babblelm[multilingual]'" \
+        in capsys.readouterr().err
