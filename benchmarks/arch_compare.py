@@ -76,7 +76,7 @@ def main():
         prepare_data(first.data, first.tokenizer, shared, progress=False)
         for name, cfg in configs.items():
             copy_prepared(shared, cfg.out_dir / "data")
-            result = train(cfg, progress=False)
+            result = train(cfg, progress=False, overwrite=True)
             logs = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
             last = [r["loss"] for r in logs if "loss" in r][-3:]
             final = result.final_dir

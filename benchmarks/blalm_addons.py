@@ -55,7 +55,7 @@ def main():
                 prepare_data(cfg.data, cfg.tokenizer, shared, progress=False)
             copy_prepared(shared, cfg.out_dir / "data")
             start = time.perf_counter()
-            result = train(cfg, progress=False)
+            result = train(cfg, progress=False, overwrite=True)
             seconds = time.perf_counter() - start
             losses = [json.loads(line)["loss"] for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()
                       if '"loss"' in line]

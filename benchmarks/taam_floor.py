@@ -37,7 +37,7 @@ def run(out: Path, corpus: Path, reward: str, tokens: int) -> list[dict]:
                    "tokens": tokens, "policy": "taam", "prior": "uniform", "reward": reward,
                    "eval_every": 10, "eta": 0.5},
     }
-    train(load_config(raw=raw), progress=False)
+    train(load_config(raw=raw), progress=False, overwrite=True)
     return read_mixing_records(out / reward / "metrics.jsonl")
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from babblelm.config import load_config
+from babblelm.config import load_config, save_config
 from babblelm.train import checkpoints as ckpt
 from babblelm.train.loop import train
 from babblelm.train.plan import make_plan
@@ -44,8 +44,13 @@ def test_training_reduces_loss_and_writes_milestones(small_corpus, tmp_path):
 
 
 def test_resume_without_checkpoint_is_a_clear_error(small_corpus, tmp_path):
+    cfg = load_config(raw=tiny_raw(small_corpus, tmp_path / "c"))
+    with pytest.raises(FileNotFoundError, match="holds no run"):
+        train(cfg, resume=True, progress=False)
+    (tmp_path / "c").mkdir()
+    save_config(cfg, tmp_path / "c" / "config.yaml")
     with pytest.raises(FileNotFoundError, match="no checkpoint with resume state"):
-        train(load_config(raw=tiny_raw(small_corpus, tmp_path / "c")), resume=True, progress=False)
+        train(cfg, resume=True, progress=False)
 
 
 def test_checkpoint_write_is_atomic(small_corpus, tmp_path):

@@ -67,7 +67,10 @@ def cmd_train(args) -> None:
     from .train.loop import train
 
     cfg = _load_cfg(args)
-    result = train(cfg, resume=args.resume, progress=not args.no_progress, stop_after_steps=args.stop_after)
+    if args.allow_changes and not args.resume:
+        raise ValueError("--allow-changes applies to --resume")
+    result = train(cfg, resume=args.resume, progress=not args.no_progress, stop_after_steps=args.stop_after,
+                   overwrite=args.overwrite, allow_changes=args.allow_changes)
     if int(os.environ.get("RANK", "0")):
         return  # under torchrun only rank 0 reports
     state = "interrupted" if result.interrupted else "finished"
@@ -249,6 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = with_config(sub.add_parser("train", help="train a model as configured"))
     sp.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
+    sp.add_argument("--allow-changes", nargs="+", default=[], metavar="KEY",
+                    help="with --resume: config keys (or sections) whose new values apply from here on, recorded")
+    sp.add_argument("--overwrite", action="store_true", help="start over in a run folder that holds a run (deletes it)")
     sp.add_argument("--no-progress", action="store_true", help="no progress bar")
     sp.add_argument("--stop-after", type=int, metavar="STEPS", help="stop after this many steps, saving a resume point")
     sp.set_defaults(func=cmd_train)
@@ -354,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args) or 0  # a handler may return an exit code (1: some work failed)
-    except (ValueError, FileNotFoundError, ImportError) as err:  # bad input or a missing extra: a clear message
+    except (ValueError, FileNotFoundError, ImportError, FloatingPointError) as err:  # bad input, a missing extra, divergence
         if os.environ.get("BABBLE_DEBUG"):
             raise
         print(f"error: {err}", file=sys.stderr)

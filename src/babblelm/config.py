@@ -32,6 +32,10 @@ class RunSection:
     def validate(self):
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             yield "device", f"expected auto, cpu, cuda or cuda:N, got {self.device!r}"
+        try:
+            self.out_dir.format(name=self.name)
+        except (KeyError, IndexError, ValueError, AttributeError):
+            yield "out_dir", f"may hold {{name}} and no other braces, got {self.out_dir!r}"
 
 
 @dataclass
@@ -62,8 +66,6 @@ class DataSection:
     def validate(self):
         from .data.filters import FILTERS, PARAMETER_FILTERS
 
-        if not self.corpus:
-            yield "corpus", "required: the folder holding the training files"
         if self.max_words is not None and self.max_bytes is not None:
             yield "max_bytes", "set data.max_words or data.max_bytes, not both"
         if self.allocation in ("proportional", "equal", "weighted") and self.max_words is None and self.max_bytes is None:
@@ -194,6 +196,11 @@ class RunConfig:
     eval: EvalSection = field(default_factory=EvalSection)
     mixing: MixingSection = field(default_factory=MixingSection)
 
+    def validate(self):
+        languages = self.mixing.languages.values()
+        if not self.data.corpus and not (languages and all(lang.corpus for lang in languages)):
+            yield "data.corpus", "required: the folder holding the training files"
+
     @property
     def out_dir(self) -> Path:
         return Path(self.run.out_dir.format(name=self.run.name))
@@ -219,7 +226,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         try:
             raw = yaml.safe_load(text) or {}
         except yaml.YAMLError as err:
-            raise ConfigError([("", f"not valid YAML: {err}")], source) from None
+            raise ConfigError([("", f"not valid YAML{yaml_place(err)}")], source) from None
     raw = apply_overrides(raw, list(overrides or []))
     problems: list[tuple[str, str]] = []
     try:
@@ -241,6 +248,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if problems:
         raise ConfigError(problems, source)
     return cfg
+
+
+def yaml_place(err: yaml.YAMLError) -> str:
+    """' at line L, column C: what was wrong' from a YAML error, on one line."""
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{where}: {getattr(err, 'problem', None) or str(err).splitlines()[0]}"
 
 
 def _cross_checks(cfg: RunConfig, model_args) -> list[tuple[str, str]]:

@@ -11,6 +11,7 @@ wrong type and out-of-range value with its dotted key path and what is allowed.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any, Literal, Union, get_args, get_origin
@@ -23,8 +24,13 @@ class ConfigError(ValueError):
 
     def __init__(self, problems: list[tuple[str, str]], source: str | None = None):
         self.problems = problems
-        head = f"invalid configuration{f' in {source}' if source else ''} ({len(problems)} problem{'s' if len(problems) != 1 else ''}):"
-        super().__init__("\n".join([head] + [f"  {path or '<root>'}: {msg}" for path, msg in problems]))
+        where = f" in {source}" if source else ""
+        if len(problems) == 1:
+            path, msg = problems[0]
+            super().__init__(f"invalid configuration{where}: {path or '<root>'}: {msg}")
+        else:
+            head = f"invalid configuration{where} ({len(problems)} problems):"
+            super().__init__("\n".join([head] + [f"  {path or '<root>'}: {msg}" for path, msg in problems]))
 
 
 def _type_name(tp: Any) -> str:
@@ -93,19 +99,30 @@ def _convert(value: Any, tp: Any, path: str, problems: list) -> Any:
         if isinstance(value, float) and value.is_integer():
             return int(value)
     elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads `3e-4` as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
+        number = _number(value)
+        if number is not None and math.isfinite(number):
+            return number
+        if number is not None:
+            problems.append((path, f"expected a finite number, got {value!r}"))
+            return None
     elif tp is str:
         if isinstance(value, str):
             return value
     else:
         raise TypeError(f"unsupported config type {tp!r} at {path}")
     problems.append((path, f"expected {_type_name(tp)}, got {value!r}"))
+    return None
+
+
+def _number(value: Any) -> float | None:
+    """A YAML value as a float, if it is one (YAML 1.1 reads `3e-4` as a string)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
     return None
 
 
@@ -133,6 +150,8 @@ def _build(cls: type, raw: dict, path: str, problems: list) -> Any:
         if name in raw:
             kwargs[name] = _convert(raw[name], hints[name], sub, problems)
             _check_range(kwargs[name], dict(f.metadata), sub, problems)
+        elif dataclasses.is_dataclass(hints[name]):  # an absent section is an empty one: its checks still run
+            kwargs[name] = _build(hints[name], {}, sub, problems)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             problems.append((sub, f"required key missing ({_type_name(hints[name])})"))
     if len(problems) > n_before:
@@ -171,18 +190,25 @@ def to_dict(obj: Any) -> Any:
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     """Apply `key.path=value` overrides (value parsed as YAML) to a raw config dict in place."""
+    if overrides and not isinstance(raw, dict):
+        raise ConfigError([("", f"--set needs a config whose top level is a mapping, got {type(raw).__name__}")])
     for item in overrides:
         if "=" not in item:
-            raise ConfigError([(item, "override must look like key.path=value")])
+            raise ConfigError([(f"--set {item}", "expected key.path=value")])
         key, _, text = item.partition("=")
         parts = key.strip().split(".")
         if not all(parts):
-            raise ConfigError([(key, "override key must be a dotted path such as optim.lr")])
+            raise ConfigError([(f"--set {item}", "the key must be a dotted path such as optim.lr")])
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as err:
+            reason = str(getattr(err, "problem", None) or err).strip().splitlines()[0]
+            raise ConfigError([(key.strip(), f"--set value {text!r} is not valid YAML ({reason})")]) from None
         node = raw
         for i, part in enumerate(parts[:-1]):
             nxt = node.setdefault(part, {})
             if not isinstance(nxt, dict):
                 raise ConfigError([(".".join(parts[: i + 1]), f"cannot set a sub-key: the value there is {nxt!r}")])
             node = nxt
-        node[parts[-1]] = yaml.safe_load(text) if text.strip() else None
+        node[parts[-1]] = value
     return raw

@@ -74,7 +74,7 @@ def run_demo(out: Path, quick: bool = False, seed: int = 0, arch: str = "transfo
     print(f"   accuracy {before['accuracy']:.2f}% (chance is 50%)")
 
     print("== 4/6 training")
-    result = train(cfg, progress=True)
+    result = train(cfg, progress=True, overwrite=True)  # a rerun of the demo starts over
 
     print("== 5/6 minimal pairs after training")
     model = AutoModelForCausalLM.from_pretrained(result.final_dir, trust_remote_code=True).eval()

@@ -1,7 +1,8 @@
 """The run folder: where everything a run writes lives, and the BabyLM checkpoint names.
 
     runs/<name>/
-      config.yaml                 the resolved configuration          RunDir.config
+      config.yaml                 the configuration it started with   RunDir.config
+      config_changes.jsonl        changes made on resume              RunDir.changes
       data/                       the prepared corpus                 RunDir.data
       metrics.jsonl               training and dev records            RunDir.metrics
       checkpoints/chck_<N>M/      BabyLM word milestones              RunDir.checkpoint(name), .milestones()
@@ -16,6 +17,7 @@ else lists and resolves a run's checkpoints through this module.
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
 # BabyLM checkpoint milestones in millions of words: 1..10 by 1, 20..100 by 10, 200..1000 by 100.
@@ -43,6 +45,7 @@ class RunDir:
         self.path = Path(path)
 
     config = property(lambda self: self.path / "config.yaml")
+    changes = property(lambda self: self.path / "config_changes.jsonl")
     data = property(lambda self: self.path / "data")
     metrics = property(lambda self: self.path / "metrics.jsonl")
     checkpoints = property(lambda self: self.path / "checkpoints")
@@ -53,6 +56,16 @@ class RunDir:
 
     def is_run(self) -> bool:
         return self.checkpoints.is_dir()
+
+    def holds_training(self) -> bool:
+        """Has a run trained here (checkpoints or metrics written)?"""
+        return self.metrics.exists() or (self.checkpoints.is_dir() and any(self.checkpoints.iterdir()))
+
+    def clear(self) -> None:
+        """Delete everything a run wrote here except the prepared data (reused only if its inputs match)."""
+        for item in self.path.iterdir():
+            if item.name != self.data.name:
+                shutil.rmtree(item) if item.is_dir() and not item.is_symlink() else item.unlink()
 
     def milestones(self) -> list[Path]:
         """The run's saved `chck_*` checkpoints, in milestone order."""

@@ -122,7 +122,7 @@ def names() -> list[str]:
 
 
 def get(name: str) -> Architecture:
-    if name not in _SPECS:
+    if not isinstance(name, str) or name not in _SPECS:
         raise ConfigError([("model.arch", f"unknown architecture {name!r}; known: {', '.join(names())}")])
     spec = _SPECS[name]
     mod = importlib.import_module(spec.module)
@@ -140,7 +140,10 @@ def parse_model_section(raw: dict):
     try:  # the config class's own checks (e.g. hidden size divisible by heads)
         arch.make_config(args, vocab_size=1024, bos_token_id=0, eos_token_id=1, pad_token_id=2)
     except (ValueError, TypeError) as err:
-        raise ConfigError([("model", str(err).strip().splitlines()[-1].strip())]) from None
+        message = str(err).strip().splitlines()[-1].strip()
+        first = message.split(" ", 1)[0]  # the checks name the field first: "hidden_size must be >= 1"
+        key = f"model.{first}" if first in {f.name for f in dataclasses.fields(args)} else "model"
+        raise ConfigError([(key, message)]) from None
     return arch, args
 
 

@@ -7,8 +7,12 @@ Layout of one checkpoint folder::
     hyperparameters.json                                                # the run's model/optim/schedule/train sections
     resume_state.pt                                                     # optimizer, scheduler, RNG (tensors only)
 
-Writes are atomic: everything goes into a temporary sibling folder that is renamed into place,
-so a crash never leaves a half-written checkpoint under its final name.
+Writes are atomic: everything goes into a temporary sibling folder `.tmp-<name>-<pid>`, whose
+`trainer_state.json` is written last (its presence marks a complete checkpoint); an older
+checkpoint of the same name is moved aside to `.old-<name>-<pid>`, the new one renamed into place,
+the old one deleted. A process killed anywhere in between leaves folders that `recover` sorts out
+before the next run reads the checkpoints: a complete new checkpoint wins, an incomplete one is
+deleted, and the old one comes back only if no complete checkpoint of its name remains.
 """
 
 from __future__ import annotations
@@ -47,7 +51,6 @@ def save_checkpoint(path: Path, model, tokenizer, trainer_state: dict, optimizer
         with hf_progress_bars_off():
             model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        (tmp / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=2), encoding="utf-8")
         if hyperparameters is not None:
             (tmp / HYPERPARAMETERS).write_text(json.dumps(hyperparameters, indent=2), encoding="utf-8")
         if optimizer is not None:
@@ -58,6 +61,7 @@ def save_checkpoint(path: Path, model, tokenizer, trainer_state: dict, optimizer
                 "scaler": scaler.state_dict() if scaler is not None else None,
             }
             torch.save(resume, tmp / RESUME_STATE)
+        (tmp / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=2), encoding="utf-8")  # last: complete
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -70,26 +74,57 @@ def save_checkpoint(path: Path, model, tokenizer, trainer_state: dict, optimizer
     return path
 
 
+def recover(checkpoint_dir: Path) -> list[str]:
+    """Finish or undo the checkpoint writes of a process killed mid-save; what was done, as messages."""
+    done = []
+    folder = Path(checkpoint_dir)
+    for prefix in (".tmp-", ".old-"):  # new writes first: a complete one beats the copy it replaced
+        for leftover in sorted(folder.glob(f"{prefix}*")):
+            target = folder / leftover.name[len(prefix):].rsplit("-", 1)[0]
+            if (leftover / TRAINER_STATE).is_file() and not (target / TRAINER_STATE).is_file():
+                if target.exists():
+                    shutil.rmtree(target)
+                os.replace(leftover, target)
+                done.append(f"restored {target.name} from an interrupted checkpoint write")
+            else:
+                shutil.rmtree(leftover)
+    return done
+
+
 def read_trainer_state(path: Path) -> dict:
-    return json.loads((Path(path) / TRAINER_STATE).read_text(encoding="utf-8"))
+    file = Path(path) / TRAINER_STATE
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{file}: damaged checkpoint state ({err})") from None
+
+
+def resumable(checkpoint_dir: Path) -> list[Path]:
+    """Complete checkpoints with resume state, the highest step first."""
+    found = [d for d in Path(checkpoint_dir).glob("*") if not d.name.startswith(".") and (d / RESUME_STATE).exists()
+             and (d / TRAINER_STATE).exists()]
+    return sorted(found, key=lambda d: read_trainer_state(d)["step"], reverse=True)
 
 
 def latest_resumable(checkpoint_dir: Path) -> Path | None:
     """The checkpoint with resume state and the highest step, or None."""
-    best, best_step = None, -1
-    for d in Path(checkpoint_dir).glob("*"):
-        if d.name.startswith(".") or not (d / RESUME_STATE).exists() or not (d / TRAINER_STATE).exists():
-            continue
-        step = read_trainer_state(d)["step"]
-        if step > best_step:
-            best, best_step = d, step
-    return best
+    found = resumable(checkpoint_dir)
+    return found[0] if found else None
 
 
 def load_resume_state(path: Path, optimizer, scheduler, scaler=None) -> None:
-    """Restore optimizer, scheduler, fp16 grad-scaler and RNG states (tensor-only file, loaded with weights_only)."""
-    state = torch.load(Path(path) / RESUME_STATE, map_location="cpu", weights_only=True)
+    """Restore optimizer, scheduler, fp16 grad-scaler and RNG states (tensor-only file, loaded with
+    weights_only). The optimizer keeps the hyperparameters it was built with from the run's config
+    (identical unless resume allowed a change), with the restored moments and step counts."""
+    file = Path(path) / RESUME_STATE
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 (a truncated or foreign file: name it)
+        raise ValueError(f"{file}: damaged resume state ({type(err).__name__}: {err})") from None
+    settings = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
     optimizer.load_state_dict(state["optimizer"])
+    for group, own in zip(optimizer.param_groups, settings):
+        group.update(own)
     if scheduler is not None and state["scheduler"] is not None:
         scheduler.load_state_dict(state["scheduler"])
     if scaler is not None and state.get("scaler") is not None:

@@ -35,7 +35,10 @@ class Dist:
 def setup(device_name: str) -> tuple[Dist, torch.device]:
     """Join the process group when launched by torchrun; return (Dist, this process's device)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    device = resolve_device(device_name)
+    try:
+        device = resolve_device(device_name)
+    except ValueError as err:
+        raise ValueError(f"run.device: {err}") from None
     if world == 1:
         return Dist(), device
     ctx = Dist(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))

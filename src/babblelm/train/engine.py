@@ -25,8 +25,9 @@ from tqdm.auto import tqdm
 
 from ..config import RunConfig, save_config
 from ..configbase import to_dict
-from ..models.registry import count_parameters, parse_model_section
+from ..models.registry import count_parameters, hf_progress_bars_off, parse_model_section
 from ..rundir import FINAL, LAST, RunDir
+from . import changes
 from . import checkpoints as ckpt
 from . import distributed
 from .optim import describe
@@ -119,17 +120,26 @@ def dev_loss(model, blocks, batch_size: int, max_batches: int, device: torch.dev
 
 
 class Training:
-    """One run (or one data-parallel rank of it), from its config and its kind of batch source."""
+    """One run (or one data-parallel rank of it), from its config and its kind of batch source.
 
-    def __init__(self, cfg: RunConfig, source_cls, ctx: distributed.Dist, device: torch.device, progress: bool):
+    A new run refuses a folder that already holds one, unless `overwrite` (which clears it). A
+    resumed run refuses a config that differs from the run's, unless every difference is in
+    `allow_changes`; then the change is recorded and applies from the resumed step on."""
+
+    def __init__(self, cfg: RunConfig, source_cls, ctx: distributed.Dist, device: torch.device, progress: bool,
+                 resume: bool = False, overwrite: bool = False, allow_changes: list[str] | None = None):
         from transformers import AutoTokenizer
 
         self.cfg, self.ctx, self.device, self.progress = cfg, ctx, device, progress
         self.run_dir = RunDir(cfg.out_dir)
+        self.changed = self.check_folder(resume, overwrite, allow_changes or [])
         torch.manual_seed(cfg.run.seed)
         if ctx.is_main:  # rank 0 prepares the data; the others then find it prepared
             self.run_dir.path.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.run_dir.config)
+            if not resume:
+                save_config(cfg, self.run_dir.config)
+            for message in ckpt.recover(self.run_dir.checkpoints):
+                print(message)
             source_cls.prepare(cfg, self.run_dir, progress)
         distributed.barrier(ctx)
         self.source: BatchSource = source_cls(cfg, self.run_dir, ctx)
@@ -140,12 +150,31 @@ class Training:
         self.hparams = ckpt.hyperparameters(to_dict(cfg))
         self.bar = None
 
+    def check_folder(self, resume: bool, overwrite: bool, allowed: list[str]) -> dict:
+        """Refuse what would mix two runs in one folder; the allowed config changes of a resume."""
+        run = self.run_dir
+        if resume:
+            if not run.config.is_file():
+                raise FileNotFoundError(f"--resume: {run.path} holds no run (no config.yaml)")
+            changed = changes.differences(run, to_dict(self.cfg))
+            changes.check(changed, allowed, run.config)
+            return changed
+        if run.holds_training():
+            if not overwrite:
+                raise ValueError(f"{run.path} already holds a run (checkpoints: {', '.join(run.saved()) or 'none'}); "
+                                 "continue it with --resume, or start over with --overwrite (deletes it)")
+            if self.ctx.is_main:
+                run.clear()
+        return {}
+
     # --- the loop ---------------------------------------------------------------------------
 
     def run(self, resume: bool = False, stop_after_steps: int | None = None) -> TrainResult:
         start = self.resume() if resume else 0
         self.announce()
         metrics = MetricsLog(self.run_dir.metrics, append=resume, enabled=self.ctx.is_main)
+        if self.changed:
+            self.record_changes(start, metrics)
         source, unit = self.source, self.source.unit
         self.bar = tqdm(total=source.seen(source.steps - 1)[unit], initial=source.seen(start - 1)[unit],
                         unit=unit[:-1], unit_scale=True, disable=not self.progress, dynamic_ncols=True, desc="train")
@@ -232,7 +261,24 @@ class Training:
                 "total_steps": self.source.steps, "n_parameters": count_parameters(self.model),
                 "world_size": self.ctx.world_size, **self.source.state_dict()}
 
+    def record_changes(self, start: int, metrics: MetricsLog) -> None:
+        """The allowed config changes, from step `start` on: config_changes.jsonl, metrics.jsonl and
+        every later checkpoint's hyperparameters.json."""
+        if self.ctx.is_main:
+            changes.record(self.run_dir, start, self.changed)
+        metrics.write({"step": start, "config_change": {k: list(v) for k, v in self.changed.items()}})
+        self.hparams["changes"] = changes.recorded(self.run_dir)
+        self.say("applying config changes from step " + f"{start + 1}: " + ", ".join(
+            f"{key} {old!r} -> {new!r}" for key, (old, new) in self.changed.items()))
+
+    def check_finite(self, step: int) -> None:
+        """Never save diverged weights: stop with the last good checkpoint left as it is."""
+        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+            raise FloatingPointError(f"the weights became NaN or infinite by step {step + 1}; nothing was saved "
+                                     "over the last checkpoints; lower the learning rate or check the data")
+
     def save(self, name: str, step: int, milestone: str | None = None) -> None:
+        self.check_finite(step)
         if self.ctx.is_main:
             ckpt.save_checkpoint(self.run_dir.checkpoint(name), self.model, self.tokenizer,
                                  self.trainer_state(step, milestone), self.stepper.optimizer, self.stepper.scheduler,
@@ -240,15 +286,20 @@ class Training:
 
     def resume(self) -> int:
         """Restore the latest resumable checkpoint; the first step still to run."""
-        last = ckpt.latest_resumable(self.run_dir.checkpoints)
-        if last is None:
+        candidates = ckpt.resumable(self.run_dir.checkpoints)
+        if not candidates:
             raise FileNotFoundError(f"--resume: no checkpoint with resume state under {self.run_dir.checkpoints}")
+        last = candidates[0]
         state = ckpt.read_trainer_state(last)
         if state["total_steps"] != self.source.steps:
             raise ValueError(f"--resume: {last} belongs to a plan of {state['total_steps']} steps but this config plans "
                              f"{self.source.steps}; resume with the run's own config ({self.run_dir.config})")
-        with torch.no_grad():
-            self.model.load_state_dict(type(self.model).from_pretrained(last).state_dict())
+        try:
+            with torch.no_grad(), hf_progress_bars_off():
+                self.model.load_state_dict(type(self.model).from_pretrained(last).state_dict())
+        except Exception as err:  # noqa: BLE001 (a truncated or foreign weights file: name it and the way out)
+            earlier = f"; delete it to resume from {candidates[1].name}" if len(candidates) > 1 else ""
+            raise ValueError(f"--resume: {last} is damaged ({type(err).__name__}: {err}){earlier}") from None
         ckpt.load_resume_state(last, self.stepper.optimizer, self.stepper.scheduler, self.stepper.scaler)
         self.source.load_state_dict(state)
         self.say(f"resuming from {last} (step {state['step'] + 1}, {state['words_seen']:,} words and "

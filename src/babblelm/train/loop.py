@@ -16,12 +16,15 @@ from .multilingual import MixedSource
 from .plan import PlanSource
 
 
-def train(cfg: RunConfig, resume: bool = False, progress: bool = True, stop_after_steps: int | None = None) -> TrainResult:
+def train(cfg: RunConfig, resume: bool = False, progress: bool = True, stop_after_steps: int | None = None,
+          overwrite: bool = False, allow_changes: list[str] | None = None) -> TrainResult:
     """Run (or resume) training as configured; under torchrun, one data-parallel rank of it.
-    `stop_after_steps` stops early (saving a resume point), as an interruption would."""
+    `stop_after_steps` stops early (saving a resume point), as an interruption would; `overwrite`
+    clears a folder that holds another run; `allow_changes` lists the config keys a resume may change."""
     ctx, device = distributed.setup(cfg.run.device)
     try:
         source = MixedSource if cfg.mixing.languages else PlanSource
-        return Training(cfg, source, ctx, device, progress and ctx.is_main).run(resume, stop_after_steps)
+        training = Training(cfg, source, ctx, device, progress and ctx.is_main, resume, overwrite, allow_changes)
+        return training.run(resume, stop_after_steps)
     finally:
         distributed.shutdown(ctx)

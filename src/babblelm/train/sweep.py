@@ -21,6 +21,8 @@ import yaml
 from ..config import load_config
 from ..configbase import ConfigError
 from ..data.prepare import config_hash, copy_prepared
+from ..rundir import RunDir
+from .checkpoints import latest_resumable
 
 
 def parse_grid(items: list[str]) -> dict[str, list]:
@@ -88,8 +90,9 @@ def run_sweep(config_path: str | Path, grid: dict[str, list], overrides: list[st
         if not (final / "model.safetensors").exists():
             if data_hash in prepared:
                 copy_prepared(prepared[data_hash], cfg.out_dir / "data")
-            print(f"sweep: training {slug} -> {cfg.out_dir}")
-            train(cfg, progress=progress)
+            resume = latest_resumable(RunDir(cfg.out_dir).checkpoints) is not None
+            print(f"sweep: {'resuming' if resume else 'training'} {slug} -> {cfg.out_dir}")
+            train(cfg, resume=resume, overwrite=not resume, progress=progress)
         prepared.setdefault(data_hash, cfg.out_dir / "data")
         rows.append({"run": slug, **combo, **_measure(cfg, final)})
     write_table(rows, out)
