@@ -63,6 +63,19 @@ def test_bad_folders_and_files_are_named(tmp_path):
         load_blimp(tmp_path)
 
 
+def test_every_data_file_is_read_or_named(tmp_path):
+    """`.jsonl` and `.json` files of any case are read as JSON lines; hidden files (macOS `._x.jsonl`)
+    and notes are ignored; a file that looks like data but is not read is an error, never skipped."""
+    write_jsonl(tmp_path / "A.JSONL", [{"sentence_good": "G1", "sentence_bad": "B1"}])
+    write_jsonl(tmp_path / "b.json", [{"sentence_good": "G2", "sentence_bad": "B2", "UID": "u"}])
+    (tmp_path / "._A.JSONL").write_bytes(b"\x00\x05\x16\x07\xff")
+    (tmp_path / "README.md").write_text("notes")
+    assert [(p.uid, p.good) for p in load_blimp(tmp_path)] == [("A", "G1"), ("u", "G2")]
+    write_jsonl(tmp_path / "c.tsv", ["G3\tB3"])
+    with pytest.raises(EvalDataError, match=r"c\.tsv: looks like data but is not read"):
+        load_blimp(tmp_path)
+
+
 def test_ties_count_as_correct():
     pairs = [MinimalPair("a", "b", "u", "f")] * 3
     result = summarize(pairs, [-1.0, -2.0, -3.0], [-1.0, -1.0, -4.0])

@@ -2,10 +2,11 @@
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
-from eval_fixtures import write_eval_data, write_jsonl
+from eval_fixtures import write_eval_data, write_jsonl, write_reading
 from eval_fixtures import make_model, make_tokenizer
 
 from babblelm.cli import main
@@ -31,6 +32,7 @@ def run_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = write_eval_data(tmp_path_factory.mktemp("data"))
+    write_reading(root / "reading" / "reading_data.csv", rows=48)  # more complete rows than regression terms
     words = {w: [{"context": "x"}] for w in ["cat", "dog", "mat", "house", "ball"]}
     (root / "aoa").mkdir()
     (root / "aoa" / "cdi_childes.json").write_text(json.dumps(words))
@@ -142,3 +144,82 @@ def test_a_task_the_model_cannot_take_fails_alone(data, tmp_path, capsys):
     assert "FAILED entity_tracking: ValueError: sequence of" in err
     assert f"exceeds max_position_embeddings={longest - 2}" in err and "1 task(s) failed" in err
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["blimp.json", "comps.json"]
+
+
+def test_a_missing_task_folder_fails_instead_of_scoring_another_tasks_files(run_dir, data, tmp_path, capsys):
+    """A folder of BLiMP files given for two tasks is neither task's folder: both fail, nothing is
+    scored twice; a full_eval folder without supplement_filtered/ fails supplement alone."""
+    import shutil
+
+    model = str(run_dir / "checkpoints" / "chck_1M")
+    code = main(["eval", model, "--tasks", "blimp,supplement", "--data", str(data / "blimp_filtered"),
+                 "--device", "cpu", "--out", str(tmp_path / "loose")])
+    err = capsys.readouterr().err
+    assert code == 1 and not list((tmp_path / "loose").iterdir())
+    assert "FAILED blimp: EvalDataError: " in err and "FAILED supplement: EvalDataError: " in err
+    assert "no supplement_filtered/ folder for task 'supplement'" in err and "only one asked for" in err
+    shutil.copytree(data / "blimp_filtered", tmp_path / "data" / "blimp_filtered")
+    code = main(["eval", model, "--tasks", "blimp,supplement", "--data", str(tmp_path / "data"),
+                 "--device", "cpu", "--out", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert code == 1 and "average (1 scores)" in captured.out
+    assert "FAILED supplement: EvalDataError: " in captured.err and "FAILED blimp" not in captured.err
+    assert "no supplement_filtered/ folder for task 'supplement' (it holds blimp_filtered/" in captured.err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["blimp.json"]
+
+
+def test_results_are_reused_only_for_the_same_data_model_and_options(data, tmp_path, monkeypatch):
+    """A result is reused only when its recorded inputs (data folder and file hash, model folder and
+    weights hash, shared_prefix) match; otherwise the task is re-scored and the log says why. The
+    model's weights are hashed once per run, not once per task."""
+    import shutil
+
+    from babblelm.eval import records
+    from babblelm.eval.suite import evaluate_tasks
+
+    tokenizer = make_tokenizer()
+    folder = tmp_path / "model"
+    make_model(len(tokenizer), seed=0).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    model = make_model(len(tokenizer), seed=0)
+    hashed, digest = [], records._digest
+    monkeypatch.setattr(records, "_digest", lambda path: hashed.append(Path(path).name) or digest(path))
+    out, logs = tmp_path / "out", []
+
+    def run(data_dir=data, **options):
+        logs.clear()
+        return evaluate_tasks(model, tokenizer, ["blimp", "ewok", "comps"], data_dir, out, model_dir=folder,
+                              log=logs.append, **options)
+
+    first = run()
+    inputs = first["ewok"]["inputs"]
+    assert inputs["data"] == str((data / "ewok_filtered").resolve()) and inputs["model"] == str(folder.resolve())
+    assert inputs["shared_prefix"] is True and len(inputs["data_sha256"]) == len(inputs["model_sha256"]) == 64
+    assert hashed.count("model.safetensors") == 1
+    assert run() == first and hashed.count("model.safetensors") == 2
+    assert f"reusing {out / 'blimp.json'} (same data, model and options)" in logs
+
+    other = tmp_path / "other"
+    shutil.copytree(data, other)
+    run(other)
+    assert f"re-scoring blimp: data {(data / 'blimp_filtered').resolve()} -> {(other / 'blimp_filtered').resolve()}" in logs
+    write_jsonl(other / "comps" / "comps_base.jsonl",
+                [{"prefix_acceptable": "A dog", "prefix_unacceptable": "A ball", "property_phrase": "can run."}])
+    run(other)
+    assert f"reusing {out / 'blimp.json'} (same data, model and options)" in logs
+    assert f"re-scoring comps: the data files in {(other / 'comps').resolve()} changed" in logs
+
+    run(other, shared_prefix=False)  # only the tasks whose options share a context change
+    assert [line.split(":")[0] for line in logs if line.startswith("re-scoring")] == ["re-scoring ewok"]
+    assert "shared_prefix True -> False" in "".join(logs)
+
+    model = make_model(len(tokenizer), seed=1)
+    model.save_pretrained(folder)
+    run(other, shared_prefix=False)
+    assert sum(line.startswith("re-scoring") and "model weights changed" in line for line in logs) == 3
+
+    stored = json.loads((out / "blimp.json").read_text())
+    del stored["inputs"]
+    (out / "blimp.json").write_text(json.dumps(stored))
+    run(other, shared_prefix=False)
+    assert any(line.startswith("re-scoring blimp: its result records no inputs") for line in logs)

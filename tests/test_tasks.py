@@ -18,7 +18,15 @@ from babblelm.eval.records import EvalDataError
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    return write_eval_data(tmp_path_factory.mktemp("eval_data"))
+    return with_reading_rows(write_eval_data(tmp_path_factory.mktemp("eval_data")))
+
+
+def with_reading_rows(root, rows=48):
+    """Enough reading rows that the self-paced regression (17 terms) has more complete rows than terms."""
+    from eval_fixtures import write_reading
+
+    write_reading(root / "reading" / "reading_data.csv", rows=rows)
+    return root
 
 
 def reference(model, tokenizer, choice):
@@ -202,7 +210,7 @@ def test_bad_lines_name_file_line_and_field(tmp_path, name, folder, line, expect
             "entity_tracking": '{"input_prefix": "p", "options": ["a", "b"], "numops": 0}',
             "comps": '{"prefix_acceptable": "a", "prefix_unacceptable": "b", "property_phrase": "c"}',
             "wug_adj": '{"sentences": "a\\tb", "ratio": 0.5}'}[name]
-    write_jsonl(tmp_path / folder / "x.jsonl", [good, line])
+    write_jsonl(tmp_path / folder / "regular_x.jsonl", [good, line])  # entity tracking names files by split
     with pytest.raises(EvalDataError, match=expected):
         tasks.TASKS[name].load(tasks.task_folder(name, tmp_path))
 
@@ -226,3 +234,100 @@ def test_bad_reading_csv_and_empty_files_are_named(model, tokenizer, tmp_path):
         evaluate_reading(model, tokenizer, path)
     with pytest.raises(ValueError, match="unknown task"):
         tasks.parse_task_list("blimp,glue")
+
+
+def test_a_task_folder_must_exist_unless_the_task_is_asked_for_alone(tmp_path, data):
+    """DIR itself is a task's folder only when that task is the only one asked for and DIR has none
+    of the official sub-folders; otherwise a missing sub-folder is an error, never another task's files."""
+    write_jsonl(tmp_path / "full" / "blimp_filtered" / "a.jsonl", ['{"sentence_good": "a", "sentence_bad": "b"}'])
+    for alone in (True, False):
+        with pytest.raises(EvalDataError, match=r"full: no supplement_filtered/ folder for task 'supplement'"):
+            tasks.task_folder("supplement", tmp_path / "full", alone=alone)
+    loose = data / "blimp_filtered"
+    assert tasks.task_folder("blimp", loose, alone=True) == loose
+    with pytest.raises(EvalDataError, match=r"no blimp_filtered/ folder for task 'blimp'.*only one asked for"):
+        tasks.task_folder("blimp", loose, alone=False)
+    with pytest.raises(EvalDataError, match=r"nowhere: evaluation data folder not found"):
+        tasks.task_folder("blimp", tmp_path / "nowhere")
+
+
+GOOD_LINES = {
+    "blimp": '{"sentence_good": "a", "sentence_bad": "b"}',
+    "multiblimp": '{"sen": "a", "wrong_sen": "b"}',
+    "ewok": '{"Domain": "d", "Context1": "c", "Context2": "c", "Target1": "t", "Target2": "u"}',
+    "entity_tracking": '{"input_prefix": "p", "options": ["a", "b"], "numops": 0}',
+    "comps": '{"prefix_acceptable": "a", "prefix_unacceptable": "b", "property_phrase": "c"}',
+    "wug_adj": '{"sentences": "a\\tb", "ratio": 0.5}',
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "line", "expected"),
+    [
+        ("blimp", '{"sentence_good": "", "sentence_bad": "b"}', r"regular\.jsonl:2: field 'sentence_good' must not be empty"),
+        ("blimp", '{"sentence_good": "a", "sentence_bad": "  "}', r"regular\.jsonl:2: field 'sentence_bad' must not be empty"),
+        ("blimp", '{"sentence_good": "a", "sentence_bad": "b", "UID": ""}', r"regular\.jsonl:2: field 'UID' must not be empty"),
+        ("multiblimp", '{"sen": "a", "wrong_sen": ""}', r"regular\.jsonl:2: field 'wrong_sen' must not be empty"),
+        ("ewok", '{"Domain": "d", "Context1": "c", "Context2": "c", "Target1": "", "Target2": "u"}',
+         r"regular\.jsonl:2: field 'Target1' must not be empty"),
+        ("entity_tracking", '{"input_prefix": "p", "options": ["a", ""], "numops": 0}',
+         r"regular\.jsonl:2: field 'options' item 1 must not be empty"),
+        ("comps", '{"prefix_acceptable": "a", "prefix_unacceptable": "b", "property_phrase": ""}',
+         r"regular\.jsonl:2: field 'property_phrase' must not be empty"),
+        ("wug_adj", '{"sentences": "a\\t", "ratio": 0.5}', r"regular\.jsonl:2: field 'sentences' option 1 is empty"),
+        ("wug_adj", '{"sentences": "a\\tb", "ratio": NaN}', r"regular\.jsonl:2: field 'ratio' is nan; NaN and infinite"),
+        ("wug_adj", '{"sentences": "a\\tb", "ratio": "inf"}', r"regular\.jsonl:2: field 'ratio' must be a finite number"),
+        ("wug_adj", '{"sentences": "a\\tb", "ratio": 1e999}', r"regular\.jsonl:2: field 'ratio' is inf"),
+        ("comps", '{"prefix_acceptable": "a", "prefix_unacceptable": "b", "property_phrase": "c", "w": [1, -Infinity]}',
+         r"regular\.jsonl:2: field 'w\[1\]' is -inf"),
+        ("blimp", '{"sentence_good": "a", "sentence_bad": "b", "sentence_good": "c"}',
+         r"regular\.jsonl:2: field 'sentence_good' appears twice"),
+    ],
+)
+def test_empty_texts_and_non_finite_numbers_are_data_errors(tmp_path, name, line, expected):
+    folder = tmp_path / name
+    write_jsonl(folder / "regular.jsonl", [GOOD_LINES[name], line, GOOD_LINES[name].replace('"a', '"z')])
+    with pytest.raises(EvalDataError, match=expected):
+        tasks.TASKS[name].load(folder)
+
+
+def test_json_and_upper_case_jsonl_files_are_read_other_data_files_are_named(tmp_path):
+    folder = tmp_path / "comps"
+    line = GOOD_LINES["comps"]
+    write_jsonl(folder / "a.jsonl", [line])
+    write_jsonl(folder / "B.JSONL", [line, line])
+    write_jsonl(folder / "c.json", [line])  # JSON lines in a .json file
+    (folder / "README.md").write_text("notes are not data")
+    assert [c.uid for c in tasks.load_comps(folder)] == ["B", "B", "a", "c"]
+    (folder / "d.json").write_text('[\n  {"prefix_acceptable": "a"}\n]\n')
+    with pytest.raises(EvalDataError, match=r"d\.json: holds one JSON document, not JSON lines"):
+        tasks.load_comps(folder)
+    (folder / "d.json").unlink()
+    (folder / "e.csv").write_text("prefix_acceptable\na\n")
+    with pytest.raises(EvalDataError, match=r"e\.csv: looks like data but is not read"):
+        tasks.load_comps(folder)
+    (folder / "e.csv").unlink()
+    write_jsonl(folder / "a.json", [line])
+    with pytest.raises(EvalDataError, match=r"a\.json and a\.jsonl hold the same name"):
+        tasks.load_comps(folder)
+
+
+def test_wug_with_equal_ratios_is_an_error_not_a_nan(tmp_path):
+    write_jsonl(tmp_path / "wug.jsonl", ['{"sentences": "a\\tb", "ratio": 0.5}'] * 3)
+    with pytest.raises(EvalDataError, match=r"wug\.jsonl: .*'ratio'.*all equal"):
+        tasks.load_wug(tmp_path)
+
+
+def test_reading_rows_need_a_word_and_finite_numbers(model, tokenizer, tmp_path):
+    from eval_fixtures import write_reading
+
+    path = write_reading(tmp_path / "reading_data.csv", rows=24)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for column, value, expected in ((1, "", r"reading_data\.csv:3: column 'word' must not be empty"),
+                                    (8, "inf", r"reading_data\.csv:3: column 'RTfirstfix' must be a finite number"),
+                                    (8, "1e999", r"reading_data\.csv:3: column 'RTfirstfix' must be a finite number")):
+        cells = lines[2].split(",")
+        cells[column] = value
+        path.write_text("\n".join([*lines[:2], ",".join(cells), *lines[3:]]) + "\n", encoding="utf-8")
+        with pytest.raises(EvalDataError, match=expected):
+            evaluate_reading(model, tokenizer, path)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .metrics import accuracy_by, macro
-from .records import EvalDataError, data_files, field, jsonl_records
+from .records import EvalDataError, jsonl_records, task_files, text
 from .scoring import sentence_logprobs
 
 __all__ = ["EvalDataError", "MinimalPair", "evaluate_blimp", "format_table", "load_blimp", "summarize"]
@@ -32,20 +32,20 @@ class MinimalPair:
 
 
 def load_blimp(data_dir) -> list[MinimalPair]:
-    """Read every `*.jsonl` in `data_dir` (sorted by name), one pair per non-blank line."""
+    """Read every data file of `data_dir` (`records.task_files`, sorted by name), one pair per non-blank line."""
     return [
         _pair(record, where, path)
-        for path in data_files(data_dir, "*.jsonl", "BLiMP")
+        for path in task_files(data_dir, "BLiMP")
         for where, record in jsonl_records(path, "'sentence_good' and 'sentence_bad'")
     ]
 
 
 def _pair(record: dict, where: str, path: Path) -> MinimalPair:
-    field_name = field(record, "field", where, default=SUPPLEMENT_FIELD)
+    field_name = text(record, "field", where, default=SUPPLEMENT_FIELD)
     return MinimalPair(
-        good=field(record, "sentence_good", where),
-        bad=field(record, "sentence_bad", where),
-        uid=field(record, "UID", where, default=path.stem),
+        good=text(record, "sentence_good", where),
+        bad=text(record, "sentence_bad", where),
+        uid=text(record, "UID", where, default=path.stem),
         field=FIELD_SPELLINGS.get(field_name, field_name),
     )
 

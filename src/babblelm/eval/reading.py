@@ -21,13 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .records import csv_rows, number
+from .records import EvalDataError, csv_rows, number
 from .scoring import Encoded, pad_id_of, score_encoded
 
 EYE_TRACKING = ("RTfirstfix", "RTfirstpass", "RTgopast", "RTrightbound")
 SELF_PACED = "self_paced_reading_time"
 BASELINE = ("Subtlex_log10", "length", "context_length")
 SPILLOVER = (*BASELINE, "prev_length", "prev_pred")
+READING_FOLDER, READING_FILE = "reading", "reading_data.csv"
 COLUMNS = ["item", "word", "prev_item", "prev_word", *BASELINE, "prev_length", *EYE_TRACKING, SELF_PACED]
 
 
@@ -78,23 +79,60 @@ def gain(table: dict[str, np.ndarray], measure: str, predictors: tuple[str, ...]
     return (r2_model - r2_base) / (1.0 - r2_base) * 100.0
 
 
-def evaluate_reading(model, tokenizer, data_dir, batch_size: int = 64, progress: bool = False) -> dict:
-    """Score `reading/reading_data.csv` (or `data_dir` itself when it is the CSV file)."""
-    start = time.perf_counter()
-    path = Path(data_dir)
+def reading_file(path) -> Path:
+    """The reading CSV: `path` itself, else `path/reading/reading_data.csv`, else `path/reading_data.csv`."""
+    path = Path(path)
     if path.is_dir():
-        path = path / "reading" / "reading_data.csv" if (path / "reading").is_dir() else path / "reading_data.csv"
+        folder = path / READING_FOLDER if (path / READING_FOLDER).is_dir() else path
+        path = folder / READING_FILE
+    if not path.is_file():
+        raise EvalDataError(f"{path}: file not found (expected the reading CSV with columns {', '.join(COLUMNS)})")
+    return path
+
+
+def read_rows(path: Path) -> list[tuple[str, dict]]:
+    """The CSV's rows, each with a non-blank `word` (and `prev_word` when `prev_item` is given)."""
     rows = csv_rows(path, COLUMNS)
+    for where, row in rows:
+        for column in ("word", "prev_word") if row["prev_item"] else ("word",):
+            if not row[column].strip():
+                raise EvalDataError(f"{where}: column '{column}' must not be empty")
+    return rows
+
+
+def checked_gain(path: Path, table: dict[str, np.ndarray], measure: str, predictors: tuple[str, ...]) -> float:
+    """`gain`, or an error naming the file and measure when its regression is undefined (too few
+    complete rows for the terms, a constant measure, a perfect baseline fit)."""
+    terms = len(predictors) * (len(predictors) + 1) // 2 + 2  # main effects, products, surprisal, intercept
+    columns = np.column_stack([table[measure], table["pred"], *(table[n] for n in predictors)])
+    complete = columns[~np.isnan(columns).any(axis=1)]
+    if len(complete) <= terms:
+        raise EvalDataError(f"{path}: column '{measure}': {len(complete)} complete row(s); the regression of "
+                            f"{terms} terms needs more")
+    if np.ptp(complete[:, 0]) == 0:
+        raise EvalDataError(f"{path}: column '{measure}' has one value in every complete row; nothing to predict")
+    with np.errstate(all="ignore"):
+        value = gain(table, measure, predictors)
+    if not np.isfinite(value):
+        raise EvalDataError(f"{path}: column '{measure}': the baseline regression fits perfectly; no gain to measure")
+    return value
+
+
+def evaluate_reading(model, tokenizer, data_dir, batch_size: int = 64, progress: bool = False) -> dict:
+    """Score the reading CSV (`reading_file(data_dir)`)."""
+    start = time.perf_counter()
+    path = reading_file(data_dir)
+    rows = read_rows(path)
     items = [(row["item"] or "None", row["word"]) for _, row in rows]  # pandas reads an empty item as "None"
     has_prev = [bool(row["prev_item"]) for _, row in rows]
     prev = [(row["prev_item"], row["prev_word"]) for (_, row), ok in zip(rows, has_prev) if ok]
-    scored = iter(surprisals(model, tokenizer, items + prev, batch_size=batch_size, progress=progress))
     table = {name: np.array([number(row, name, where) for where, row in rows])
              for name in (*BASELINE, "prev_length", *EYE_TRACKING, SELF_PACED)}
+    scored = iter(surprisals(model, tokenizer, items + prev, batch_size=batch_size, progress=progress))
     table["pred"] = np.array([next(scored) for _ in items])
     table["prev_pred"] = np.array([next(scored) if ok else np.nan for ok in has_prev])
-    eye = {m: gain(table, m, BASELINE) for m in EYE_TRACKING}
-    spr = gain(table, SELF_PACED, SPILLOVER)
+    eye = {m: checked_gain(path, table, m, BASELINE) for m in EYE_TRACKING}
+    spr = checked_gain(path, table, SELF_PACED, SPILLOVER)
     return {
         "task": "reading",
         "scores": {"reading_et": float(np.mean(list(eye.values()))), "reading_spr": spr},

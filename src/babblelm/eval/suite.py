@@ -1,16 +1,20 @@
 """Run the task suite on one model or on every `chck_*` checkpoint of a run, writing results.
 
-Layout: `<results>/<checkpoint>/<task>.json` (one file per checkpoint and task; an existing file
-is reused on re-run unless `force`), and for a whole run `<results>/learning_curves.{md,csv}`,
-`<results>/curves/<score>.png`, `<results>/aoa.json` and `<results>/best_checkpoint.json`.
+Layout: `<results>/<checkpoint>/<task>.json` (one file per checkpoint and task), and for a whole
+run `<results>/learning_curves.{md,csv}`, `<results>/curves/<score>.png`, `<results>/aoa.json` and
+`<results>/best_checkpoint.json`. Each result records its `inputs` (data folder and a SHA-256 of the
+files read, model folder and a SHA-256 of its weights, config and tokenizer files, the options
+that change scores); a result on disk is reused only when those match, unless `force`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
 
+import torch
 from transformers import AutoModelForCausalLM
 
 from ..models.registry import hf_progress_bars_off, register_auto_classes
@@ -18,33 +22,120 @@ from ..device import resolve_device
 from ..rundir import RunDir, milestone_count, resolve_checkpoint
 from . import report
 from .aoa import curve_fitness, load_cdi, load_words, word_surprisals
-from .tasks import evaluate_task
+from .records import files_sha256
+from .tasks import evaluate_task, task_inputs
+
+MODEL_FILES = ("*.safetensors", "pytorch_model*.bin", "config.json", "tokenizer.json", "tokenizer_config.json",
+               "special_tokens_map.json", "vocab.json", "merges.txt", "tokenizer.model")
+
+
+def model_identity(model_dir) -> dict:
+    """{"model": its folder, "model_sha256": one hash over its weights, config and tokenizer files}."""
+    folder = Path(model_dir).resolve()
+    files = sorted({path for pattern in MODEL_FILES for path in folder.glob(pattern) if path.is_file()})
+    if not files:
+        raise FileNotFoundError(f"{folder}: no model files ({', '.join(MODEL_FILES)})")
+    return {"model": str(folder), "model_sha256": files_sha256(files, folder)}
+
+
+def loaded_model_identity(model) -> dict:
+    """The identity of a model that may not come from a folder: its folder's, else a hash of its tensors."""
+    folder = getattr(model, "name_or_path", "") or ""
+    if folder and Path(folder).is_dir():
+        return model_identity(folder)
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    return {"model": None, "model_sha256": digest.hexdigest()}
+
+
+def what_changed(stored: dict | None, inputs: dict) -> str | None:
+    """None when a stored result's inputs equal `inputs`, else what differs, in words."""
+    if not isinstance(stored, dict) or not isinstance(stored.get("inputs"), dict):
+        return "its result records no inputs (written before they were recorded, or unreadable)"
+    old, changes = stored["inputs"], []
+    if old.get("data") != inputs["data"]:
+        changes.append(f"data {old.get('data')} -> {inputs['data']}")
+    elif old.get("data_sha256") != inputs["data_sha256"]:
+        changes.append(f"the data files in {inputs['data']} changed")
+    if old.get("model") != inputs["model"]:
+        changes.append(f"model {old.get('model')} -> {inputs['model']}")
+    elif old.get("model_sha256") != inputs["model_sha256"]:
+        changes.append("model weights changed")
+    changes += [f"{key} {old.get(key)} -> {inputs[key]}" for key in sorted(inputs)
+                if key not in ("data", "data_sha256", "model", "model_sha256") and old.get(key) != inputs[key]]
+    return "; ".join(changes) or None
+
+
+def _stored(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def plan_tasks(tasks: list[str], data_dir, out_dir: Path, identity: dict, shared_prefix: bool = True,
+               force: bool = False, log=print) -> tuple[dict[str, dict], dict[str, dict]]:
+    """(results settled without scoring: reused or failed on their data, {task: inputs} to score).
+
+    A result in `out_dir/<task>.json` is reused when its recorded inputs equal this run's (`identity`
+    is the model's: `model_identity`); `log` says which are reused and why the others are re-scored."""
+    settled, todo = {}, {}
+    for task in tasks:
+        try:
+            inputs = {**task_inputs(task, data_dir, len(tasks) == 1, shared_prefix), **identity}
+        except Exception as err:  # noqa: BLE001 (reported as the task's failure)
+            settled[task] = _failed(task, err, log)
+            continue
+        path = out_dir / f"{task}.json"
+        if path.exists():
+            change = "--force" if force else what_changed(_stored(path), inputs)
+            if change is None:
+                settled[task] = _stored(path)
+                log(f"reusing {path} (same data, model and options)")
+                continue
+            log(f"re-scoring {task}: {change}")
+        todo[task] = inputs
+    return settled, todo
+
+
+def _failed(task: str, err: Exception, log) -> dict:
+    result = {"task": task, "failed": f"{type(err).__name__}: {err}"}
+    log(f"{task}: FAILED: {result['failed']}")
+    return result
+
+
+def score_task(model, tokenizer, task: str, data_dir, out_dir: Path, inputs: dict, alone: bool,
+               batch_size: int = 64, progress: bool = False, log=print) -> dict:
+    """Score one task and write `out_dir/<task>.json` with its `inputs`; a failure is returned, not written."""
+    try:
+        result = evaluate_task(model, tokenizer, task, data_dir, batch_size=batch_size, progress=progress,
+                               shared_prefix=inputs["shared_prefix"], alone=alone)
+    except Exception as err:  # noqa: BLE001 (one task's failure must not cost the others; it is reported)
+        return _failed(task, err, log)
+    result["inputs"] = inputs
+    (out_dir / f"{task}.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    log(report.text_table(result))
+    return result
 
 
 def evaluate_tasks(model, tokenizer, tasks: list[str], data_dir, out_dir: Path, batch_size: int = 64,
-                   force: bool = False, progress: bool = False, log=print, shared_prefix: bool = True) -> dict[str, dict]:
-    """Results per task for one loaded model; each written to `out_dir/<task>.json` (reused unless `force`).
+                   force: bool = False, progress: bool = False, log=print, shared_prefix: bool = True,
+                   model_dir=None) -> dict[str, dict]:
+    """Results per task for one loaded model (from `model_dir`, if given); each written to
+    `out_dir/<task>.json`, or reused from there when computed from the same inputs (`plan_tasks`).
 
     A task that fails (bad data, a text longer than the model can take, ...) is reported as
     {"task": name, "failed": "<error>"}, written nowhere, and the other tasks still run."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = {}
-    for task in tasks:
-        path = out_dir / f"{task}.json"
-        if path.exists() and not force:
-            results[task] = json.loads(path.read_text(encoding="utf-8"))
-            log(f"{task}: reusing {path}")
-            continue
-        try:
-            results[task] = evaluate_task(model, tokenizer, task, data_dir, batch_size=batch_size, progress=progress,
-                                          shared_prefix=shared_prefix)
-        except Exception as err:  # noqa: BLE001 (one task's failure must not cost the others; it is reported)
-            results[task] = {"task": task, "failed": f"{type(err).__name__}: {err}"}
-            log(f"{task}: FAILED: {results[task]['failed']}")
-            continue
-        path.write_text(json.dumps(results[task], indent=2), encoding="utf-8")
-        log(report.text_table(results[task]))
-    return results
+    tasks = list(dict.fromkeys(tasks))
+    identity = model_identity(model_dir) if model_dir else loaded_model_identity(model)
+    results, todo = plan_tasks(tasks, data_dir, out_dir, identity, shared_prefix, force, log)
+    for task, inputs in todo.items():
+        results[task] = score_task(model, tokenizer, task, data_dir, out_dir, inputs, len(tasks) == 1,
+                                   batch_size, progress, log)
+    return {task: results[task] for task in tasks}
 
 
 def evaluate_model(model_path, tasks: list[str], data_dir, checkpoint: str | None = None, out_dir=None,
@@ -63,7 +154,7 @@ def evaluate_model(model_path, tasks: list[str], data_dir, checkpoint: str | Non
         data_dir = Path(data_dir) / language if (Path(data_dir) / language).is_dir() else data_dir
         out = out / language
     model, tokenizer = load_model_and_tokenizer(model_dir, device=device)
-    return evaluate_tasks(model, tokenizer, tasks, data_dir, out, **options), out
+    return evaluate_tasks(model, tokenizer, tasks, data_dir, out, model_dir=model_dir, **options), out
 
 
 def run_checkpoints(run_dir: Path) -> list[Path]:
@@ -78,7 +169,8 @@ def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, out_dir: Path 
                              batch_size: int = 64, device: str = "auto", force: bool = False,
                              progress: bool = False, log=print, shared_prefix: bool = True) -> dict:
     """Score every checkpoint (with the first one's tokenizer), then learning curves, AoA and the best
-    checkpoint; the summary also says which tasks failed where."""
+    checkpoint; the summary also says which tasks failed where. Results (and AoA surprisals) already
+    on disk are reused when computed from the same inputs (`plan_tasks`)."""
     from .load import load_tokenizer
 
     register_auto_classes()
@@ -91,22 +183,30 @@ def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, out_dir: Path 
     rows, words, surprisal_curves, failed = {}, {}, {}, {}
     for checkpoint in checkpoints:
         folder = out_dir / checkpoint.name
-        todo = [t for t in tasks if force or not (folder / f"{t}.json").exists()]
-        aoa_path = folder / "aoa_surprisal.json"
-        need_aoa = aoa_words is not None and (force or not aoa_path.exists())
+        folder.mkdir(parents=True, exist_ok=True)
+        identity = model_identity(checkpoint)
+        results, todo = plan_tasks(tasks, data_dir, folder, identity, shared_prefix, force,
+                                   log=lambda line, name=checkpoint.name: log(f"{name}: {line}"))
+        aoa_path, aoa_inputs = folder / "aoa_surprisal.json", None
+        if aoa_words is not None:
+            aoa_file = aoa_dir / "cdi_childes.json"
+            aoa_inputs = {"data": str(aoa_file.resolve()), "data_sha256": files_sha256([aoa_file]), **identity}
+        need_aoa = aoa_inputs is not None and (force or what_changed(_stored(aoa_path), aoa_inputs) is not None)
         model = None
         if todo or need_aoa:
             log(f"== {checkpoint.name}")
             with hf_progress_bars_off():
                 model = AutoModelForCausalLM.from_pretrained(checkpoint, trust_remote_code=True).to(device).eval()
-        results = evaluate_tasks(model, tokenizer, tasks, data_dir, folder, batch_size, force, progress,
-                                 log=lambda _: None, shared_prefix=shared_prefix) if todo else {t: json.loads((folder / f"{t}.json").read_text())
-                                                                   for t in tasks}
+        for task, inputs in todo.items():
+            results[task] = score_task(model, tokenizer, task, data_dir, folder, inputs, len(tasks) == 1,
+                                       batch_size, progress, log=lambda _: None)
         if need_aoa:
-            aoa_path.write_text(json.dumps(word_surprisals(model, tokenizer, aoa_words, batch_size)), encoding="utf-8")
-        if aoa_words is not None:
-            surprisal_curves[checkpoint.name] = json.loads(aoa_path.read_text(encoding="utf-8"))
+            surprisal = word_surprisals(model, tokenizer, aoa_words, batch_size)
+            aoa_path.write_text(json.dumps({"inputs": aoa_inputs, "surprisal": surprisal}), encoding="utf-8")
+        if aoa_inputs is not None:
+            surprisal_curves[checkpoint.name] = _stored(aoa_path)["surprisal"]
         del model
+        results = {task: results[task] for task in tasks}
         rows[checkpoint.name] = report.scores_of(results)
         if report.failures(results):
             failed[checkpoint.name] = report.failures(results)

@@ -19,7 +19,8 @@ import torch
 
 from .blimp import load_blimp
 from .metrics import accuracy_by, macro, spearman
-from .records import EvalDataError, data_files, field, jsonl_records
+from .reading import READING_FOLDER, evaluate_reading, reading_file
+from .records import EvalDataError, field, files_sha256, jsonl_records, task_files, text
 from .scoring import score_continuations
 
 ENTITY_TRACKING_SPLITS = ("regular", "ambiref", "move_contents")
@@ -44,11 +45,13 @@ def load_multilingual_pairs(folder) -> list[Choice]:
     """Per-language minimal pairs: BLiMP's `sentence_good`/`sentence_bad` or MultiBLiMP's `sen`/`wrong_sen`;
     UID = `phenomenon` (MultiBLiMP) or `UID`, else the file name."""
     choices = []
-    for path in data_files(folder, "*.jsonl", "minimal pairs"):
+    for path in task_files(folder, "minimal pairs"):
         for where, record in jsonl_records(path, "'sentence_good'/'sentence_bad' or 'sen'/'wrong_sen'"):
-            good, bad = ("sen", "wrong_sen") if "sen" in record else ("sentence_good", "sentence_bad")
-            uid = record.get("phenomenon") or record.get("UID") or path.stem
-            choices.append(Choice((("", field(record, good, where)), ("", field(record, bad, where))), str(uid)))
+            multiblimp = "sen" in record or "wrong_sen" in record
+            good, bad = ("sen", "wrong_sen") if multiblimp else ("sentence_good", "sentence_bad")
+            uid_key = next((key for key in ("phenomenon", "UID") if key in record), None)
+            uid = text(record, uid_key, where) if uid_key else path.stem
+            choices.append(Choice((("", text(record, good, where)), ("", text(record, bad, where))), uid))
     return choices
 
 
@@ -59,9 +62,9 @@ def load_ewok(folder, add_swapped: bool = False) -> list[Choice]:
     EWoK-core rows, `add_swapped=True` adds the mirrored item (Target2 gold after Context2).
     """
     choices = []
-    for path in data_files(folder, "*.jsonl", "EWoK"):
+    for path in task_files(folder, "EWoK"):
         for where, record in jsonl_records(path, "'Domain', 'Context1', 'Context2', 'Target1', 'Target2'"):
-            c1, c2, t1, t2, domain = (field(record, key, where) for key in
+            c1, c2, t1, t2, domain = (text(record, key, where) for key in
                                       ("Context1", "Context2", "Target1", "Target2", "Domain"))
             choices.append(Choice(((c1, " " + t1), (c1, " " + t2)), domain))
             if add_swapped:
@@ -70,11 +73,16 @@ def load_ewok(folder, add_swapped: bool = False) -> list[Choice]:
 
 
 def load_entity_tracking(folder) -> list[Choice]:
-    """Entity tracking: each option right after `input_prefix`; UID = `<file>_<numops>_ops`."""
+    """Entity tracking: each option right after `input_prefix`; UID = `<file>_<numops>_ops`.
+
+    A file must be named after one of ENTITY_TRACKING_SPLITS (the official average would drop it)."""
     choices = []
-    for path in data_files(folder, "*.jsonl", "entity tracking"):
+    for path in task_files(folder, "entity tracking"):
+        if not path.stem.startswith(ENTITY_TRACKING_SPLITS):
+            raise EvalDataError(f"{path}: entity tracking file names must start with "
+                                f"{', '.join(ENTITY_TRACKING_SPLITS)}")
         for where, record in jsonl_records(path, "'input_prefix', 'options', 'numops'"):
-            prefix = field(record, "input_prefix", where)
+            prefix = text(record, "input_prefix", where)
             options = _strings(record, "options", where, at_least=2)
             numops = field(record, "numops", where, int)
             choices.append(Choice(tuple((prefix, option) for option in options), f"{path.stem}_{numops}_ops", path.stem))
@@ -84,40 +92,61 @@ def load_entity_tracking(folder) -> list[Choice]:
 def load_comps(folder) -> list[Choice]:
     """COMPS: " " + property_phrase after the acceptable vs the unacceptable prefix; UID = file name."""
     choices = []
-    for path in data_files(folder, "*.jsonl", "COMPS"):
+    for path in task_files(folder, "COMPS"):
         for where, record in jsonl_records(path, "'prefix_acceptable', 'prefix_unacceptable', 'property_phrase'"):
-            good, bad, phrase = (field(record, key, where) for key in
+            good, bad, phrase = (text(record, key, where) for key in
                                  ("prefix_acceptable", "prefix_unacceptable", "property_phrase"))
             choices.append(Choice(((good, " " + phrase), (bad, " " + phrase)), path.stem))
     return choices
 
 
 def load_wug(folder) -> list[Choice]:
-    """WUG: tab-separated whole-sentence options (gold first) and the human `ratio`."""
+    """WUG: tab-separated whole-sentence options (gold first) and the human `ratio` (at least two
+    different ratios, or Spearman's rho is undefined)."""
     choices = []
-    for path in data_files(folder, "*.jsonl", "WUG"):
+    files = task_files(folder, "WUG")
+    for path in files:
         for where, record in jsonl_records(path, "'sentences' (tab-separated) and 'ratio'"):
-            options = field(record, "sentences", where).split("\t")
-            if len(options) < 2:
-                raise EvalDataError(f"{where}: field 'sentences' must hold at least 2 tab-separated options")
-            ratio = _ratio(record, where)
-            choices.append(Choice(tuple(("", option) for option in options), path.stem, ratio=ratio))
+            options = _options(record, where)
+            choices.append(Choice(tuple(("", option) for option in options), path.stem, ratio=_ratio(record, where)))
+    if len({choice.ratio for choice in choices}) < 2:
+        names = ", ".join(str(path) for path in files)
+        raise EvalDataError(f"{names}: field 'ratio' is all equal over {len(choices)} item(s); "
+                            "Spearman's rho needs at least two different ratios")
     return choices
+
+
+def _options(record: dict, where: str) -> list[str]:
+    options = text(record, "sentences", where).split("\t")
+    if len(options) < 2:
+        raise EvalDataError(f"{where}: field 'sentences' must hold at least 2 tab-separated options")
+    for k, option in enumerate(options):
+        if not option.strip():
+            raise EvalDataError(f"{where}: field 'sentences' option {k} is empty (options are tab-separated)")
+    return options
 
 
 def _strings(record: dict, key: str, where: str, at_least: int) -> list[str]:
     values = field(record, key, where, list)
-    if len(values) < at_least or not all(isinstance(v, str) for v in values):
-        raise EvalDataError(f"{where}: field '{key}' must be a list of at least {at_least} strings")
+    if len(values) < at_least:
+        raise EvalDataError(f"{where}: field '{key}' must be a list of at least {at_least} strings, got {len(values)}")
+    for k, value in enumerate(values):
+        if not isinstance(value, str):
+            raise EvalDataError(f"{where}: field '{key}' item {k} must be a string, got {type(value).__name__}")
+        if not value.strip():
+            raise EvalDataError(f"{where}: field '{key}' item {k} must not be empty")
     return values
 
 
 def _ratio(record: dict, where: str) -> float:
     value = field(record, "ratio", where, (int, float, str))
     try:
-        return float(value)
-    except ValueError:
+        ratio = float(value)
+    except (ValueError, OverflowError):
         raise EvalDataError(f"{where}: field 'ratio' must be a number, got {value!r}") from None
+    if not math.isfinite(ratio):
+        raise EvalDataError(f"{where}: field 'ratio' must be a finite number, got {value!r}")
+    return ratio
 
 
 @dataclass(frozen=True)
@@ -143,17 +172,51 @@ TASKS = {
     )
 }
 ALL_TASKS = [*TASKS, "reading"]  # reading lives in reading.py (a regression, not a choice task)
+TASK_FOLDERS = {**{task.name: task.folder for task in TASKS.values()}, "reading": READING_FOLDER}
+OFFICIAL_FOLDERS = (*TASK_FOLDERS.values(), "aoa", "glue_filtered")  # the sub-folders of `full_eval`
 
 
-def task_folder(name: str, data_dir) -> Path:
-    """The task's official sub-folder of `data_dir` if present, else `data_dir` itself."""
+def task_folder(name: str, data_dir, alone: bool = True) -> Path:
+    """Where task `name` reads its data: its official sub-folder of `data_dir` (see TASK_FOLDERS).
+
+    `data_dir` itself holds the task's files only when the task is asked for `alone` and `data_dir`
+    has none of the OFFICIAL_FOLDERS; any other missing sub-folder is an error, so one task is
+    never scored on another task's files. Reading also takes the CSV file itself."""
     data_dir = Path(data_dir)
-    sub = data_dir / TASKS[name].folder
-    return sub if sub.is_dir() else data_dir
+    if not data_dir.exists():
+        raise EvalDataError(f"{data_dir}: evaluation data folder not found")
+    if name == "reading" and data_dir.is_file():
+        return data_dir
+    if not data_dir.is_dir():
+        raise EvalDataError(f"{data_dir}: not a folder (expected the evaluation data folder)")
+    sub = data_dir / TASK_FOLDERS[name]
+    if sub.is_dir():
+        return sub
+    present = [folder for folder in OFFICIAL_FOLDERS if (data_dir / folder).is_dir()]
+    if present:
+        raise EvalDataError(f"{data_dir}: no {sub.name}/ folder for task '{name}' (it holds "
+                            f"{', '.join(folder + '/' for folder in present)}: the official full_eval layout)")
+    if not alone:
+        raise EvalDataError(f"{data_dir}: no {sub.name}/ folder for task '{name}'; a folder holding one task's "
+                            "files directly is read only when that task is the only one asked for")
+    return data_dir
 
 
-def parse_task_list(text: str) -> list[str]:
-    names = [name.strip() for name in text.split(",") if name.strip()]
+def task_inputs(name: str, data_dir, alone: bool = True, shared_prefix: bool = True) -> dict:
+    """What task `name`'s scores depend on besides the model: its data (path and a SHA-256 of the files it
+    reads) and the options that change scores -> {"data", "data_sha256", "shared_prefix"}."""
+    folder = task_folder(name, data_dir, alone)
+    if name == "reading":
+        files, root, shared = [reading_file(folder)], None, False
+    else:
+        files, root, shared = task_files(folder, name), folder, TASKS[name].shared_prefix and shared_prefix
+    data = files[0] if name == "reading" else folder
+    return {"data": str(data.resolve()), "data_sha256": files_sha256(files, root), "shared_prefix": shared}
+
+
+def parse_task_list(spec: str) -> list[str]:
+    """Task names from "a,b,c" (each once, in order); an error naming any unknown one."""
+    names = list(dict.fromkeys(name.strip() for name in spec.split(",") if name.strip()))
     unknown = [name for name in names if name not in ALL_TASKS]
     if unknown or not names:
         raise ValueError(f"unknown task(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(ALL_TASKS)}")
@@ -180,10 +243,6 @@ def summarize(name: str, choices: list[Choice], scores: list[list[float]]) -> di
     if name == "entity_tracking":  # within each file over its numops UIDs, then over the files
         by_file = {split: macro(v for uid, v in by_uid.items() if uid.startswith(split))
                    for split in ENTITY_TRACKING_SPLITS if any(uid.startswith(split) for uid in by_uid)}
-        unmatched = [uid for uid in by_uid if not uid.startswith(ENTITY_TRACKING_SPLITS)]
-        if unmatched:  # the official average would silently leave them out
-            raise EvalDataError(f"entity tracking: file names must start with {', '.join(ENTITY_TRACKING_SPLITS)}; "
-                                f"got UIDs {', '.join(unmatched)}")
         result["by_group"], accuracy = by_file, macro(by_file.values())
     else:
         accuracy = macro(by_uid.values())
@@ -193,21 +252,20 @@ def summarize(name: str, choices: list[Choice], scores: list[list[float]]) -> di
 
 
 def evaluate_task(model, tokenizer, name: str, data_dir, batch_size: int = 64, progress: bool = False,
-                  shared_prefix: bool = True) -> dict:
-    """Load, score and summarize one task -> {"task", "scores", "by_uid", ..., "n_items", "seconds"}.
+                  shared_prefix: bool = True, alone: bool = True) -> dict:
+    """Load, score and summarize one task -> {"task", "scores", "by_uid", ..., "n_items", "data", "seconds"}.
 
     `shared_prefix`: run the options' shared context once (KV cache) on tasks that have one: the
     same scores up to float rounding, ~4x faster on CPU (BENCHMARKS.md, "Evaluation speed").
+    `alone`: is this the only task asked for (may `data_dir` itself hold its files; see `task_folder`)?
     """
-    if name == "reading":
-        from .reading import evaluate_reading
-
-        return evaluate_reading(model, tokenizer, data_dir, batch_size=batch_size, progress=progress)
-    if name not in TASKS:
+    if name not in ALL_TASKS:
         raise ValueError(f"unknown task {name!r}; known: {', '.join(ALL_TASKS)}")
+    folder = task_folder(name, data_dir, alone)
+    if name == "reading":
+        return evaluate_reading(model, tokenizer, folder, batch_size=batch_size, progress=progress)
     task = TASKS[name]
     start = time.perf_counter()
-    folder = task_folder(name, data_dir)
     choices = task.load(folder)
     shared = task.shared_prefix and shared_prefix
     scores = score_choices(model, tokenizer, choices, shared, batch_size=batch_size, progress=progress)
