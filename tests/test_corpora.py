@@ -2,6 +2,8 @@
 recipes, audit and stats (on tests/data/babylike, a miniature corpus in the babylike_10M layout)."""
 
 import json
+import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -10,11 +12,12 @@ import pytest
 from babblelm.cli import main
 from babblelm.config import load_config
 from babblelm.data.audit import audit
+from babblelm.data import corpus
 from babblelm.data.corpus import DataError, ReadStats, read_lines
 from babblelm.data.filters import FilterChain, chain_names
 from babblelm.data.mixing import allocate, round_robin, take_within
 from babblelm.data.prepare import prepare_data
-from babblelm.data.readers import CorpusFile, discover, read_text
+from babblelm.data.readers import CorpusFile, discover, read_text, scan_corpus
 from babblelm.data.stats import format_stats, source_stats
 
 from conftest import BABYLIKE
@@ -183,6 +186,158 @@ def test_prepare_records_skips_and_warnings(tmp_path):
     assert any("empty file" in w for w in m["warnings"]) and any("line(s) [1]" in w for w in m["warnings"])
     assert inputs["childes"]["filters"]["chat_annotations"]["lines_removed"] == 150
     assert audit(tmp_path / "out")["ok"]
+
+
+# --- every file and line accounted for ------------------------------------------------------
+
+
+def _prepare_small(folder, out, **data):
+    raw = {"data": {"corpus": str(folder), "seq_len": 16, "filters": ["childes_speaker_tags"], **data},
+           "tokenizer": {"vocab_size": 300}}  # fmt: skip
+    cfg = load_config(raw=raw)
+    return prepare_data(cfg.data, cfg.tokenizer, out, progress=False)
+
+
+def test_every_corpus_file_is_used_or_listed_with_a_reason(tmp_path, caplog):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "Gutenberg.TXT").write_text("The cat sat on the mat .\n" * 60)
+    (folder / "childes.valid").write_text("*MOT:\tlook at that .\n" * 20)
+    (folder / "stories.JSONL").write_text('{"text": "a dog ran"}\n')
+    (folder / "notes.md").write_text("about this corpus\n")
+    (folder / "childes.test").write_text("never read\n")
+    (folder / "blank.train").write_text("  \n\t\n")
+    (folder / "headers.cha").write_text("@UTF8\n@Begin\n@Participants:\tCHI Eve Target_Child\n@End\n")
+    (folder / "gone.train").symlink_to(folder / "missing.train")
+    (folder / "._childes.train").write_bytes(b"\x00\x05\x16\x07")  # macOS resource fork
+    (folder / "old").mkdir()
+    with caplog.at_level(logging.WARNING, logger="babblelm.data.prepare"):
+        m = _prepare_small(folder, tmp_path / "out")
+    used = {(r["source"], r["split"], Path(r["file"]).name) for split in m["inputs"].values() for r in split}
+    assert {("gutenberg", "train", "Gutenberg.TXT"), ("childes", "dev", "childes.valid"), ("stories", "train", "stories.JSONL")} <= used
+    skipped = {Path(s["file"]).name: s["reason"] for s in m["skipped_files"]}
+    assert set(skipped) == {"notes.md", "childes.test", "blank.train", "headers.cha", "gone.train", "._childes.train", "old"}
+    assert "unrecognised" in skipped["notes.md"] and "test split" in skipped["childes.test"]
+    assert "only blank lines" in skipped["blank.train"] and "dangling symbolic link" in skipped["gone.train"]
+    assert "no text" in skipped["headers.cha"] and "4 chat_headers" in skipped["headers.cha"]
+    assert "hidden" in skipped["._childes.train"] and "empty folder" in skipped["old"]
+    assert "5 file(s) under" in caplog.text and "; notes.md (unrecognised" in caplog.text
+    assert "blank.train: not used: only blank lines" in caplog.text
+    assert audit(tmp_path / "out")["ok"]
+    (folder / "later.csv").write_text("a,b\n")
+    report = audit(tmp_path / "out")
+    assert not report["ok"] and any(name == "corpus files accounted for" and not ok and "later.csv" in detail
+                                    for name, ok, detail in report["checks"])  # fmt: skip
+    again = _prepare_small(folder, tmp_path / "out")  # a new entry: prepared again, and listed
+    assert "later.csv" in {Path(s["file"]).name for s in again["skipped_files"]} and audit(tmp_path / "out")["ok"]
+
+
+def test_fifo_and_symlink_loop_are_listed_not_read(tmp_path):
+    folder = tmp_path / "corpus"
+    (folder / "books").mkdir(parents=True)
+    (folder / "books" / "a.txt").write_text("one two three four five six .\n" * 50)
+    (folder / "books" / "again").symlink_to(folder / "books")  # a loop
+    (folder / "books" / "root").symlink_to("/")  # holds the corpus folder: a loop too
+    (folder / "books" / "copy.txt").symlink_to(folder / "books" / "a.txt")  # the same file twice
+    (folder / "self.train").symlink_to(folder / "self.train")
+    os.mkfifo(folder / "pipe.train")
+    found, skipped = scan_corpus(folder)
+    assert [f.path.name for f in found] == ["a.txt"]
+    reasons = {p.name: r for p, r in skipped}
+    assert all("symbolic link loop" in reasons[name] for name in ("again", "root", "self.train"))
+    assert "same file as" in reasons["copy.txt"] and "not a regular file" in reasons["pipe.train"]
+
+
+def test_output_folder_inside_the_corpus_is_not_read(tmp_path):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "a.train").write_text("one two three four five six .\n" * 50)
+    _prepare_small(folder, folder / "prepared")
+    m = _prepare_small(folder, folder / "prepared", seq_len=32)
+    assert [r["file"] for r in m["inputs"]["train"]] == [str(folder / "a.train")]
+    assert {Path(s["file"]).name: s["reason"] for s in m["skipped_files"]} == {"prepared": "the output folder of this preparation"}
+    with pytest.raises(DataError, match="must not contain the corpus folder"):
+        _prepare_small(folder, tmp_path)
+
+
+def test_chat_reader_drops_and_counts_malformed_tiers(tmp_path):
+    cha = tmp_path / "t.cha"
+    cha.write_text("@Begin\n*MOT look at that .\n*CHI:\tmore cookie .\n*CHI:nope .\n\tstill nope\nplain text\n"
+                   "%mor:\tqn|more\n*FAT:\tgood .\n@End\n")  # fmt: skip
+    stats = ReadStats()
+    assert list(read_text(CorpusFile(cha, "c", "train", "chat"), stats)) == ["*CHI:\tmore cookie .", "*FAT:\tgood ."]
+    assert stats.dropped == {"chat_headers": 2, "chat_malformed": 4, "chat_dependent_tiers": 1}
+    assert stats.dropped_at["chat_malformed"] == [2, 4, 5, 6]
+
+
+def test_speaker_tags_drop_malformed_chat_tiers():
+    out, report = clean(["childes_speaker_tags"], ["*MOT look at that .", "*CHI:nope", "*MOT:\tfine .", "*** A Book ***"])
+    assert out == [None, None, "fine .", "*** A Book ***"]
+    assert report["childes_speaker_tags"]["lines_removed"] == 2
+
+
+def test_control_characters_removed_and_counted(tmp_path):
+    path = tmp_path / "s.jsonl"
+    path.write_text('{"text": "a\\u0000b"}\n{"text": "\\u0001\\u0002"}\n{"text": "fine\\ttext"}\n')
+    stats = ReadStats()
+    assert list(read_text(CorpusFile(path, "s", "train", "jsonl"), stats)) == ["a b", "fine\ttext"]
+    assert stats.control_chars == 3 and stats.dropped_at["control_chars"] == [1, 2]
+    assert stats.dropped == {"control_only": 1}
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "s.jsonl").write_text('{"text": "one two three \\u0000 four five six ."}\n' * 40)
+    m = _prepare_small(tmp_path / "c", tmp_path / "out", filters=[])
+    assert "\0" not in (tmp_path / "out" / m["inputs"]["train"][0]["clean_file"]).read_text()
+    assert any("s.jsonl: removed 40 control character(s)" in w and "line(s) [1, 2, 3" in w for w in m["warnings"])
+
+
+def test_lone_surrogate_in_jsonl_names_file_and_line(tmp_path):
+    path = tmp_path / "s.jsonl"
+    path.write_text('{"text": "fine"}\n{"text": "bad \\ud800 half"}\n')
+    with pytest.raises(DataError, match=r"s\.jsonl:2: invalid Unicode: lone surrogate U\+D800 in field 'text'"):
+        list(read_text(CorpusFile(path, "s", "train", "jsonl"), ReadStats()))
+
+
+def test_jsonl_wrong_types_name_file_line_and_what_was_expected(tmp_path):
+    path = tmp_path / "s.jsonl"
+    expected = {"[1, 2]": r"expected one JSON object per line .*, found an array",
+                '{"text": 5}': r"expected a string field 'text' \(data.text_field\), found a number",
+                "[" * 30_000: r"not usable JSON \(RecursionError: .*\); expected one JSON object",
+                '{"n": 1%s}' % ("0" * 5000): r"not usable JSON \(ValueError: .*\); expected one JSON object"}  # fmt: skip
+    for line, pattern in expected.items():
+        path.write_text('{"text": "fine"}\n' + line + "\n")
+        with pytest.raises(DataError, match=r"s\.jsonl:2: " + pattern):
+            list(read_text(CorpusFile(path, "s", "train", "jsonl"), ReadStats()))
+
+
+def test_unreadable_file_is_a_one_line_error(tmp_path):
+    with pytest.raises(DataError, match=r"^\S+: cannot read \(Is a directory\); expected a readable UTF-8 text file$"):
+        list(read_lines(tmp_path))
+
+
+def test_byte_order_marks_where_files_were_joined(tmp_path):
+    path = tmp_path / "s.jsonl"
+    path.write_bytes(b'\xef\xbb\xbf{"text": "one"}\n \xef\xbb\xbf \n\xef\xbb\xbf{"text": "two"}\n')
+    stats = ReadStats()
+    assert list(read_text(CorpusFile(path, "s", "train", "jsonl"), stats)) == ["one", "two"]
+    assert (stats.lines, stats.empty_lines) == (2, 1)
+
+
+def test_cr_only_line_endings_are_line_breaks(tmp_path, monkeypatch):
+    path = tmp_path / "mac.train"
+    path.write_bytes(b"one two\rthree\r\rfour\r\nfive\r")
+    stats = ReadStats()
+    assert list(read_lines(path, stats, max_line_bytes=100)) == ["one two", "three", "four", "five"]
+    assert (stats.lines, stats.empty_lines, stats.long_lines, stats.bytes) == (4, 1, 0, path.stat().st_size)
+    path.write_bytes(b"word word\r" * 50_000)  # 500 KB in CR-only lines, each well under the limit
+    assert len(list(read_lines(path, max_line_bytes=1000))) == 50_000
+    monkeypatch.setattr(corpus, "CHUNK_BYTES", 3)  # line ends and long lines split between reads
+    path.write_bytes(b"ab\r\ncd\r\nlong line here\r\nx\rxy\n")
+    stats = ReadStats()
+    assert list(read_lines(path, stats, max_line_bytes=5)) == ["ab", "cd", "x", "xy"]
+    assert (stats.long_lines, stats.long_line_numbers, stats.empty_lines) == (1, [3], 0)
+    path.write_bytes(b"\xef\xbb\xbfab\xff\r")
+    with pytest.raises(DataError, match=r"mac\.train:1: invalid UTF-8 at byte offset 5"):
+        list(read_lines(path))
 
 
 # --- mixing and budgets ----------------------------------------------------------------------

@@ -3,7 +3,8 @@
     report = audit("runs/x/data")      # {"checks": [(name, ok, detail), ...], "ok": bool, "compliant": bool}
     print(format_audit(report))
 
-Checks: the sha256 of every output and every input still present; the counts add up (raw words
+Checks: the sha256 of every output and every input still present; every entry of the corpus folder
+(where present) read or listed in `skipped_files`, none added or gone; the counts add up (raw words
 minus what each filter removed = cleaned words, per file; sources -> allocations -> budget ->
 train split; block word counts + dropped words = split words); the training words are within
 the track's cap; and, when the folder sits in a run folder with `config.yaml`, the run's epochs
@@ -22,6 +23,7 @@ from ..config import MAX_EPOCHS, TRACK_WORDS
 from .blocks import MANIFEST
 from .corpus import DataError
 from .prepare import file_sha256
+from .readers import scan_corpus
 
 
 def load_manifest(data_dir: str | Path) -> dict:
@@ -51,6 +53,9 @@ def audit(data_dir: str | Path) -> dict:
     check("inputs sha256", not changed, f"{len(records) - len(gone) - len(changed)}/{len(records)} match"
           + (f"; changed: {changed[:5]}" if changed else "") + (f"; not present to check: {len(gone)}" if gone else ""))  # fmt: skip
 
+    if "skipped_files" in m:
+        check("corpus files accounted for", *_accounted(m, data_dir))
+
     off = [r["file"] for r in records
            if r["words_raw"] - sum(f["words_removed"] for f in r["filters"].values()) != r["words_clean"]
            or r["lines"] - sum(f["lines_removed"] for f in r["filters"].values()) != r["lines_clean"]]  # fmt: skip
@@ -77,6 +82,23 @@ def audit(data_dir: str | Path) -> dict:
     verified = all(ok for name, ok, _ in checks if name not in ("track cap", "epochs"))
     compliant = verified and cap is not None and all(ok for _, ok, _ in checks)
     return {"data_dir": str(data_dir), "track": budget["track"], "checks": checks, "ok": verified, "compliant": compliant}
+
+
+def _accounted(m: dict, data_dir: Path) -> tuple[bool, str]:
+    """Whether the corpus folder still holds exactly the files the manifest read or lists as skipped."""
+    corpus = m["config"]["data"]["corpus"]
+    if not Path(corpus).is_dir():
+        return True, f"corpus folder {corpus} not present to check"
+    try:
+        files, skipped = scan_corpus(corpus, exclude=data_dir)
+    except DataError as err:
+        return False, str(err)
+    current = {str(f.path) for f in files} | {str(s.path) for s in skipped}
+    listed = {r["file"] for split in m["inputs"].values() for r in split} | {s["file"] for s in m["skipped_files"]}
+    added, gone = sorted(current - listed), sorted(listed - current)
+    detail = f"{len(listed)} entries read or listed as skipped ({len(m['skipped_files'])} skipped)"
+    detail += (f"; not in the manifest: {added[:5]}" if added else "") + (f"; gone: {gone[:5]}" if gone else "")
+    return not added and not gone, detail
 
 
 def format_audit(report: dict) -> str:

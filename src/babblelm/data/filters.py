@@ -62,11 +62,16 @@ def _squash(line: str) -> str:
 
 # A CHAT main-tier tag (`*MOT:\t`, `*CHI: `) or a switchboard-style turn tag (`A:\t`).
 _SPEAKER_TAG = re.compile(r"^(?:\*[A-Za-z0-9_+-]+:[\t ]+|[A-Z]:\t+)")
+# A line that starts like a CHAT main tier (`*MOT`, `*CHI`) but lacks the `:` and tab ending its tag.
+_BROKEN_TAG = re.compile(r"^\*[A-Z][A-Z0-9]{1,3}(?![A-Za-z0-9_+-])(?!:[\t ])")
 
 
 @register("childes_speaker_tags")
 def childes_speaker_tags(line: str) -> str | None:
-    """Strip a leading speaker tag such as `*MOT:\\t` or `A:\\t`; drop the line if nothing is left."""
+    """Strip a leading speaker tag such as `*MOT:\\t` or `A:\\t`; drop the line if nothing is left,
+    or if it is a malformed CHAT main tier (`*MOT look`, `*CHI:no tab`): its tag cannot be told from its text."""
+    if _BROKEN_TAG.match(line):
+        return None
     stripped = _SPEAKER_TAG.sub("", line, count=1)
     return stripped if stripped.strip() else None
 

@@ -9,7 +9,8 @@ with the same config, unchanged inputs and intact outputs reuses them. Stages, e
 from disk, so memory stays bounded whatever the corpus size:
 
 1. clean: read every file (readers.py), apply its source's filters once, write `clean/`; count
-   lines and words before/after every filter; hash the inputs.
+   lines and words before/after every filter; hash the inputs. Every entry of the corpus folder
+   not used (and every file that gave no text) goes into `skipped_files` with the reason.
 2. allocate: split the budget (`data.max_words` or `data.max_bytes`) between sources
    (mixing.py), keep whole lines of each, check the words against the track's cap.
 3. tokenizer: byte-level BPE on the selected training lines only (they count in the budget).
@@ -24,6 +25,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -38,13 +40,13 @@ from .blocks import MANIFEST, token_dtype, write_blocks
 from .corpus import DataError, ReadStats
 from .filters import FilterChain, chain_names, merge_reports
 from .mixing import allocate, measure, round_robin, take_within
-from .readers import CorpusFile, canonical_source, discover, read_text
+from .readers import CorpusFile, Skipped, canonical_source, read_text, scan_corpus, skipped_summary
 from .tokenizer import SPECIAL_TOKENS, train_tokenizer
 
 log = logging.getLogger(__name__)
 
 CLEAN_DIR = "clean"  # the cleaned text of every input file, one line per unit
-FORMAT_VERSION = 2  # bump when the output format changes, so old folders are rebuilt
+FORMAT_VERSION = 3  # bump when the output format changes, so old folders are rebuilt
 DEV_EVERY = 100  # with no dev files, every 100th selected training line becomes dev
 
 
@@ -65,14 +67,21 @@ def file_sha256(path: str | Path) -> str:
 def prepare_data(data_cfg: DataSection, tok_cfg: TokenizerSection, out_dir: str | Path, progress: bool = True) -> dict:
     """Prepare (or reuse) the data folder `out_dir`; return the manifest."""
     out_dir = Path(out_dir)
-    files = discover(data_cfg.corpus)
+    _check_out_dir(data_cfg.corpus, out_dir)
+    files, not_read = scan_corpus(data_cfg.corpus, exclude=out_dir)
     warnings: list[str] = []
     settings = _source_settings(data_cfg, files, warnings)
     chash = config_hash(data_cfg, tok_cfg)
-    cached = _reusable_manifest(out_dir, chash, files)
+    cached = _reusable_manifest(out_dir, chash, files, not_read)
     if cached is not None:
         log.info("data: reusing %s (same config hash %s, inputs and outputs unchanged)", out_dir, chash[:12])
+        for message in cached["warnings"]:
+            if message not in warnings:  # the others were just logged again
+                log.warning("data: %s", message)
         return cached
+    if not_read:
+        warnings.append(skipped_summary(data_cfg.corpus, not_read) + "; all listed in manifest.skipped_files")
+        log.warning("data: %s", warnings[-1])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MANIFEST).unlink(missing_ok=True)
     shutil.rmtree(out_dir / CLEAN_DIR, ignore_errors=True)
@@ -81,6 +90,8 @@ def prepare_data(data_cfg: DataSection, tok_cfg: TokenizerSection, out_dir: str 
     with _timed(timings, "clean"):
         records = [_survey(f, i, settings[f.source], data_cfg, out_dir, warnings, progress) for i, f in enumerate(files)]
     inputs = {split: [r for r in records if r["split"] == split] for split in ("train", "dev")}
+    skipped = [{"file": str(s.path), "reason": s.reason} for s in not_read]
+    skipped += [{"file": r["file"], "reason": reason} for r in records if (reason := no_text_reason(r)) is not None]
     with _timed(timings, "allocate"):
         allocations, budget = _budget(inputs["train"], data_cfg, settings, out_dir)
     carve = not inputs["dev"]
@@ -109,6 +120,7 @@ def prepare_data(data_cfg: DataSection, tok_cfg: TokenizerSection, out_dir: str 
         "config_hash": chash,
         "config": {"data": dataclasses.asdict(data_cfg), "tokenizer": dataclasses.asdict(tok_cfg)},
         "inputs": inputs,
+        "skipped_files": sorted(skipped, key=lambda s: s["file"]),
         "sources": {split: _by_source(recs) for split, recs in inputs.items()},
         "filters": {split: merge_reports(i["filters"] for i in recs) for split, recs in inputs.items()},
         "allocations": allocations,
@@ -149,7 +161,7 @@ def _source_settings(data_cfg: DataSection, files: list[CorpusFile], warnings: l
 def _survey(file: CorpusFile, index: int, setting: dict, data_cfg: DataSection, out_dir: Path, warnings: list, progress: bool) -> dict:
     """Read and clean one file, writing its cleaned lines under clean/; return its manifest record."""
     stats, filters = ReadStats(), FilterChain(setting["filters"], setting["params"])
-    clean_rel = f"{CLEAN_DIR}/{file.split}/{index:04d}_{file.source}_{file.path.name}.txt"
+    clean_rel = f"{CLEAN_DIR}/{file.split}/{index:04d}_{_safe_name(file.source)}_{_safe_name(file.path.name)}.txt"
     (out_dir / clean_rel).parent.mkdir(parents=True, exist_ok=True)
     units = words_raw = lines_clean = words_clean = bytes_clean = 0
     with open(out_dir / clean_rel, "w", encoding="utf-8", newline="\n") as out:
@@ -162,21 +174,53 @@ def _survey(file: CorpusFile, index: int, setting: dict, data_cfg: DataSection, 
                 lines_clean += 1
                 words_clean += len(clean.split())
                 bytes_clean += len(clean.encode("utf-8")) + 1
-    if stats.bytes == 0:
-        warnings.append(f"{file.path}: empty file (0 bytes); nothing read from it")
-    if stats.long_lines:
-        warnings.append(f"{file.path}: skipped {stats.long_lines} line(s) over data.max_line_bytes="
-                        f"{data_cfg.max_line_bytes} bytes: line(s) {stats.long_line_numbers}")  # fmt: skip
-    for message in warnings[-2:]:
-        if message.startswith(str(file.path)):
-            log.warning("data: %s", message)
-    return {
+    record = {
         "source": file.source, "split": file.split, "file": str(file.path), "format": file.fmt,
         "sha256": stats.sha256, "bytes": stats.bytes, "file_lines": stats.lines, "empty_lines": stats.empty_lines,
-        "long_lines": stats.long_lines, "lines": units, "words_raw": words_raw, "lines_clean": lines_clean,
-        "words_clean": words_clean, "bytes_clean": bytes_clean, "filter_list": setting["filters"],
-        "filters": filters.reports(), "clean_file": clean_rel,
+        "long_lines": stats.long_lines, "dropped_lines": stats.dropped, "control_chars": stats.control_chars,
+        "lines": units, "words_raw": words_raw, "lines_clean": lines_clean, "words_clean": words_clean,
+        "bytes_clean": bytes_clean, "filter_list": setting["filters"], "filters": filters.reports(), "clean_file": clean_rel,
     }  # fmt: skip
+    for message in _read_warnings(record, stats, data_cfg.max_line_bytes):
+        warnings.append(f"{file.path}: {message}")
+        log.warning("data: %s", warnings[-1])
+    return record
+
+
+def _read_warnings(record: dict, stats: ReadStats, max_line_bytes: int) -> list[str]:
+    """What reading one file left out or changed that its owner should hear about."""
+    messages = []
+    if (reason := no_text_reason(record)) is not None:
+        messages.append(f"not used: {reason}")
+    if stats.long_lines:
+        messages.append(f"skipped {stats.long_lines} line(s) over data.max_line_bytes={max_line_bytes} bytes: "
+                        f"line(s) {stats.long_line_numbers}")  # fmt: skip
+    if stats.control_chars:
+        messages.append(f"removed {stats.control_chars} control character(s) (NUL, escape, ...; each run became a space) "
+                        f"from line(s) {stats.dropped_at['control_chars']}")  # fmt: skip
+    if malformed := stats.dropped.get("chat_malformed"):
+        messages.append(f"left out {malformed} malformed CHAT line(s) (expected `*SPK:<tab>`, `%tier:`, `@header` "
+                        f"or a tab-indented continuation): line(s) {stats.dropped_at['chat_malformed']}")  # fmt: skip
+    return messages
+
+
+def no_text_reason(record: dict) -> str | None:
+    """Why a file that was read gave no text lines (None if it gave some)."""
+    if record["lines"]:
+        return None
+    if record["bytes"] == 0:
+        return "empty file (0 bytes)"
+    if record["long_lines"] and not record["file_lines"]:
+        return f"every line is over data.max_line_bytes ({record['long_lines']} line(s))"
+    if not record["file_lines"]:
+        return f"only blank lines ({record['empty_lines']})"
+    dropped = ", ".join(f"{n} {reason}" for reason, n in record["dropped_lines"].items())
+    return f"no text lines in {record['format']} format ({dropped or 'nothing usable'})"
+
+
+def _safe_name(name: str) -> str:
+    """A short file-name-safe form of `name` for files under clean/."""
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", name)[:80]
 
 
 def _by_source(records: list[dict]) -> dict[str, dict]:
@@ -185,8 +229,8 @@ def _by_source(records: list[dict]) -> dict[str, dict]:
     for rec in records:
         into = out.setdefault(rec["source"], {"files": 0, "filter_list": rec["filter_list"], "filters": {}})
         into["files"] += 1
-        for key in ("bytes", "lines", "long_lines", "words_raw", "lines_clean", "words_clean", "bytes_clean"):
-            into[key] = into.get(key, 0) + rec[key]
+        for key in ("bytes", "lines", "long_lines", "control_chars", "words_raw", "lines_clean", "words_clean", "bytes_clean"):
+            into[key] = into.get(key, 0) + rec.get(key, 0)
         into["filters"] = merge_reports([into["filters"], rec["filters"]])
     return out
 
@@ -288,28 +332,38 @@ def _output_files(out_dir: Path) -> list[Path]:
     return [out_dir / n for n in names] + tokenizer + sorted(p for p in (out_dir / CLEAN_DIR).rglob("*") if p.is_file())
 
 
-def _reusable_manifest(out_dir: Path, chash: str, files: list[CorpusFile]) -> dict | None:
-    """The existing manifest if its config hash, input hashes and output hashes all still match."""
+def _check_out_dir(corpus: str, out_dir: Path) -> None:
+    """Preparing rewrites `out_dir`: it must not be, or contain, the corpus folder."""
+    corpus_path, out = Path(corpus).resolve(), out_dir.resolve()
+    if corpus_path == out or out in corpus_path.parents:
+        raise DataError(f"the output folder {out_dir} must not contain the corpus folder {corpus} "
+                        "(preparing rewrites the output folder); choose another --out")  # fmt: skip
+
+
+def _reusable_manifest(out_dir: Path, chash: str, files: list[CorpusFile], not_read: list[Skipped]) -> dict | None:
+    """The existing manifest if its config hash, input hashes, skipped entries and output hashes all still match."""
     path = out_dir / MANIFEST
     if not path.is_file():
         return None
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        log.info("data: %s is unreadable; preparing again", path)
-        return None
-    if manifest.get("config_hash") != chash:
-        log.info("data: config changed since %s was written; preparing again", path)
-        return None
-    recorded = {(i["file"], i["sha256"]) for split in manifest["inputs"].values() for i in split}
-    current = {(str(f.path), file_sha256(f.path)) for f in files}
-    if recorded != current:
-        log.info("data: corpus files changed since %s was written; preparing again", path)
-        return None
-    for name, sha in manifest["outputs"].items():
-        if not (out_dir / name).is_file() or file_sha256(out_dir / name) != sha:
-            log.info("data: %s is missing or changed; preparing again", out_dir / name)
+        if manifest.get("config_hash") != chash:
+            log.info("data: config changed since %s was written; preparing again", path)
             return None
+        recorded = {(i["file"], i["sha256"]) for split in manifest["inputs"].values() for i in split}
+        read = {file for file, _ in recorded}
+        skips = {(s["file"], s["reason"]) for s in manifest["skipped_files"] if s["file"] not in read}
+        current = {(str(f.path), file_sha256(f.path)) for f in files}
+        if recorded != current or skips != {(str(s.path), s.reason) for s in not_read}:
+            log.info("data: corpus files changed since %s was written; preparing again", path)
+            return None
+        for name, sha in manifest["outputs"].items():
+            if not (out_dir / name).is_file() or file_sha256(out_dir / name) != sha:
+                log.info("data: %s is missing or changed; preparing again", out_dir / name)
+                return None
+    except (ValueError, KeyError, TypeError, AttributeError, OSError) as err:
+        log.info("data: %s is unreadable or incomplete (%s); preparing again", path, err)
+        return None
     return manifest
 
 
