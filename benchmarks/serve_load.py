@@ -25,11 +25,11 @@ def start_server(model_path: str, clients: int, max_active: int):
     from babblelm.serve import Limits, Server
 
     model, tokenizer = load_for_generation(model_path, device="auto")
-    app = Server(model, tokenizer, "bench", Limits(max_active=max_active, max_queue=clients)).app
+    served = Server(model, tokenizer, "bench", Limits(max_active=max_active, max_queue=clients))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(served.uvicorn_config("127.0.0.1", port))
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:
         time.sleep(0.05)

@@ -1,10 +1,7 @@
-"""Shipping: streamed generation for every architecture, the OpenAI-compatible server (tested with the
-official `openai` client on 127.0.0.1), the Hub-ready repository with chck_* branches, the model card."""
+"""Shipping: streamed generation for every architecture, `babble generate`, the Hub-ready repository with chck_*
+branches, the model card. The OpenAI-compatible server is tested in test_serve.py."""
 
 import json
-import socket
-import threading
-import time
 
 import pytest
 import torch
@@ -98,108 +95,6 @@ def test_generate_cli_streams(run_dir, capsys):
     assert capsys.readouterr().out == first  # same seed, same text
     assert main(["generate", str(run_dir), "the dog", "--max-new-tokens", "500"]) == 2
     assert "exceeds the model's context" in capsys.readouterr().err
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server(run_dir):
-    """The server on 127.0.0.1 in a thread; 1 generation at a time and 1 waiting, so overload is testable."""
-    import uvicorn
-
-    from babblelm.serve import Limits, Server
-
-    model, tok = load_for_generation(run_dir, device="cpu")
-    app = Server(model, tok, "tiny", Limits(max_active=1, max_queue=1, max_body_bytes=4096)).app
-    port = _free_port()
-    uv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=uv.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not uv.started:
-        assert time.time() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    uv.should_exit = True
-    thread.join(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    openai = pytest.importorskip("openai")
-    return openai.OpenAI(base_url=server + "/v1", api_key="unused", max_retries=0, timeout=120)
-
-
-def test_server_completions(client):
-    assert [m.id for m in client.models.list().data] == ["tiny"]
-    greedy = client.completions.create(model="tiny", prompt="the dog", max_tokens=6, temperature=0, logprobs=2)
-    choice = greedy.choices[0]
-    assert choice.finish_reason in ("length", "stop") and greedy.usage.prompt_tokens >= 2
-    assert greedy.usage.completion_tokens == len(choice.logprobs.tokens) <= 6
-    assert all(lp <= 0 and len(top) == 2 for lp, top in zip(choice.logprobs.token_logprobs, choice.logprobs.top_logprobs))
-    again = client.completions.create(model="tiny", prompt="the dog", max_tokens=6, temperature=0)
-    assert again.choices[0].text == choice.text
-
-    many = client.completions.create(model="tiny", prompt=["the dog", "a cat"], max_tokens=5, n=2, temperature=1.0,
-                                     top_p=0.9, seed=5)
-    assert [c.index for c in many.choices] == [0, 1, 2, 3]
-
-    stopped = client.completions.create(model="tiny", prompt="the dog", max_tokens=20, temperature=0, stop=[" "])
-    assert " " not in stopped.choices[0].text
-
-    chunks = list(client.completions.create(model="tiny", prompt="the dog", max_tokens=6, temperature=0, stream=True,
-                                            stream_options={"include_usage": True}))
-    text = "".join(c.choices[0].text for c in chunks if c.choices)
-    assert text == choice.text and chunks[-1].usage.completion_tokens == greedy.usage.completion_tokens
-    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == choice.finish_reason
-
-
-def test_server_rejects_bad_requests(client, server):
-    import openai
-    import urllib.error
-    import urllib.request
-
-    cases = [(dict(max_tokens=500), 400, "max_tokens must be <= 32"), (dict(top_p=3), 400, "top_p"),
-             (dict(n=50), 400, "n must be <= 8"), (dict(model="other"), 404, "not found"),
-             (dict(extra_body={"bogus": 1}), 400, "bogus: Extra inputs"),
-             (dict(prompt="the dog " * 40), 400, "prompt is")]
-    for change, status, message in cases:
-        with pytest.raises(openai.APIStatusError) as err:
-            client.completions.create(**{"model": "tiny", "prompt": "x", **change})
-        assert err.value.status_code == status and message in err.value.message, change
-    for body, status, message in [(b"{not json", 400, "not valid JSON"), (b"[1]", 400, "JSON object"),
-                                  (b"{}", 400, "prompt: Field required"), (b"x" * 5000, 413, "exceeds the limit")]:
-        request = urllib.request.Request(server + "/v1/completions", data=body, headers={"Content-Type": "application/json"})
-        with pytest.raises(urllib.error.HTTPError) as err:
-            urllib.request.urlopen(request, timeout=60)
-        assert err.value.code == status and message in json.loads(err.value.read())["error"]["message"]
-    assert json.loads(urllib.request.urlopen(server + "/health", timeout=60).read())["status"] == "ok"
-
-
-def test_server_refuses_beyond_queue(client):
-    """1 running + 1 queued: of 6 simultaneous requests some get 503 at once, the others complete."""
-    import openai
-
-    outcomes = []
-
-    def call():
-        try:
-            client.completions.create(model="tiny", prompt="the dog", max_tokens=25, temperature=1.0)
-            outcomes.append(200)
-        except openai.APIStatusError as err:
-            outcomes.append(err.status_code)
-
-    threads = [threading.Thread(target=call) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert sorted(set(outcomes)) == [200, 503] and outcomes.count(200) >= 2
-    assert client.completions.create(model="tiny", prompt="the dog", max_tokens=2).choices  # still serving
 
 
 def test_export_branches(run_dir, tmp_path, monkeypatch):
