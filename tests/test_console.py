@@ -73,8 +73,9 @@ def test_babble_demo(tmp_path):
     out = babble("demo", "--quick", "--out", tmp_path / "demo", cwd=tmp_path).stdout
     line = next(line for line in out.splitlines() if line.startswith("minimal-pair accuracy:"))
     assert "% before -> " in line and "sample from the exported model: 'the little dog" in out
-    assert (tmp_path / "demo" / "hf" / "model.safetensors").is_file()
-    assert (tmp_path / "demo" / "run" / "results" / "final_demo_pairs.json").is_file()
+    assert (tmp_path / "demo" / "run" / "hf" / "model.safetensors").is_file()
+    assert (tmp_path / "demo" / "run" / "results" / "final" / "blimp.json").is_file()
+    assert "| stage | status | time | detail |" in out and (tmp_path / "demo" / "run" / "results" / "report.md").is_file()
 
 
 def test_babble_info(tmp_path):
@@ -97,6 +98,27 @@ def test_babble_data_stats(run, tmp_path):
     out = babble("data", "stats", run / "data", "--png", tmp_path / "lengths.png", cwd=run).stdout
     assert "childes" in out and f"length distributions: {tmp_path / 'lengths.png'}" in out
     assert (tmp_path / "lengths.png").stat().st_size > 0
+
+
+def test_babble_run(work, tmp_path):
+    cfg = yaml.safe_load((work / "config.yaml").read_text())
+    cfg["run"]["out_dir"] = str(tmp_path / "run")
+    cfg["eval"] = {"tasks": ["blimp", "ewok"], "data": str(work / "eval")}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
+    out = babble("run", "run.yaml", "--no-progress", cwd=tmp_path).stdout
+    table = out[out.index("| stage | status |"):]
+    for stage in ("data", "train", "fast", "full", "report", "export"):
+        assert f"| {stage} | done |" in table, table
+    run = tmp_path / "run"
+    assert (run / "results" / "fast" / "learning_curves.md").is_file() and (run / "results" / "final" / "ewok.json").is_file()
+    assert "| task | score | ties counted wrong | items tied |" in (run / "results" / "report.md").read_text()
+    assert "main" in babble("export", run, tmp_path / "check", "--branches", cwd=tmp_path).stdout
+    again = babble("run", "run.yaml", "--no-progress", "--force", "report", cwd=tmp_path).stdout
+    again = again[again.index("| stage | status |"):]
+    assert all(f"| {stage} | reused |" in again for stage in ("data", "train", "export"))
+    assert "| report | done |" in again and "| fast | done |" in again  # fast and full reuse every result file
+    err = babble("run", "run.yaml", "--force", "nope", cwd=tmp_path, expect=2).stderr
+    assert "--force: unknown stage(s) nope; stages: data, train, fast, full, report, export" in err
 
 
 def test_babble_train(run):

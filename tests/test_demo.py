@@ -20,7 +20,7 @@ def test_quick_demo_runs_end_to_end(tmp_path):
     out = _run_demo(tmp_path / "demo", "--quick")
     elapsed = time.perf_counter() - t0
     assert "minimal-pair accuracy:" in out and "Hugging Face folder" in out
-    assert (tmp_path / "demo" / "hf" / "model.safetensors").exists()
+    assert (tmp_path / "demo" / "run" / "hf" / "model.safetensors").exists()
     assert list((tmp_path / "demo" / "run" / "checkpoints").glob("chck_*M"))
     assert elapsed < 120, f"quick demo took {elapsed:.0f}s"
 
@@ -30,7 +30,7 @@ def test_quick_demo_trains_every_architecture(tmp_path, arch):
     from babblelm.demo import run_demo
 
     result = run_demo(tmp_path / arch, quick=True, arch=arch)
-    config = (tmp_path / arch / "hf" / "config.json").read_text()
+    config = (tmp_path / arch / "run" / "hf" / "config.json").read_text()
     model_type = {"blalm": "blalm", "streammixer": "babble_streammixer", "induction": "babble_induction"}[arch]
     assert f'"model_type": "{model_type}"' in config
     assert result["milestones"] and result["sample"].startswith("the little dog")

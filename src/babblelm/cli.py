@@ -63,6 +63,16 @@ def cmd_data_stats(args) -> None:
     print(f"length distributions: {png}")
 
 
+def cmd_run(args) -> int:
+    from .run import run_all
+
+    summary = run_all(_load_cfg(args), force=args.force, progress=not args.no_progress)
+    for task, error in summary.failed.items():
+        print(f"FAILED {task}: {error}", file=sys.stderr)
+    interrupted = any(s.status == "interrupted" for s in summary.stages)
+    return 1 if summary.failed or interrupted else 0
+
+
 def cmd_train(args) -> None:
     from .train.loop import train
 
@@ -210,7 +220,8 @@ def cmd_serve(args) -> None:
     except ImportError as err:
         raise ValueError(f"babble serve needs the serve extra: pip install 'babblelm[serve]' ({err})") from None
     limits = Limits(max_body_bytes=args.max_body_bytes, max_prompt_tokens=args.max_prompt_tokens,
-                    max_tokens=args.max_tokens, max_n=args.max_n, max_active=args.max_active, max_queue=args.max_queue)
+                    max_tokens=args.max_tokens, max_n=args.max_n, max_choices=args.max_choices,
+                    max_active=args.max_active, max_queue=args.max_queue, request_timeout=args.request_timeout)
     serve(args.model, args.checkpoint, host=args.host, port=args.port, limits=limits, device=args.device, name=args.name)
 
 
@@ -249,6 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--png", help="where to write the PNG (default: DIR/lengths.png)")
     sp.add_argument("--max-lines", type=int, default=None, help="encode at most N lines per source for token counts")
     sp.set_defaults(func=cmd_data_stats)
+
+    sp = with_config(sub.add_parser("run", help="the whole run: data, training, evaluation of every checkpoint, "
+                                                 "report and export, each stage skipped when already done"))
+    sp.add_argument("--force", nargs="+", default=[], metavar="STAGE",
+                    help="redo these stages: data, train, fast, full, report, export (data and train redo what follows)")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    sp.set_defaults(func=cmd_run)
 
     sp = with_config(sub.add_parser("train", help="train a model as configured"))
     sp.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
@@ -349,8 +367,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-prompt-tokens", type=int, help="default: the model's context")
     sp.add_argument("--max-tokens", type=int, help="largest max_tokens accepted (default: the model's context)")
     sp.add_argument("--max-n", type=int, default=8, help="largest n (samples per prompt)")
+    sp.add_argument("--max-choices", type=int, help="largest prompts x n in one request (default: --max-n)")
     sp.add_argument("--max-active", type=int, default=1, help="generations running at once")
     sp.add_argument("--max-queue", type=int, default=16, help="requests waiting beyond that; more get 503")
+    sp.add_argument("--request-timeout", type=float, default=10.0,
+                    help="seconds a connection may take to send one request in full; idle connections close then too")
     sp.add_argument("--device", default="auto")
     sp.set_defaults(func=cmd_serve)
     return p

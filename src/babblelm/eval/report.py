@@ -8,7 +8,7 @@ import json
 import math
 from pathlib import Path
 
-from .tasks import average
+from .tasks import TIE_WARNING, average
 
 
 def scores_of(results: dict[str, dict]) -> dict[str, float]:
@@ -47,6 +47,34 @@ def csv_table(rows: dict[str, dict[str, float]], first: str = "model") -> str:
     for label, row in rows.items():
         writer.writerow([label, *(_cell(row.get(c)) for c in columns)])
     return out.getvalue()
+
+
+def ties_table(results: dict[str, dict]) -> str:
+    """Markdown: each score as the official pipeline counts it (a tie counts as right) beside the same
+    score with ties counted wrong, the share of items tied, and a flag where ties are many."""
+    lines = ["| task | score | ties counted wrong | items tied | |", "|---|---|---|---|---|"]
+    for task, result in results.items():
+        if "failed" in result:
+            lines.append(f"| {task} | failed | | | {result['failed']} |")
+            continue
+        strict = result.get("scores_ties_wrong", {})
+        for name, value in result["scores"].items():
+            fraction = result.get("tie_fraction")
+            flag = f"many ties (> {TIE_WARNING:.0%}): the official score overstates" if (fraction or 0) > TIE_WARNING else ""
+            tied = f"{result['ties']:,} ({fraction:.1%})" if fraction is not None else ""
+            lines.append(f"| {name} | {_cell(value)} | {_cell(strict.get(name))} | {tied} | {flag} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_run_report(results: dict[str, dict], path: Path) -> Path:
+    """The run's report (`babble run`): the final model's scores with and without ties counted right."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scores = scores_of(results)
+    average_line = f"Average of {len(scores) - 1} scores: {scores['average']:.2f}.\n\n" if scores else ""
+    path.write_text("# Zero-shot results of the final model\n\n" + average_line + ties_table(results) +
+                    "\nThe official pipeline counts an item whose options score exactly alike as right; the third "
+                    "column counts it wrong.\n", encoding="utf-8")
+    return path
 
 
 def text_table(result: dict) -> str:

@@ -22,6 +22,7 @@ from ..device import resolve_device
 from ..rundir import RunDir, milestone_count, resolve_checkpoint
 from . import report
 from .aoa import curve_fitness, load_cdi, load_words, word_surprisals
+from .. import __version__
 from .records import files_sha256
 from .tasks import evaluate_task, task_inputs
 
@@ -76,7 +77,7 @@ def _stored(path: Path) -> dict | None:
 
 
 def plan_tasks(tasks: list[str], data_dir, out_dir: Path, identity: dict, shared_prefix: bool = True,
-               force: bool = False, log=print) -> tuple[dict[str, dict], dict[str, dict]]:
+               force: bool = False, log=print, fast: bool = False) -> tuple[dict[str, dict], dict[str, dict]]:
     """(results settled without scoring: reused or failed on their data, {task: inputs} to score).
 
     A result in `out_dir/<task>.json` is reused when its recorded inputs equal this run's (`identity`
@@ -84,7 +85,8 @@ def plan_tasks(tasks: list[str], data_dir, out_dir: Path, identity: dict, shared
     settled, todo = {}, {}
     for task in tasks:
         try:
-            inputs = {**task_inputs(task, data_dir, len(tasks) == 1, shared_prefix), **identity}
+            inputs = {**task_inputs(task, data_dir, len(tasks) == 1, shared_prefix, fast), **identity,
+                      "babblelm": __version__}  # a new release may score differently: never reuse across
         except Exception as err:  # noqa: BLE001 (reported as the task's failure)
             settled[task] = _failed(task, err, log)
             continue
@@ -111,7 +113,7 @@ def score_task(model, tokenizer, task: str, data_dir, out_dir: Path, inputs: dic
     """Score one task and write `out_dir/<task>.json` with its `inputs`; a failure is returned, not written."""
     try:
         result = evaluate_task(model, tokenizer, task, data_dir, batch_size=batch_size, progress=progress,
-                               shared_prefix=inputs["shared_prefix"], alone=alone)
+                               shared_prefix=inputs["shared_prefix"], alone=alone, fast=inputs["fast"])
     except Exception as err:  # noqa: BLE001 (one task's failure must not cost the others; it is reported)
         return _failed(task, err, log)
     result["inputs"] = inputs
@@ -167,7 +169,7 @@ def run_checkpoints(run_dir: Path) -> list[Path]:
 
 def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, out_dir: Path | None = None,
                              batch_size: int = 64, device: str = "auto", force: bool = False,
-                             progress: bool = False, log=print, shared_prefix: bool = True) -> dict:
+                             progress: bool = False, log=print, shared_prefix: bool = True, fast: bool = False) -> dict:
     """Score every checkpoint (with the first one's tokenizer), then learning curves, AoA and the best
     checkpoint; the summary also says which tasks failed where. Results (and AoA surprisals) already
     on disk are reused when computed from the same inputs (`plan_tasks`)."""
@@ -186,7 +188,7 @@ def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, out_dir: Path 
         folder.mkdir(parents=True, exist_ok=True)
         identity = model_identity(checkpoint)
         results, todo = plan_tasks(tasks, data_dir, folder, identity, shared_prefix, force,
-                                   log=lambda line, name=checkpoint.name: log(f"{name}: {line}"))
+                                   log=lambda line, name=checkpoint.name: log(f"{name}: {line}"), fast=fast)
         aoa_path, aoa_inputs = folder / "aoa_surprisal.json", None
         if aoa_words is not None:
             aoa_file = aoa_dir / "cdi_childes.json"

@@ -172,6 +172,13 @@ TASKS = {
     )
 }
 ALL_TASKS = [*TASKS, "reading"]  # reading lives in reading.py (a regression, not a choice task)
+
+# The official "fast" evaluation's sizes for intermediate checkpoints (EVAL_NOTES: BLiMP 200 items per
+# UID, supplement 50, EWoK 100, WUG 200, WUG past 50): (items, per UID or in total). The first items
+# of each UID (or of the task) in file order, so a subset is the same on every run.
+FAST_ITEMS = {"blimp": (200, "per_uid"), "supplement": (50, "per_uid"), "ewok": (100, "per_uid"),
+              "wug_adj": (200, "total"), "wug_past": (50, "total")}
+TIE_WARNING = 0.05  # flag a model that ties on more than this fraction of a task's items
 TASK_FOLDERS = {**{task.name: task.folder for task in TASKS.values()}, "reading": READING_FOLDER}
 OFFICIAL_FOLDERS = (*TASK_FOLDERS.values(), "aoa", "glue_filtered")  # the sub-folders of `full_eval`
 
@@ -202,16 +209,32 @@ def task_folder(name: str, data_dir, alone: bool = True) -> Path:
     return data_dir
 
 
-def task_inputs(name: str, data_dir, alone: bool = True, shared_prefix: bool = True) -> dict:
+def fast_subset(name: str, choices: list[Choice]) -> list[Choice]:
+    """The items the official fast evaluation scores (`FAST_ITEMS`); all of them for other tasks."""
+    if name not in FAST_ITEMS:
+        raise ValueError(f"task {name!r} has no fast subset; fast tasks: {', '.join(FAST_ITEMS)}")
+    limit, how = FAST_ITEMS[name]
+    if how == "total":
+        return choices[:limit]
+    kept, seen = [], {}
+    for choice in choices:
+        seen[choice.uid] = seen.get(choice.uid, 0) + 1
+        if seen[choice.uid] <= limit:
+            kept.append(choice)
+    return kept
+
+
+def task_inputs(name: str, data_dir, alone: bool = True, shared_prefix: bool = True, fast: bool = False) -> dict:
     """What task `name`'s scores depend on besides the model: its data (path and a SHA-256 of the files it
-    reads) and the options that change scores -> {"data", "data_sha256", "shared_prefix"}."""
+    reads) and the options that change scores -> {"data", "data_sha256", "shared_prefix", "fast"}."""
     folder = task_folder(name, data_dir, alone)
     if name == "reading":
         files, root, shared = [reading_file(folder)], None, False
     else:
         files, root, shared = task_files(folder, name), folder, TASKS[name].shared_prefix and shared_prefix
     data = files[0] if name == "reading" else folder
-    return {"data": str(data.resolve()), "data_sha256": files_sha256(files, root), "shared_prefix": shared}
+    return {"data": str(data.resolve()), "data_sha256": files_sha256(files, root), "shared_prefix": shared,
+            "fast": fast}
 
 
 def parse_task_list(spec: str) -> list[str]:
@@ -238,6 +261,15 @@ def summarize(name: str, choices: list[Choice], scores: list[list[float]]) -> di
         rho = spearman(gold_probability, [choice.ratio for choice in choices])
         return {"scores": {name: 100.0 * rho}, "spearman": rho, "by_uid": {}}
     hits = [s[0] >= max(s[1:]) for s in scores]
+    result, accuracy = _accuracy(name, choices, hits)
+    _, strict = _accuracy(name, choices, [s[0] > max(s[1:]) for s in scores])
+    ties = sum(s[0] == max(s[1:]) for s in scores)
+    return {"scores": {name: accuracy}, **result, "ties": ties, "tie_fraction": ties / len(scores) if scores else 0.0,
+            "scores_ties_wrong": {name: strict}}
+
+
+def _accuracy(name: str, choices: list[Choice], hits: list[bool]) -> tuple[dict, float]:
+    """({"by_uid", ["by_group"]}, the task's accuracy) for per-item verdicts `hits`."""
     by_uid = accuracy_by([choice.uid for choice in choices], hits)
     result = {"by_uid": by_uid}
     if name == "entity_tracking":  # within each file over its numops UIDs, then over the files
@@ -248,16 +280,17 @@ def summarize(name: str, choices: list[Choice], scores: list[list[float]]) -> di
         accuracy = macro(by_uid.values())
         if any(choice.group for choice in choices):
             result["by_group"] = accuracy_by([choice.group for choice in choices], hits)
-    return {"scores": {name: accuracy}, **result}
+    return result, accuracy
 
 
 def evaluate_task(model, tokenizer, name: str, data_dir, batch_size: int = 64, progress: bool = False,
-                  shared_prefix: bool = True, alone: bool = True) -> dict:
+                  shared_prefix: bool = True, alone: bool = True, fast: bool = False) -> dict:
     """Load, score and summarize one task -> {"task", "scores", "by_uid", ..., "n_items", "data", "seconds"}.
 
     `shared_prefix`: run the options' shared context once (KV cache) on tasks that have one: the
     same scores up to float rounding, ~4x faster on CPU (BENCHMARKS.md, "Evaluation speed").
     `alone`: is this the only task asked for (may `data_dir` itself hold its files; see `task_folder`)?
+    `fast`: only the official fast evaluation's items (`FAST_ITEMS`).
     """
     if name not in ALL_TASKS:
         raise ValueError(f"unknown task {name!r}; known: {', '.join(ALL_TASKS)}")
@@ -266,7 +299,7 @@ def evaluate_task(model, tokenizer, name: str, data_dir, batch_size: int = 64, p
         return evaluate_reading(model, tokenizer, folder, batch_size=batch_size, progress=progress)
     task = TASKS[name]
     start = time.perf_counter()
-    choices = task.load(folder)
+    choices = fast_subset(name, task.load(folder)) if fast else task.load(folder)
     shared = task.shared_prefix and shared_prefix
     scores = score_choices(model, tokenizer, choices, shared, batch_size=batch_size, progress=progress)
     summary = summarize(name, choices, scores)

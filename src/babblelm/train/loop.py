@@ -16,6 +16,11 @@ from .multilingual import MixedSource
 from .plan import PlanSource
 
 
+def source_for(cfg: RunConfig):
+    """The batch source a run's data calls for: the TAAM mixer for several languages, else the word plan."""
+    return MixedSource if cfg.mixing.languages else PlanSource
+
+
 def train(cfg: RunConfig, resume: bool = False, progress: bool = True, stop_after_steps: int | None = None,
           overwrite: bool = False, allow_changes: list[str] | None = None) -> TrainResult:
     """Run (or resume) training as configured; under torchrun, one data-parallel rank of it.
@@ -23,8 +28,7 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True, stop_afte
     clears a folder that holds another run; `allow_changes` lists the config keys a resume may change."""
     ctx, device = distributed.setup(cfg.run.device)
     try:
-        source = MixedSource if cfg.mixing.languages else PlanSource
-        training = Training(cfg, source, ctx, device, progress and ctx.is_main, resume, overwrite, allow_changes)
+        training = Training(cfg, source_for(cfg), ctx, device, progress and ctx.is_main, resume, overwrite, allow_changes)
         return training.run(resume, stop_after_steps)
     finally:
         distributed.shutdown(ctx)

@@ -1,0 +1,163 @@
+"""`babble run CONFIG`: a whole run in one command, each stage skipped when its outputs are there.
+
+    data -> train -> fast eval of every chck_* -> full eval of final -> report -> export
+
+- data: the prepared corpus (reused when its inputs and settings are unchanged);
+- train: with the word-milestone checkpoints; continued from its resume point when interrupted;
+- fast: every `chck_*` scored on the official fast subsets (eval/tasks.py, `FAST_ITEMS`), for
+  the learning curves the BabyLM pipeline's fast evaluation draws;
+- full: the final model on the configured zero-shot tasks (`eval.tasks`, data in `eval.data`);
+- report: `results/report.md`, each score beside its value with ties counted wrong;
+- export: `<run>/hf`, a git repository with the final model on `main` and a branch per `chck_*`.
+
+A rerun continues where the last one stopped; `--force STAGE` redoes one stage (and, for data
+and train, everything after it). The end is one summary table.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .config import RunConfig
+from .rundir import FINAL, RunDir
+
+STAGES = ("data", "train", "fast", "full", "report", "export")
+
+
+@dataclass
+class StageResult:
+    stage: str
+    status: str  # "done", "reused", "skipped", "failed", "interrupted"
+    seconds: float
+    detail: str = ""
+
+
+@dataclass
+class RunSummary:
+    run_dir: Path
+    stages: list[StageResult] = field(default_factory=list)
+    scores: dict[str, float] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def table(self) -> str:
+        lines = ["| stage | status | time | detail |", "|---|---|---|---|"]
+        lines += [f"| {s.stage} | {s.status} | {s.seconds:.0f} s | {s.detail} |" for s in self.stages]
+        if self.scores:
+            lines += ["", "| score | value |", "|---|---|"]
+            lines += [f"| {name} | {value:.2f} |" for name, value in self.scores.items()]
+        return "\n".join(lines)
+
+
+def forced(force: list[str]) -> set[str]:
+    """The stages to redo: data and train invalidate what follows them."""
+    unknown = [s for s in force if s not in STAGES]
+    if unknown:
+        raise ValueError(f"--force: unknown stage(s) {', '.join(unknown)}; stages: {', '.join(STAGES)}")
+    redo = set(force)
+    for stage in ("data", "train"):
+        if stage in redo:
+            redo |= set(STAGES[STAGES.index(stage):])
+    return redo
+
+
+def run_all(cfg: RunConfig, force: list[str] | None = None, progress: bool = True, log=print) -> RunSummary:
+    """Run every stage of `cfg`'s run (see module docstring); return what each did."""
+    redo, run = forced(force or []), RunDir(cfg.out_dir)
+    summary = RunSummary(run.path)
+    for stage in STAGES:
+        start = time.perf_counter()
+        log(f"== {stage}")
+        status, detail = STEPS[stage](cfg, run, stage in redo, progress, summary, log)
+        summary.stages.append(StageResult(stage, status, time.perf_counter() - start, detail))
+        log(f"   {status}: {detail}" if detail else f"   {status}")
+        if status == "interrupted":
+            break
+    log("\n" + summary.table())
+    return summary
+
+
+def _data(cfg, run, redo, progress, summary, log):
+    from .train.loop import source_for
+
+    if redo and run.data.exists():
+        shutil.rmtree(run.data)
+    existed = run.data.exists()
+    run.path.mkdir(parents=True, exist_ok=True)
+    source_for(cfg).prepare(cfg, run, progress)
+    return ("reused" if existed else "done"), f"{run.data}"
+
+
+def _train(cfg, run, redo, progress, summary, log):
+    from .train.checkpoints import latest_resumable
+    from .train.loop import train
+
+    final = run.checkpoint(FINAL)
+    if (final / "model.safetensors").is_file() and (final / "trainer_state.json").is_file() and not redo:
+        return "reused", f"{final}"
+    resume = not redo and latest_resumable(run.checkpoints) is not None
+    result = train(cfg, resume=resume, overwrite=not resume, progress=progress)
+    if result.interrupted:
+        return "interrupted", f"at step {result.steps:,}; `babble run` again continues from there"
+    return "done", f"{result.steps:,} steps, {result.words_seen:,} words, {len(run.milestones())} milestone checkpoints"
+
+
+def _fast(cfg, run, redo, progress, summary, log):
+    from .eval.suite import evaluate_all_checkpoints
+    from .eval.tasks import FAST_ITEMS
+
+    tasks = [t for t in cfg.eval.tasks if t in FAST_ITEMS]
+    if not cfg.eval.data or not tasks or not run.milestones():
+        return "skipped", _why_not(cfg, tasks, run)
+    result = evaluate_all_checkpoints(run.path, tasks, cfg.eval.data, run.results / "fast", batch_size=cfg.eval.batch_size,
+                                      device=cfg.run.device, force=redo, progress=progress, fast=True, log=lambda _: None)
+    summary.failed.update({f"fast/{c}/{t}": e for c, failed in result["failed"].items() for t, e in failed.items()})
+    return "done", f"{len(result['checkpoints'])} checkpoints x {', '.join(tasks)}; curves in {run.results / 'fast'}"
+
+
+def _full(cfg, run, redo, progress, summary, log):
+    from .eval.report import failures, scores_of
+    from .eval.suite import evaluate_model
+
+    if not cfg.eval.data:
+        return "skipped", _why_not(cfg, cfg.eval.tasks, run)
+    results, out = evaluate_model(run.path, cfg.eval.tasks, cfg.eval.data, device=cfg.run.device,
+                                  batch_size=cfg.eval.batch_size, force=redo, progress=progress, log=lambda _: None)
+    summary.scores = scores_of(results)
+    summary.failed.update(failures(results))
+    return ("failed" if failures(results) else "done"), f"{', '.join(results)} in {out}"
+
+
+def _report(cfg, run, redo, progress, summary, log):
+    from .eval.report import read_results, write_run_report
+
+    final = read_results(run.results / FINAL)
+    if not final:
+        return "skipped", "no results of the final model"
+    path = write_run_report(final, run.results / "report.md")
+    return "done", f"{path}"
+
+
+def _export(cfg, run, redo, progress, summary, log):
+    from .hubrepo import branches, export_repo
+
+    out = run.path / "hf"
+    if out.exists() and not redo:
+        return "reused", f"{out}"
+    if out.exists():
+        shutil.rmtree(out)
+    export_repo(run.path, out)
+    return "done", f"{out}: branches {', '.join(branches(out))}"
+
+
+def _why_not(cfg, tasks, run) -> str:
+    if not cfg.eval.data:
+        return "no eval.data: set it to the evaluation data folder (official full_eval layout)"
+    if not tasks:
+        return "none of eval.tasks has a fast subset"
+    return "the run has no chck_* checkpoints"
+
+
+STEPS = {"data": _data, "train": _train, "fast": _fast, "full": _full, "report": _report, "export": _export}
