@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing as mp
 import resource
 import sys
@@ -43,15 +44,25 @@ def presets() -> list[tuple[str, dict]]:
 def _shape(model_cfg) -> dict:
     """The Llama reference's shape, read from our model config (llama-26m's where a field is absent)."""
     get = lambda k, d: getattr(model_cfg, k, None) or d  # noqa: E731
-    return dict(hidden_size=get("hidden_size", 384), num_hidden_layers=get("num_hidden_layers", 6),
-                num_attention_heads=get("num_attention_heads", 6), intermediate_size=get("intermediate_size", 1536),
-                num_key_value_heads=get("num_key_value_heads", None) or get("num_attention_heads", 6),
+    hidden = get("hidden_size", 384)
+    heads = get("num_attention_heads", math.gcd(hidden, 6))  # attention-free models: 6 heads where they divide
+    return dict(hidden_size=hidden, num_hidden_layers=get("num_hidden_layers", 6),
+                num_attention_heads=heads, intermediate_size=get("intermediate_size", 1536),
+                num_key_value_heads=get("num_key_value_heads", None) or heads,
                 vocab_size=model_cfg.vocab_size, max_position_embeddings=get("max_position_embeddings", 512),
                 tie_word_embeddings=get("tie_word_embeddings", False))
 
 
 def measure(kind: str, raw: dict, args: dict, queue) -> None:
-    """Child process: time `args['steps']` training steps of `kind` ('ours' or 'reference')."""
+    """Child process: time `args['steps']` training steps of `kind` ('ours' or 'reference'); an
+    exception is sent back as {"error": ...}."""
+    try:
+        queue.put(_measure(kind, raw, args))
+    except Exception as err:  # noqa: BLE001 (reported by the parent)
+        queue.put({"error": f"{type(err).__name__}: {err}"})
+
+
+def _measure(kind: str, raw: dict, args: dict) -> dict:
     import torch
 
     from babblelm.config import load_config
@@ -121,17 +132,32 @@ def measure(kind: str, raw: dict, args: dict, queue) -> None:
     flops_per_token = 6 * (n_params - cfg_m.vocab_size * cfg_m.hidden_size) + 12 * cfg_m.num_hidden_layers * cfg_m.hidden_size * args["seq_len"]
     peak = (torch.cuda.max_memory_allocated() if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    queue.put({"kind": kind, "params": n_params, "micro_batch": micro, "tokens_per_s": tokens / seconds,
-               "peak_mem_gib": peak / 2**30, "flops_per_token": flops_per_token, "precision": precision})
+    return {"kind": kind, "params": n_params, "micro_batch": micro, "tokens_per_s": tokens / seconds,
+            "peak_mem_gib": peak / 2**30, "flops_per_token": flops_per_token, "precision": precision}
 
 
-def run_child(kind: str, raw: dict, args: dict) -> dict:
+def run_child(kind: str, raw: dict, args: dict, timeout: float | None = None) -> dict:
+    """`measure` in a fresh process; a child that dies (or outlives `timeout` seconds) is an error."""
+    import queue as queues
+
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=measure, args=(kind, raw, args, queue))
     proc.start()
-    result = queue.get()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        try:
+            result = queue.get(timeout=1.0)
+            break
+        except queues.Empty:
+            if not proc.is_alive():
+                raise RuntimeError(f"the {kind} measurement process died (exit code {proc.exitcode})") from None
+            if deadline is not None and time.monotonic() > deadline:
+                proc.kill()
+                raise TimeoutError(f"the {kind} measurement outlived {timeout:.0f} s") from None
     proc.join()
+    if "error" in result:
+        raise RuntimeError(f"the {kind} measurement failed: {result['error']}")
     return result
 
 
