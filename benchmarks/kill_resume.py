@@ -1,9 +1,9 @@
 """Kill `babble train` with SIGKILL at random moments, resume it each time, compare the end.
 
 A tiny run on the demo grammar is trained once without interruption, then again while being
-killed `--kills` times at seeded random moments (every other kill waits until a checkpoint is being
-written: a `.tmp-*` folder exists), each time continued with `--resume` (or `--overwrite` when no
-resume point was written yet). The final weights must be bitwise those of the uninterrupted run.
+killed `--kills` times at seeded random steps (two kills in five also wait until a checkpoint is
+being written: a `.tmp-*` folder exists), each time continued with `--resume` (or `--overwrite`
+when no resume point was written yet). The final weights must be bitwise those of the uninterrupted run.
 
     python benchmarks/kill_resume.py --kills 10
 """
@@ -11,6 +11,7 @@ resume point was written yet). The final weights must be bitwise those of the un
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import signal
@@ -34,8 +35,17 @@ def config(corpus: Path, out: Path) -> dict:
             "model": {"arch": "transformer", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
                       "intermediate_size": 128, "max_position_embeddings": 64},
             "optim": {"lr": 3e-3}, "schedule": {"warmup_steps": 5},
-            "train": {"epochs": 1, "batch_size": 8, "log_every": 5, "dev_every": 0, "save_every": 3},
+            "train": {"epochs": 1, "batch_size": 8, "log_every": 1, "dev_every": 0, "save_every": 3},
             "checkpoints": {"scale": 0.002}}
+
+
+def last_step(metrics: Path) -> int:
+    """The highest step logged in a metrics.jsonl that may be mid-write."""
+    try:
+        lines = metrics.read_text().splitlines()
+    except OSError:
+        return 0
+    return max((json.loads(line)["step"] for line in lines if line.endswith("}") and '"loss"' in line), default=0)
 
 
 def main() -> None:
@@ -54,37 +64,33 @@ def main() -> None:
     (work / "cfg.yaml").write_text(yaml.safe_dump(config(work / "corpus", work / "killed")))
     babble = [sys.executable, "-m", "babblelm.cli", "train", "cfg.yaml", "--no-progress"]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    rng, rows, kills = random.Random(args.seed), [], 0
+    targets = sorted(random.Random(args.seed).sample(range(2, whole.steps - 2), args.kills))
+    ckpts, rows = work / "killed" / "checkpoints", []
     start = time.perf_counter()
-    while True:
-        resumable = latest_resumable(work / "killed" / "checkpoints") is not None
+    for kill, target in enumerate([*targets, None]):
+        resumable = latest_resumable(ckpts) is not None
         proc = subprocess.Popen([*babble, "--resume" if resumable else "--overwrite"], cwd=work, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        if kills == args.kills:
+        if target is None:
             assert proc.wait() == 0, proc.stderr.read()[-2000:]
             break
-        inside, moment = kills % 2 == 1, "after {:.2f} s"
-        deadline = time.monotonic() + 3.0 + rng.random() * 6.0
-        t0 = time.monotonic()
-        while proc.poll() is None and time.monotonic() < deadline:
-            if inside and list((work / "killed" / "checkpoints").glob(".tmp-*")):
-                moment = "inside a checkpoint write, after {:.2f} s"
+        inside = kill % 5 in (1, 3)  # two in five kills wait for a checkpoint write
+        while proc.poll() is None:
+            if last_step(work / "killed" / "metrics.jsonl") >= target and (not inside or list(ckpts.glob(".tmp-*"))):
                 break
             time.sleep(0.001)
-        if proc.poll() is not None:  # it finished before the kill came: try again from scratch
-            rows.append(("finished before the kill", "-"))
-            continue
+        writing = bool(list(ckpts.glob(".tmp-*")))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        kills += 1
-        rows.append((moment.format(time.monotonic() - t0), "resume" if resumable else "start over"))
+        rows.append((f"step {last_step(work / 'killed' / 'metrics.jsonl')}" + (", inside a checkpoint write" if writing else ""),
+                     "resume" if resumable else "start over"))
     mine = load_file(work / "killed" / "checkpoints" / "final" / "model.safetensors")
     theirs = load_file(Path(whole.final_dir) / "model.safetensors")
     equal = mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
     print("| kill | moment | how the run went on |\n|---|---|---|")
     for i, (moment, how) in enumerate(rows, 1):
         print(f"| {i} | {moment} | {how} |")
-    print(f"\n{kills} kills ({sum('inside' in m for m, _ in rows)} inside checkpoint writes) in "
+    print(f"\n{len(rows)} kills ({sum('inside' in m for m, _ in rows)} inside checkpoint writes) in "
           f"{time.perf_counter() - start:.0f} s; final weights bitwise equal to the uninterrupted run: {equal}")
     if not equal:
         raise SystemExit(1)

@@ -195,9 +195,20 @@ def test_cuda_on_a_machine_without_it_is_named(small_corpus, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def last_step(metrics) -> int:
+    """The highest step logged in a metrics.jsonl that may be mid-write."""
+    try:
+        lines = metrics.read_text().splitlines()
+    except OSError:
+        return 0
+    steps = [json.loads(line)["step"] for line in lines if line.endswith("}") and '"loss"' in line]
+    return max(steps, default=0)
+
+
 def test_kill_nine_and_resume_end_with_the_uninterrupted_weights(small_corpus, tmp_path):
-    """`babble train` killed with SIGKILL at seeded random moments, some inside checkpoint writes,
-    then continued with --resume each time: the final weights are bitwise those of a run never killed."""
+    """`babble train` killed with SIGKILL at seeded random steps, every other kill inside a checkpoint
+    write, then continued with --resume each time: the final weights are bitwise those of a run
+    never killed."""
     import os
     import signal
     import subprocess
@@ -205,32 +216,29 @@ def test_kill_nine_and_resume_end_with_the_uninterrupted_weights(small_corpus, t
     import time
     from pathlib import Path
 
-    raw = tiny_raw(small_corpus, tmp_path / "killed", train={"epochs": 0.3, "save_every": 2, "log_every": 2})
+    raw = tiny_raw(small_corpus, tmp_path / "killed", train={"epochs": 0.5, "save_every": 2, "log_every": 1})
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(raw))
     reference = train(load_config(raw={**raw, "run": {**raw["run"], "out_dir": str(tmp_path / "whole")}}), progress=False)
+    targets = sorted(random.Random(3).sample(range(2, reference.steps - 2), 4))
     babble = Path(sys.executable).parent / "babble"
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    rng, kills, in_writes = random.Random(3), 0, 0
-    while True:
-        resumable = ckpt.latest_resumable(tmp_path / "killed" / "checkpoints") is not None
-        flags = ["--resume"] if resumable else ["--overwrite"]
-        proc = subprocess.Popen([str(babble), "train", "cfg.yaml", "--no-progress", *flags], cwd=tmp_path, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        if kills < 4:
-            deadline, inside = time.monotonic() + 4.0 + rng.random() * 3.0, kills % 2 == 1
-            while proc.poll() is None and time.monotonic() < deadline:
-                if inside and list((tmp_path / "killed" / "checkpoints").glob(".tmp-*")):
-                    in_writes += 1
-                    break
-                time.sleep(0.002)
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                kills += 1
-                proc.wait()
-                continue
-        assert proc.wait(timeout=300) == 0, proc.stderr.read()[-2000:]
-        break
-    assert kills == 4 and in_writes >= 1
+    ckpts, in_writes = tmp_path / "killed" / "checkpoints", 0
+    for kill, target in enumerate([*targets, None]):
+        resumable = ckpt.latest_resumable(ckpts) is not None
+        proc = subprocess.Popen([str(babble), "train", "cfg.yaml", "--no-progress", "--resume" if resumable else "--overwrite"],
+                                cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if target is None:
+            assert proc.wait(timeout=300) == 0, proc.stderr.read()[-2000:]
+            break
+        while proc.poll() is None:  # wait for the target step (and, every other kill, a checkpoint write)
+            if last_step(tmp_path / "killed" / "metrics.jsonl") >= target and (kill % 2 == 0 or list(ckpts.glob(".tmp-*"))):
+                break
+            time.sleep(0.001)
+        assert proc.poll() is None, f"the run ended before kill {kill + 1} at step {target}"
+        in_writes += bool(list(ckpts.glob(".tmp-*")))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert in_writes >= 1
     mine, theirs = (load_file(d / "checkpoints" / "final" / "model.safetensors") for d in (tmp_path / "killed", tmp_path / "whole"))
     assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
-    assert reference.steps == ckpt.read_trainer_state(tmp_path / "killed" / "checkpoints" / "final")["step"] + 1
+    assert reference.steps == ckpt.read_trainer_state(ckpts / "final")["step"] + 1
