@@ -3,8 +3,9 @@ machine cannot make or fetch, in one git-ignored folder `.travel/` that travels 
 (name it in the device call's `carry`; at most 64 MiB with the tree):
 
 - corpus.tar.xz: the strict-small corpus's train and dev files (babylike_10M, ~13 MB compressed);
-- runs/llama-26m/data/: that corpus prepared with llama-26m's settings (tokenizer, token blocks with
-  word counts, manifest), so the run starts training at once; BLaLM's run reuses it;
+- runs.tar.xz: `runs/llama-26m/data/`, that corpus prepared with llama-26m's settings (tokenizer,
+  token blocks with word counts, cleaned text, manifest), so the run starts training at once;
+  BLaLM's run reuses it;
 - blimp.tar.xz: the 67 original BLiMP files;
 - wheels/: the packages the GPU machine lacks (mlstm_kernels, for BLaLM's Triton kernels).
 
@@ -63,7 +64,9 @@ def main() -> None:
                     "--set", "data.corpus=.travel/corpus", "--out", ".travel/runs/llama-26m/data"], cwd=REPO, check=True)
     subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", *PIP_PLATFORM, "-d", str(TRAVEL / "wheels"),
                     *WHEELS], check=True)
-    shutil.rmtree(corpus)  # it travels as corpus.tar.xz; gpu_run.sh unpacks it at the same path
+    pack(TRAVEL, ["runs"], TRAVEL / "runs.tar.xz", ".")
+    shutil.rmtree(corpus)  # these travel as archives; gpu_run.sh unpacks them at the same paths
+    shutil.rmtree(TRAVEL / "runs")
     size = tree_size()
     print(f".travel ready; the working tree that travels is {size / 2**20:.1f} MiB of the 64 MiB allowed")
     if size > LIMIT:

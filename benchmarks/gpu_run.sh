@@ -10,6 +10,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
   && export PYTHONPATH=/tmp/site
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 [ -d .travel/corpus ] || tar -C .travel -xJf .travel/corpus.tar.xz
+[ -d .travel/runs ] || tar -C .travel -xJf .travel/runs.tar.xz
 [ -d .travel/blimp ] || tar -C .travel -xJf .travel/blimp.tar.xz
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
 python3 benchmarks/gpu_run.py --out "$OUT" "$@" 2>&1 | tee "$OUT/gpu_run.log"
