@@ -10,6 +10,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 SENTENCES = ["The cat sat on the mat.", "Who did the cat see?", "A dog ran to the house.", "The children were playing."]
+READING_ROWS = 48  # more complete rows than the self-paced regression's 17 terms (24 rows left 14)
 
 
 def write_jsonl(path: Path, records) -> Path:
@@ -40,11 +41,11 @@ def write_eval_data(root: Path) -> Path:
         write_jsonl(root / folder / f"{name}.jsonl", [
             {"sentences": f"The cat {a}.\tThe cat {b}.", "ratio": r}
             for a, b, r in (("sat", "sit", 0.9), ("ran", "runned", 0.7), ("saw", "seed", 0.4), ("went", "goed", 0.2))])
-    write_reading(root / "reading" / "reading_data.csv", rows=24)
+    write_reading(root / "reading" / "reading_data.csv")
     return root
 
 
-def write_reading(path: Path, rows: int) -> Path:
+def write_reading(path: Path, rows: int = READING_ROWS) -> Path:
     """A reading CSV whose columns vary deterministically; every fourth row starts a sentence (no prev)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     words = "the cat sat on the mat and the dog ran to the house".split()

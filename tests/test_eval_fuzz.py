@@ -290,7 +290,7 @@ NUMERIC = ("Subtlex_log10", "length", "context_length", "prev_length", "RTfirstf
 
 
 def _reading_rows(tmp: Path) -> list[list[str]]:
-    path = write_reading(tmp / "reading_data.csv", rows=48)
+    path = write_reading(tmp / "reading_data.csv")  # the fixture's row count (READING_ROWS)
     return list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"), newline="")))
 
 
@@ -365,6 +365,22 @@ def aoa_cases(rows) -> list[Case]:
         Case("words_empty_file", "aoa_words", {json_path: b""}, "error", ("cdi_childes.json",)),
         Case("words_missing", "aoa_words", {}, "error", ("cdi_childes.json",)),
         Case("words_invalid_utf8", "aoa_words", {json_path: b'{"c\xffat": []}'}, "error", ("cdi_childes.json",)),
+        Case("words_latin1", "aoa_words", {json_path: '{"caf\u00e9": []}'.encode("latin-1")}, "error",
+             ("cdi_childes.json", "UTF-8")),
+        Case("words_bom", "aoa_words", {json_path: b"\xef\xbb\xbf" + json.dumps(words).encode()}, "score"),
+        Case("words_deep", "aoa_words", {json_path: b'{"cat": ' + b"[" * 5000 + b"]" * 5000 + b"}"}, "error",
+             ("cdi_childes.json",)),
+        Case("words_giant_int", "aoa_words", {json_path: b'{"cat": [], "dog": ' + b"9" * 5000 + b"}"}, "error",
+             ("cdi_childes.json",)),
+        Case("words_json_lines", "aoa_words", {json_path: b'{"cat": []}\n{"dog": []}\n'}, "error",
+             ("cdi_childes.json:2:",)),
+        Case("words_blank_word", "aoa_words", {json_path: b'{"cat": [], "  ": []}'}, "error", ("cdi_childes.json", "'  '")),
+        Case("words_surrogate", "aoa_words", {json_path: b'{"cat": [], "\\ud800x": []}'}, "error",
+             ("cdi_childes.json", "surrogate")),
+        Case("words_contexts_not_a_list", "aoa_words", {json_path: b'{"cat": [], "dog": 3}'}, "error",
+             ("cdi_childes.json", "'dog'")),
+        Case("words_one_letter_only", "aoa_words", {json_path: b'{"a": [], "I": []}'}, "error", ("cdi_childes.json",)),
+        Case("words_a_folder", "aoa_words", {json_path: None}, "error", ("cdi_childes.json",)),
         Case("cdi_ok", "aoa_cdi", {csv_path: _csv(cdi)}, "score"),
         Case("cdi_text", "aoa_cdi", {csv_path: cdi_cell("often")}, "error", ("cdi.csv:3:", "'18'")),
         Case("cdi_inf", "aoa_cdi", {csv_path: cdi_cell("inf")}, "error", ("cdi.csv:3:", "'18'")),
@@ -373,6 +389,16 @@ def aoa_cases(rows) -> list[Case]:
         Case("cdi_upper_case", "aoa_cdi", {"aoa/CDI.CSV": _csv(cdi)}, "score"),
         Case("cdi_none", "aoa_cdi", {json_path: json.dumps(words).encode()}, "error", ("aoa", "*.csv")),
         Case("cdi_invalid_utf8", "aoa_cdi", {csv_path: _csv(cdi).replace(b"cat", b"c\xffat")}, "error", ("cdi.csv",)),
+        Case("cdi_bom", "aoa_cdi", {csv_path: b"\xef\xbb\xbf" + _csv(cdi)}, "score"),
+        Case("cdi_missing_value", "aoa_cdi", {csv_path: cdi_cell("NA")}, "score"),
+        Case("cdi_two_files", "aoa_cdi", {csv_path: _csv(cdi), "aoa/cdi_human.csv": _csv(cdi)}, "error",
+             ("cdi.csv", "cdi_human.csv")),
+        Case("cdi_repeated_word", "aoa_cdi", {csv_path: _csv([*cdi, cdi[2]])}, "error", ("cdi.csv:7:", "'dog'", "line 3")),
+        Case("cdi_blank_word", "aoa_cdi", {csv_path: _csv([*cdi[:2], [" ", *cdi[2][1:]], *cdi[3:]])}, "error",
+             ("cdi.csv:3:", "'word'")),
+        Case("cdi_above_one", "aoa_cdi", {csv_path: cdi_cell("1.5")}, "error", ("cdi.csv:3:", "'18'")),
+        Case("cdi_negative", "aoa_cdi", {csv_path: cdi_cell("-0.1")}, "error", ("cdi.csv:3:", "'18'")),
+        Case("cdi_header_only", "aoa_cdi", {csv_path: _csv(cdi[:1])}, "error", ("cdi.csv",)),
     ]
 
 
@@ -388,9 +414,6 @@ def all_cases() -> list[Case]:
 
 
 CASES = all_cases()
-KNOWN_OUTSIDE = {  # defects whose one-line message needs a change outside the evaluation loaders
-    "aoa_words-words_invalid_utf8": "aoa.load_words lets UnicodeDecodeError through without the file name",
-}
 TASK_OF = {"reading": "reading", **{fmt: fmt for fmt in FORMATS if fmt != "glue"}}
 
 
@@ -450,8 +473,7 @@ def scored(result) -> bool:
     return bool(result)
 
 
-PARAMS = [pytest.param(case, id=case.id, marks=[pytest.mark.xfail(strict=True, reason=KNOWN_OUTSIDE[case.id])]
-                        if case.id in KNOWN_OUTSIDE else []) for case in CASES]
+PARAMS = [pytest.param(case, id=case.id) for case in CASES]
 
 
 @pytest.mark.parametrize("case", PARAMS)

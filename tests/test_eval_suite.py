@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from eval_fixtures import write_eval_data, write_jsonl, write_reading
+from eval_fixtures import write_eval_data, write_jsonl
 from eval_fixtures import make_model, make_tokenizer
 
 from babblelm.cli import main
@@ -32,7 +32,6 @@ def run_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = write_eval_data(tmp_path_factory.mktemp("data"))
-    write_reading(root / "reading" / "reading_data.csv", rows=48)  # more complete rows than regression terms
     words = {w: [{"context": "x"}] for w in ["cat", "dog", "mat", "house", "ball"]}
     (root / "aoa").mkdir()
     (root / "aoa" / "cdi_childes.json").write_text(json.dumps(words))
@@ -223,3 +222,125 @@ def test_results_are_reused_only_for_the_same_data_model_and_options(data, tmp_p
     (out / "blimp.json").write_text(json.dumps(stored))
     run(other, shared_prefix=False)
     assert any(line.startswith("re-scoring blimp: its result records no inputs") for line in logs)
+
+
+def test_a_bad_aoa_file_fails_aoa_alone(run_dir, data, tmp_path, capsys, monkeypatch):
+    """A bad AoA file fails AoA like a task, not the whole `--all-checkpoints` evaluation: the tasks,
+    learning curves and best checkpoint are still written, summary["failed"]["all_checkpoints"]["aoa"]
+    names the file and line, the exit status is 1, and an earlier run's aoa.json is set aside."""
+    import shutil
+
+    from babblelm.eval import suite
+
+    shutil.copytree(data, tmp_path / "data")
+    out = tmp_path / "out"
+    args = ["eval", str(run_dir), "--tasks", "blimp,comps", "--data", str(tmp_path / "data"), "--all-checkpoints",
+            "--device", "cpu", "--out", str(out)]
+    assert main(args) == 0
+    earlier = (out / "aoa.json").read_text()
+    cdi = tmp_path / "data" / "aoa" / "cdi.csv"
+    lines = cdi.read_text().splitlines()
+    cdi.write_text("\n".join([*lines, lines[2]]) + "\n")  # 'dog' (line 3) again on line 7
+    capsys.readouterr()
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    error = f"EvalDataError: {cdi}:7: word 'dog' appears again (first on line 3); each CDI word must appear once"
+    assert f"FAILED all_checkpoints/aoa: {error}" in captured.err and "1 task(s) failed" in captured.err
+    summary = json.loads((out / "best_checkpoint.json").read_text())
+    assert summary["failed"] == {"all_checkpoints": {"aoa": error}} and "aoa" not in summary
+    assert all({"blimp", "comps", "average"} <= set(summary["checkpoints"][name]) for name in ("chck_1M", "chck_2M"))
+    assert "| chck_2M |" in (out / "learning_curves.md").read_text() and (out / "curves" / "comps.png").exists()
+    assert not (out / "aoa.json").exists() and (out / "aoa.json.stale").read_text() == earlier
+    assert f"aoa: set aside {out / 'aoa.json'} as aoa.json.stale" in captured.out
+    assert "== chck_" not in captured.out  # the bad CSV is found before any model is loaded
+
+    cdi.write_text("\n".join(lines) + "\n")
+    (tmp_path / "data" / "aoa" / "cdi_childes.json").write_bytes(b'{"c\xffat": []}')
+    assert main(args) == 1
+    assert "FAILED all_checkpoints/aoa: EvalDataError: " in (err := capsys.readouterr().err)
+    assert "cdi_childes.json: not UTF-8 text" in err
+
+    (tmp_path / "data" / "aoa" / "cdi_childes.json").unlink()  # an aoa/ folder without its word file
+    assert main(args) == 1
+    assert "cdi_childes.json: cannot read" in capsys.readouterr().err
+
+    shutil.copy(data / "aoa" / "cdi_childes.json", tmp_path / "data" / "aoa")
+    calls = []
+
+    def broken(*args, **kwargs):
+        calls.append(args)
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(suite, "word_surprisals", broken)
+    summary = suite.evaluate_all_checkpoints(run_dir, ["blimp"], tmp_path / "data", tmp_path / "out2", device="cpu",
+                                             log=lambda _: None)
+    assert summary["failed"] == {"all_checkpoints": {"aoa": "chck_1M: RuntimeError: out of memory"}}
+    assert len(calls) == 1 and "aoa" not in summary and set(summary["checkpoints"]) == {"chck_1M", "chck_2M"}
+    assert not (tmp_path / "out2" / "aoa.json").exists()
+
+
+def test_a_failed_rescore_sets_the_stale_result_aside(data, tmp_path, monkeypatch):
+    """A task re-scored because its inputs changed, whose new scoring fails (or whose inputs cannot be
+    read), leaves no result on disk: `<task>.json` becomes `<task>.json.stale`, which `babble report`
+    does not read, and the log says so. A new result removes it; the same inputs again restore it.
+    A forced re-score of the same inputs that fails keeps the result."""
+    import shutil
+
+    from babblelm.eval import report, suite
+
+    tokenizer = make_tokenizer()
+    folder = tmp_path / "model"
+    make_model(len(tokenizer), seed=0).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    model = make_model(len(tokenizer), seed=0)
+    shutil.copytree(data, tmp_path / "data")
+    comps = tmp_path / "data" / "comps"
+    original = (comps / "comps_base.jsonl").read_text()
+    out, logs = tmp_path / "out", []
+
+    def run(**options):
+        logs.clear()
+        return suite.evaluate_tasks(model, tokenizer, ["blimp", "comps"], tmp_path / "data", out, model_dir=folder,
+                                    log=logs.append, **options)
+
+    run()
+    stored = (out / "comps.json").read_text()
+    write_jsonl(comps / "comps_base.jsonl", ['{"prefix_acceptable": "A cat", "prefix_unacceptable": "A mat"}'])
+    results = run()
+    assert "comps_base.jsonl:1: missing field 'property_phrase'" in results["comps"]["failed"]
+    assert not (out / "comps.json").exists() and (out / "comps.json.stale").read_text() == stored
+    assert f"comps: set aside {out / 'comps.json'} as comps.json.stale: it was computed from other inputs " \
+           "and this run's scoring failed; nothing reads it" in logs
+    assert set(report.read_results(out)) == {"blimp"}
+    assert results["blimp"] == json.loads((out / "blimp.json").read_text())
+
+    write_jsonl(comps / "comps_base.jsonl", [{"prefix_acceptable": "A dog", "prefix_unacceptable": "A ball",
+                                             "property_phrase": "can run."}])
+    assert "failed" not in run()["comps"] and not (out / "comps.json.stale").exists()  # superseded
+    (comps / "comps_base.jsonl").write_text(original)
+    assert "failed" not in run()["comps"] and any(line.startswith("re-scoring comps") for line in logs)
+    assert json.loads((out / "comps.json").read_text())["scores"] == json.loads(stored)["scores"]
+    stored = (out / "comps.json").read_text()
+
+    shutil.rmtree(comps)  # its inputs cannot even be read: nothing shows the stored result matches them
+    assert "no comps/ folder" in run()["comps"]["failed"]
+    assert not (out / "comps.json").exists() and (out / "comps.json.stale").read_text() == stored
+    assert any(line.startswith("comps: set aside") and "could not be read" in line for line in logs)
+    assert set(report.read_results(out)) == {"blimp"}
+
+    write_jsonl(comps / "comps_base.jsonl", original.splitlines())  # the same inputs again: restored, not re-scored
+    run()
+    assert (out / "comps.json").read_text() == stored and not (out / "comps.json.stale").exists()
+    assert f"restored {out / 'comps.json'} from comps.json.stale (its inputs match again)" in logs
+    assert not any(line.startswith("re-scoring") for line in logs)
+    evaluate_task = suite.evaluate_task
+
+    def failing(model, tokenizer, task, *args, **kwargs):
+        if task == "comps":
+            raise RuntimeError("out of memory")
+        return evaluate_task(model, tokenizer, task, *args, **kwargs)
+
+    monkeypatch.setattr(suite, "evaluate_task", failing)
+    assert run(force=True)["comps"]["failed"] == "RuntimeError: out of memory"
+    assert (out / "comps.json").read_text() == stored and not (out / "comps.json.stale").exists()
+    assert f"comps: kept {out / 'comps.json'}: it was computed from this run's inputs (re-scored for --force)" in logs

@@ -18,15 +18,7 @@ from babblelm.eval.records import EvalDataError
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    return with_reading_rows(write_eval_data(tmp_path_factory.mktemp("eval_data")))
-
-
-def with_reading_rows(root, rows=48):
-    """Enough reading rows that the self-paced regression (17 terms) has more complete rows than terms."""
-    from eval_fixtures import write_reading
-
-    write_reading(root / "reading" / "reading_data.csv", rows=rows)
-    return root
+    return write_eval_data(tmp_path_factory.mktemp("eval_data"))
 
 
 def reference(model, tokenizer, choice):
@@ -181,6 +173,21 @@ def official_surprisal(model, tokenizer, sentence, word):
         total -= torch.log_softmax(logits, -1)[target].item()
         sentence += text
     return total
+
+
+def test_the_fixture_reading_data_fits_both_regressions(model, tokenizer, tmp_path):
+    """`write_eval_data`'s own reading CSV (no test rewrites it) has more complete rows than the
+    self-paced regression's 17 terms and the eye-tracking regressions' 8, so reading scores it."""
+    import csv
+
+    path = write_eval_data(tmp_path) / "reading" / "reading_data.csv"
+    rows = list(csv.DictReader(path.open(encoding="utf-8", newline="")))
+    spr = ("Subtlex_log10", "length", "context_length", "prev_length", "self_paced_reading_time")
+    complete = [row for row in rows if row["prev_item"] and all(row[c] for c in spr)]  # prev surprisal needs prev_item
+    assert len(complete) > 17
+    result = evaluate_reading(model, tokenizer, tmp_path)
+    assert set(result["scores"]) == {"reading_et", "reading_spr"}
+    assert all(math.isfinite(v) for v in result["scores"].values())
 
 
 def test_rerun_gives_identical_numbers(model, tokenizer, data):

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .metrics import pearson
-from .records import EvalDataError, csv_rows, data_files, number
+from .records import EvalDataError, csv_rows, data_files, number, utf8_text, valid_unicode
 from ..rundir import milestone_count
 from .scoring import score_continuations
 
@@ -29,15 +29,36 @@ AGES = range(16, 31)
 
 
 def load_words(path) -> list[str]:
-    """The target words of `cdi_childes.json` ({word: [{"context": ...}, ...]}), one-letter words dropped."""
+    """The target words of `cdi_childes.json` ({word: [{"context": ...}, ...]}), one-letter words dropped.
+
+    Every defect is a one-line EvalDataError naming the file (and the line, or the word): a missing or
+    unreadable file, one that is not UTF-8, malformed JSON, not an object, a word that is blank or holds
+    an unpaired surrogate, contexts that are not a list, no word of two or more letters."""
     path = Path(path)
+    text = utf8_text(path)
+    if not text.strip():
+        raise EvalDataError(f"{path}: empty file; expected a JSON object mapping each word to its contexts")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise EvalDataError(f"{path}: cannot read AoA words ({err})") from None
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise EvalDataError(f"{path}:{err.lineno}: malformed JSON ({err.msg} at column {err.colno})") from None
+    except RecursionError:
+        raise EvalDataError(f"{path}: malformed JSON (nested too deeply)") from None
+    except ValueError as err:  # e.g. an integer of more digits than Python converts
+        raise EvalDataError(f"{path}: cannot read JSON ({err})") from None
     if not isinstance(data, dict) or not data:
         raise EvalDataError(f"{path}: expected a JSON object mapping each word to its contexts")
-    return [word for word in data if len(word) > 1]
+    for word, contexts in data.items():
+        if not valid_unicode(word):
+            raise EvalDataError(f"{path}: word {ascii(word)} holds an unpaired surrogate (\\ud800-\\udfff), not text")
+        if len(word) > 1 and not word.strip():
+            raise EvalDataError(f"{path}: word {word!r} is blank")
+        if not isinstance(contexts, list):
+            raise EvalDataError(f"{path}: word {word!r}: expected a list of contexts, got {type(contexts).__name__}")
+    words = [word for word in data if len(word) > 1]  # as the official loader
+    if not words:
+        raise EvalDataError(f"{path}: no word of two or more characters (one-character words are dropped)")
+    return words
 
 
 def word_surprisals(model, tokenizer, words: list[str], batch_size: int = 64) -> dict[str, float]:
@@ -103,10 +124,32 @@ def child_aoa(proportions: list[float]) -> float | None:
 
 
 def load_cdi(folder) -> dict[str, list[float]]:
-    """{word: proportion producing it at 16..30 months} from the CDI CSV in the AoA folder."""
-    path = data_files(folder, "*.csv", "CDI (word + age columns 16..30)")[0]
-    rows = csv_rows(path, ["word", *map(str, AGES)])
-    return {row["word"]: [number(row, str(age), where) for age in AGES] for where, row in rows}
+    """{word: proportion producing it at 16..30 months} from the one CDI CSV (`*.csv`) in the AoA folder.
+
+    The official pipeline reads one file (`aoa/cdi_human.csv`), so a second CSV is an error naming
+    both, never silently ignored; so is a word given twice (file, line and the first line), a blank
+    word, and a proportion outside 0..1 (besides the errors of every CSV, `csv_rows` and `number`).
+    A missing cell (empty, NA, ...) is a missing value: that age is left out of the word's fit."""
+    files = data_files(folder, "*.csv", "CDI (word + age columns 16..30)")
+    if len(files) > 1:
+        raise EvalDataError(f"{Path(folder)}: {len(files)} CDI CSV files ({', '.join(f.name for f in files)}); "
+                            f"the AoA folder holds one (the official aoa/cdi_human.csv): keep one")
+    cdi, first_line = {}, {}
+    for where, row in csv_rows(files[0], ["word", *map(str, AGES)]):
+        word = row["word"]
+        if not word.strip():
+            raise EvalDataError(f"{where}: column 'word' must not be empty")
+        if word in first_line:
+            raise EvalDataError(f"{where}: word {word!r} appears again (first on line {first_line[word]}); "
+                                f"each CDI word must appear once")
+        first_line[word] = where.rsplit(":", 1)[1]
+        proportions = [number(row, str(age), where) for age in AGES]
+        for age, value in zip(AGES, proportions):
+            if value < 0 or value > 1:  # NaN (a missing cell) compares False both ways and passes
+                raise EvalDataError(f"{where}: column '{age}' must be a proportion of children between 0 and 1, "
+                                    f"got {row[str(age)].strip()!r}")
+        cdi[word] = proportions
+    return cdi
 
 
 def curve_fitness(curves: dict[str, dict[str, float]], cdi: dict[str, list[float]]) -> dict:

@@ -87,8 +87,9 @@ def _check_unique_stems(files: list[Path]) -> None:
         seen[path.stem] = path
 
 
-def _text(path: Path) -> str:
-    """The file's UTF-8 text (a leading byte-order mark dropped)."""
+def utf8_text(path: Path) -> str:
+    """The file's UTF-8 text (a leading byte-order mark dropped); an EvalDataError naming the file if it
+    cannot be read or is not UTF-8."""
     try:
         return Path(path).read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
@@ -99,7 +100,7 @@ def _text(path: Path) -> str:
 
 def jsonl_records(path: Path, expected: str) -> list[tuple[str, dict]]:
     """(`file:line`, record) for every non-blank line; `expected` says what a line should hold."""
-    text = _text(path)
+    text = utf8_text(path)
     records = []
     for number, line in enumerate(text.split("\n"), start=1):
         if line.strip():
@@ -158,7 +159,7 @@ def _check_values(record: dict, where: str) -> None:
         name, value = stack.pop()
         if isinstance(value, float) and not math.isfinite(value):
             raise EvalDataError(f"{where}: field {name} is {value}; NaN and infinite numbers are not allowed")
-        if isinstance(value, str) and not _valid_unicode(value):
+        if isinstance(value, str) and not valid_unicode(value):
             raise EvalDataError(f"{where}: field {name} holds an unpaired surrogate (\\ud800-\\udfff), not text")
         if isinstance(value, dict):
             stack += [(f"{name[:-1]}.{key}'", item) for key, item in value.items()]
@@ -166,7 +167,7 @@ def _check_values(record: dict, where: str) -> None:
             stack += [(f"{name[:-1]}[{k}]'", item) for k, item in enumerate(value)]
 
 
-def _valid_unicode(value: str) -> bool:
+def valid_unicode(value: str) -> bool:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
@@ -200,7 +201,7 @@ def csv_rows(path: Path, required: list[str]) -> list[tuple[str, dict]]:
     path = Path(path)
     if not path.is_file():
         raise EvalDataError(f"{path}: file not found")
-    reader = csv.reader(io.StringIO(_text(path), newline=""))
+    reader = csv.reader(io.StringIO(utf8_text(path), newline=""))
     try:
         header = next(reader, None)
         if header is None:

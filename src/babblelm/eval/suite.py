@@ -4,7 +4,9 @@ Layout: `<results>/<checkpoint>/<task>.json` (one file per checkpoint and task),
 run `<results>/learning_curves.{md,csv}`, `<results>/curves/<score>.png`, `<results>/aoa.json` and
 `<results>/best_checkpoint.json`. Each result records its `inputs` (data folder and a SHA-256 of the
 files read, model folder and a SHA-256 of its weights, config and tokenizer files, the options
-that change scores); a result on disk is reused only when those match, unless `force`.
+that change scores); a result on disk is reused only when those match, unless `force`. A result
+that no longer matches its inputs and has no new result to replace it (the new scoring failed) is
+renamed `<task>.json.stale`, which nothing reads; it is renamed back when its inputs match again.
 """
 
 from __future__ import annotations
@@ -76,6 +78,23 @@ def _stored(path: Path) -> dict | None:
         return None
 
 
+def stale_path(path: Path) -> Path:
+    """Where a result that no longer matches its inputs is set aside: `<name>.stale` (not `*.json`, so
+    `babble report` and every other reader of a results folder pass it by)."""
+    return path.with_name(path.name + ".stale")
+
+
+def _set_aside(name: str, path: Path, why: str, log) -> None:
+    stale = stale_path(path)
+    try:
+        path.replace(stale)
+    except OSError as err:
+        log(f"{name}: WARNING: could not set aside {path} ({err.strerror or err}); it no longer matches its "
+            f"inputs: delete it")
+        return
+    log(f"{name}: set aside {path} as {stale.name}: {why}; nothing reads it")
+
+
 def plan_tasks(tasks: list[str], data_dir, out_dir: Path, identity: dict, shared_prefix: bool = True,
                force: bool = False, log=print, fast: bool = False) -> tuple[dict[str, dict], dict[str, dict]]:
     """(results settled without scoring: reused or failed on their data, {task: inputs} to score).
@@ -84,13 +103,23 @@ def plan_tasks(tasks: list[str], data_dir, out_dir: Path, identity: dict, shared
     is the model's: `model_identity`); `log` says which are reused and why the others are re-scored."""
     settled, todo = {}, {}
     for task in tasks:
+        path = out_dir / f"{task}.json"
         try:
             inputs = {**task_inputs(task, data_dir, len(tasks) == 1, shared_prefix, fast), **identity,
                       "babblelm": __version__}  # a new release may score differently: never reuse across
         except Exception as err:  # noqa: BLE001 (reported as the task's failure)
             settled[task] = _failed(task, err, log)
+            if path.exists():
+                _set_aside(task, path, "the task's inputs could not be read in this run, so nothing shows it "
+                                       "matches them", log)
             continue
-        path = out_dir / f"{task}.json"
+        stale = stale_path(path)
+        if not path.exists() and not force and stale.exists() and what_changed(_stored(stale), inputs) is None:
+            try:
+                stale.replace(path)
+                log(f"restored {path} from {stale.name} (its inputs match again)")
+            except OSError:
+                pass  # then it is scored again
         if path.exists():
             change = "--force" if force else what_changed(_stored(path), inputs)
             if change is None:
@@ -109,16 +138,27 @@ def _failed(task: str, err: Exception, log) -> dict:
 
 
 def score_task(model, tokenizer, task: str, data_dir, out_dir: Path, inputs: dict, alone: bool,
-               batch_size: int = 64, progress: bool = False, log=print) -> dict:
-    """Score one task and write `out_dir/<task>.json` with its `inputs`; a failure is returned, not written."""
+               batch_size: int = 64, progress: bool = False, log=print, tables: bool = True) -> dict:
+    """Score one task and write `out_dir/<task>.json` with its `inputs` (and log its table, if `tables`).
+
+    A failure is returned, not written; a result already there from other inputs is then set aside
+    (`<task>.json.stale`), one from these same inputs (a `--force` re-score) is kept."""
+    path = out_dir / f"{task}.json"
     try:
         result = evaluate_task(model, tokenizer, task, data_dir, batch_size=batch_size, progress=progress,
                                shared_prefix=inputs["shared_prefix"], alone=alone, fast=inputs["fast"])
     except Exception as err:  # noqa: BLE001 (one task's failure must not cost the others; it is reported)
-        return _failed(task, err, log)
+        failed = _failed(task, err, log)
+        if path.exists() and what_changed(_stored(path), inputs) is None:
+            log(f"{task}: kept {path}: it was computed from this run's inputs (re-scored for --force)")
+        elif path.exists():
+            _set_aside(task, path, "it was computed from other inputs and this run's scoring failed", log)
+        return failed
     result["inputs"] = inputs
-    (out_dir / f"{task}.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
-    log(report.text_table(result))
+    path.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    stale_path(path).unlink(missing_ok=True)  # superseded
+    if tables:
+        log(report.text_table(result))
     return result
 
 
@@ -172,7 +212,12 @@ def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, out_dir: Path 
                              progress: bool = False, log=print, shared_prefix: bool = True, fast: bool = False) -> dict:
     """Score every checkpoint (with the first one's tokenizer), then learning curves, AoA and the best
     checkpoint; the summary also says which tasks failed where. Results (and AoA surprisals) already
-    on disk are reused when computed from the same inputs (`plan_tasks`)."""
+    on disk are reused when computed from the same inputs (`plan_tasks`).
+
+    AoA runs when `data_dir/aoa/` exists and fails on its own, like a task: its files are read first
+    (a bad one costs no scoring), and any AoA error (bad data, surprisals a checkpoint cannot score,
+    the fit) is summary["failed"]["all_checkpoints"]["aoa"]; the tasks, learning curves and best
+    checkpoint are still written, and an earlier `aoa.json` is set aside (`aoa.json.stale`)."""
     from .load import load_tokenizer
 
     register_auto_classes()
@@ -181,7 +226,14 @@ def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, out_dir: Path 
     tokenizer = load_tokenizer(checkpoints[0])
     device = resolve_device(device)
     aoa_dir = Path(data_dir) / "aoa"
-    aoa_words = load_words(aoa_dir / "cdi_childes.json") if (aoa_dir / "cdi_childes.json").exists() else None
+    aoa_words = aoa_cdi = aoa_data = aoa_failed = None
+    if aoa_dir.is_dir():
+        words_file = aoa_dir / "cdi_childes.json"
+        try:
+            aoa_words, aoa_cdi = load_words(words_file), load_cdi(aoa_dir)
+            aoa_data = {"data": str(words_file.resolve()), "data_sha256": files_sha256([words_file])}
+        except Exception as err:  # noqa: BLE001 (AoA fails on its own, like a task)
+            aoa_failed = _aoa_failed(f"{type(err).__name__}: {err}", log)
     rows, words, surprisal_curves, failed = {}, {}, {}, {}
     for checkpoint in checkpoints:
         folder = out_dir / checkpoint.name
@@ -189,10 +241,8 @@ def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, out_dir: Path 
         identity = model_identity(checkpoint)
         results, todo = plan_tasks(tasks, data_dir, folder, identity, shared_prefix, force,
                                    log=lambda line, name=checkpoint.name: log(f"{name}: {line}"), fast=fast)
-        aoa_path, aoa_inputs = folder / "aoa_surprisal.json", None
-        if aoa_words is not None:
-            aoa_file = aoa_dir / "cdi_childes.json"
-            aoa_inputs = {"data": str(aoa_file.resolve()), "data_sha256": files_sha256([aoa_file]), **identity}
+        aoa_path = folder / "aoa_surprisal.json"
+        aoa_inputs = {**aoa_data, **identity} if aoa_data is not None and aoa_failed is None else None
         need_aoa = aoa_inputs is not None and (force or what_changed(_stored(aoa_path), aoa_inputs) is not None)
         model = None
         if todo or need_aoa:
@@ -201,12 +251,16 @@ def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, out_dir: Path 
                 model = AutoModelForCausalLM.from_pretrained(checkpoint, trust_remote_code=True).to(device).eval()
         for task, inputs in todo.items():
             results[task] = score_task(model, tokenizer, task, data_dir, folder, inputs, len(tasks) == 1,
-                                       batch_size, progress, log=lambda _: None)
-        if need_aoa:
-            surprisal = word_surprisals(model, tokenizer, aoa_words, batch_size)
-            aoa_path.write_text(json.dumps({"inputs": aoa_inputs, "surprisal": surprisal}), encoding="utf-8")
+                                       batch_size, progress, tables=False,
+                                       log=lambda line, name=checkpoint.name: log(f"{name}: {line}"))
         if aoa_inputs is not None:
-            surprisal_curves[checkpoint.name] = _stored(aoa_path)["surprisal"]
+            try:
+                if need_aoa:
+                    surprisal = word_surprisals(model, tokenizer, aoa_words, batch_size)
+                    aoa_path.write_text(json.dumps({"inputs": aoa_inputs, "surprisal": surprisal}), encoding="utf-8")
+                surprisal_curves[checkpoint.name] = _stored(aoa_path)["surprisal"]
+            except Exception as err:  # noqa: BLE001 (the other checkpoints' tasks still run; AoA is not scored on)
+                aoa_failed = _aoa_failed(f"{checkpoint.name}: {type(err).__name__}: {err}", log)
         del model
         results = {task: results[task] for task in tasks}
         rows[checkpoint.name] = report.scores_of(results)
@@ -214,10 +268,20 @@ def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, out_dir: Path 
             failed[checkpoint.name] = report.failures(results)
         words[checkpoint.name] = milestone_count(checkpoint.name)
     summary = {"checkpoints": rows, "failed": failed}
-    if surprisal_curves:
-        aoa = curve_fitness(surprisal_curves, load_cdi(aoa_dir))
-        (out_dir / "aoa.json").write_text(json.dumps(aoa, indent=2), encoding="utf-8")
-        summary["aoa"] = aoa["scores"]["aoa"]
+    aoa_json = out_dir / "aoa.json"
+    if aoa_failed is None and surprisal_curves:
+        try:
+            aoa = curve_fitness(surprisal_curves, aoa_cdi)
+        except Exception as err:  # noqa: BLE001 (e.g. scipy missing)
+            aoa_failed = _aoa_failed(f"{type(err).__name__}: {err}", log)
+        else:
+            aoa_json.write_text(json.dumps(aoa, indent=2), encoding="utf-8")
+            stale_path(aoa_json).unlink(missing_ok=True)
+            summary["aoa"] = aoa["scores"]["aoa"]
+    if aoa_failed is not None:
+        failed["all_checkpoints"] = {"aoa": aoa_failed}
+        if aoa_json.exists():
+            _set_aside("aoa", aoa_json, "AoA failed in this run", log)
     best = max(rows, key=lambda name: -math.inf if math.isnan(rows[name].get("average", math.nan)) else rows[name]["average"])
     summary["best_checkpoint"] = {"name": best, **rows[best]}
     (out_dir / "best_checkpoint.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
@@ -225,6 +289,11 @@ def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, out_dir: Path 
     (out_dir / "learning_curves.csv").write_text(report.csv_table(rows, "checkpoint"), encoding="utf-8")
     report.plot_curves(rows, words, out_dir / "curves")
     return summary
+
+
+def _aoa_failed(error: str, log) -> str:
+    log(f"aoa: FAILED: {error}")
+    return error
 
 
 def compare_runs(run_dirs: list[Path], out_dir: Path) -> dict[str, dict[str, float]]:
