@@ -26,8 +26,9 @@ from ..config import DataSection, MixingSection, TokenizerSection
 from .blocks import MANIFEST, token_dtype, write_blocks
 from .corpus import DataError
 from .mixing import round_robin
-from .prepare import _budget, _check_splits, _source_settings, _split_streams, _survey, _write_json, file_sha256
-from .readers import discover
+from .prepare import (_budget, _check_out_dir, _check_splits, _source_settings, _split_streams, _survey, _write_json,
+                      file_sha256)
+from .readers import scan_corpus, skipped_summary
 from .tokenizer import train_tokenizer
 
 log = logging.getLogger(__name__)
@@ -58,11 +59,19 @@ def prepare_multilingual(mix: MixingSection, data_cfg: DataSection, tok_cfg: Tok
     """Prepare (or reuse) every language's blocks and the shared tokenizer; return the manifest."""
     out_dir = Path(out_dir)
     premiums = premium_table(mix)
-    files = {lang: discover(language_corpus(mix, data_cfg, lang)) for lang in mix.languages}
+    scans = {}
+    for lang in mix.languages:
+        corpus = language_corpus(mix, data_cfg, lang)
+        _check_out_dir(str(corpus), out_dir)
+        scans[lang] = scan_corpus(corpus, exclude=out_dir)
+        if scans[lang][1]:
+            log.warning("data: %s", skipped_summary(corpus, scans[lang][1]))
+    files = {lang: scan[0] for lang, scan in scans.items()}
+    skipped = {lang: [{"file": str(s.path), "reason": s.reason} for s in scan[1]] for lang, scan in scans.items()}
     chash = hashlib.sha256(json.dumps({"mixing": dataclasses.asdict(mix), "data": dataclasses.asdict(data_cfg),
                                        "tokenizer": dataclasses.asdict(tok_cfg), "format": 1}, sort_keys=True).encode()).hexdigest()
     inputs = {lang: sorted([str(f.path), file_sha256(f.path)] for f in fs) for lang, fs in files.items()}
-    cached = _reusable(out_dir, chash, inputs)
+    cached = _reusable(out_dir, chash, inputs, skipped)
     if cached is not None:
         return cached
     share = mix.budget / len(premiums) if mix.budget is not None else None
@@ -105,7 +114,8 @@ def prepare_multilingual(mix: MixingSection, data_cfg: DataSection, tok_cfg: Tok
         _write_json(out_dir / lang / MANIFEST, {"language": lang, "splits": splits, "seq_len": data_cfg.seq_len,
                                                 "dtype": token_dtype(len(tokenizer)).name, **info})
     manifest = {
-        "config_hash": chash, "inputs": inputs, "languages": list(languages), "budget_adjusted_bytes": mix.budget,
+        "config_hash": chash, "inputs": inputs, "skipped_files": skipped, "languages": list(languages),
+        "budget_adjusted_bytes": mix.budget,
         "adjusted_bytes": adjusted, "premiums": premiums, "zho_variant": mix.zho_variant,
         "per_language": {lang: {k: v[k] for k in ("premium", "bytes", "adjusted_bytes", "quota_bytes")}
                          | {"words": v["splits"]["train"]["words"], "tokens": v["splits"]["train"]["tokens"],
@@ -118,10 +128,12 @@ def prepare_multilingual(mix: MixingSection, data_cfg: DataSection, tok_cfg: Tok
     return manifest
 
 
-def _reusable(out_dir: Path, chash: str, inputs: dict) -> dict | None:
+def _reusable(out_dir: Path, chash: str, inputs: dict, skipped: dict) -> dict | None:
     path = out_dir / ML_MANIFEST
     if not path.is_file():
         return None
     manifest = json.loads(path.read_text(encoding="utf-8"))
     complete = all((out_dir / lang / f"{s}.bin").is_file() for lang in inputs for s in ("train", "dev"))
-    return manifest if manifest.get("config_hash") == chash and manifest.get("inputs") == inputs and complete else None
+    same = (manifest.get("config_hash") == chash and manifest.get("inputs") == inputs
+            and manifest.get("skipped_files") == skipped)
+    return manifest if same and complete else None
