@@ -273,7 +273,7 @@ class Training:
 
     def check_finite(self, step: int) -> None:
         """Never save diverged weights: stop with the last good checkpoint left as it is."""
-        if not all(bool(torch.isfinite(p).all()) for p in self.model.parameters()):
+        if not bool(torch.stack([torch.isfinite(p).all() for p in self.model.parameters()]).all()):  # one sync
             raise FloatingPointError(f"the weights became NaN or infinite by step {step + 1}; nothing was saved "
                                      "over the last checkpoints; lower the learning rate or check the data")
 
