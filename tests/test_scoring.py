@@ -1,10 +1,13 @@
 """Batched scoring against a hand-computed single-sequence reference, on a tiny random Llama."""
 
+import random
+
 import pytest
 import torch
 
+from babblelm.eval import scoring
 from babblelm.eval.scoring import score_continuations, sentence_logprobs
-from eval_fixtures import make_model, make_tokenizer
+from eval_fixtures import CORPUS, make_model, make_tokenizer
 
 def reference_score(model, tokenizer, context: str, completion: str) -> float:
     """The definition, one sequence at a time: float64 log-softmax, a Python loop over target tokens."""
@@ -101,3 +104,71 @@ def test_load_model_and_tokenizer_round_trip(model, tokenizer, tmp_path):
     (tmp_path / "hf" / "tokenizer_config.json").unlink()
     with pytest.raises(FileNotFoundError, match="tokenizer"):
         load_model_and_tokenizer(tmp_path / "hf")
+
+
+OPTIONS = (" the mat.", " a dog ran to the old house.", " cat.", " the children were playing in the garden.")
+
+
+def grouped_items(n_groups: int, options=OPTIONS, seed: int = 0) -> tuple[list[tuple[str, str]], list[int]]:
+    """Distinct contexts of 12 to 20 corpus words; group g's items: the context before each of its
+    2 + g % 3 first `options` (all of them when there are two)."""
+    rng = random.Random(seed)
+    words = " ".join(CORPUS).replace(".", "").replace("?", "").split()
+    items, groups = [], []
+    for group in range(n_groups):
+        context = " ".join(rng.choice(words) for _ in range(rng.randint(12, 20)))
+        for option in options[: 2 + group % 3]:
+            items.append((context, option))
+            groups.append(group)
+    return items, groups
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 64])
+def test_shared_prefix_scores_match_reference(model, tokenizer, batch_size, monkeypatch):
+    items, groups = grouped_items(7)
+    shared_runs = []
+    score_shared = scoring._score_shared
+    monkeypatch.setattr(scoring, "_score_shared", lambda *args: shared_runs.append(1) or score_shared(*args))
+    got = score_continuations(model, tokenizer, items, batch_size=batch_size, groups=groups)
+    assert shared_runs  # the cached path ran
+    assert got == pytest.approx([reference_score(model, tokenizer, *item) for item in items], abs=1e-4)
+    assert got == pytest.approx(score_continuations(model, tokenizer, items, batch_size=batch_size), abs=1e-4)
+
+
+def test_shared_prefix_batches_groups_and_keeps_to_batch_size(model, tokenizer):
+    """40 groups of 2 options at batch size 16: 3 prefix passes (16, 16, 8 groups) and 5 continuation
+    passes of at most 16 rows, not two passes per group."""
+    items, groups = grouped_items(40, options=(" the mat.", " cat."))
+    rows = []
+    hook = model.register_forward_pre_hook(lambda _, args, kwargs: rows.append(len(kwargs["input_ids"])),
+                                           with_kwargs=True)
+    try:
+        shared = score_continuations(model, tokenizer, items, batch_size=16, groups=groups)
+    finally:
+        hook.remove()
+    assert sorted(rows) == [8, 16, 16, 16, 16, 16, 16, 16]
+    assert shared == pytest.approx(score_continuations(model, tokenizer, items, batch_size=16), abs=1e-4)
+
+
+def test_short_shared_prefixes_are_scored_whole(tokenizer):
+    """A chunk whose cached run would compute more token positions than its whole texts goes plain."""
+    short = [("The", " cat."), ("The", " cat sat on the mat and the dog ran to the old house.")]
+    long = [("A dog ran to the cat and the cats ran away. Who did the cat", " see?"),
+            ("A dog ran to the cat and the cats ran away. Who did the cat", " see near the house?")]
+    for items, shared in ((short, False), (long, True)):
+        chunks, plain = scoring._shared_chunks(scoring.encode_items(tokenizer, items), [0, 0], batch_size=2)
+        assert ([chunk.members for chunk in chunks], sorted(plain)) == (([[1, 0]], []) if shared else ([], [0, 1]))
+
+
+def test_model_without_cache_falls_back_to_whole_texts(model, tokenizer):
+    class LogitsOnly(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.inner = model
+
+        def forward(self, input_ids, attention_mask, **_):
+            return (self.inner(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits,)
+
+    items, groups = grouped_items(5)
+    got = score_continuations(LogitsOnly(), tokenizer, items, batch_size=4, groups=groups)
+    assert got == pytest.approx(score_continuations(model, tokenizer, items, batch_size=4), abs=1e-5)

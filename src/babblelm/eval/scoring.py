@@ -12,14 +12,20 @@ log-probabilities of scored tokens are computed from the logits.
 
 Shared prefixes: items given the same `groups` id (the options of one task item) are tokenized as
 usual, then their longest common token prefix (up to the first scored token) runs once with a KV
-cache and only the continuations run per option. The result is the same sum of the same
-log-probabilities (up to float rounding, ~1e-6). Any cache with `reorder_cache` works (transformers'
-caches and the recurrent states of the babblelm architectures); a model whose forward returns none
-falls back to the plain batched path.
+cache and only the continuations run per option. Groups go in chunks of `batch_size`, sorted by
+length: one forward pass runs the chunk's prefixes (each cut to the shortest of them, so there is no
+padding), then the continuations run `batch_size` items a pass, each row a copy of its group's cache
+row. A chunk whose cached run would compute no fewer token positions than its whole texts (short
+prefixes) is scored the plain way. The result is the same sum of the same log-probabilities (up to
+float rounding, ~1e-6). Any cache with `reorder_cache` works (transformers' caches and the recurrent
+states of the babblelm architectures); a model whose forward returns none falls back to the plain
+batched path. No forward pass has more than `batch_size` rows.
 """
 
 from __future__ import annotations
 
+import copy
+import math
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -104,24 +110,22 @@ def score_encoded(
         model.to(device)
     device = next(model.parameters()).device
     scores = torch.zeros(len(encoded), dtype=torch.float32)
-    shared, plain = _shared_groups(encoded, groups)
-    order = sorted(plain, key=lambda i: len(encoded[i].ids), reverse=True)
-    batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    chunks, plain = _shared_chunks(encoded, groups, batch_size)
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            bar = tqdm(total=len(batches) + len(shared), desc="scoring", disable=not progress)
-            for done, (members, split) in enumerate(shared):
+            bar = tqdm(total=len(chunks) + math.ceil(len(plain) / batch_size), desc="scoring", disable=not progress)
+            for done, chunk in enumerate(chunks):
                 try:
-                    scores[members] = _score_shared(model, [encoded[i] for i in members], split, pad_id, device)
-                except _NoCache:  # not a KV-cache model: score the groups left the plain way
-                    rest = sorted((i for m, _ in shared[done:] for i in m), key=lambda i: -len(encoded[i].ids))
-                    batches += [rest[start : start + batch_size] for start in range(0, len(rest), batch_size)]
-                    bar.total = len(batches) + done
+                    scores[chunk.members] = _score_chunk(model, [encoded[i] for i in chunk.members], chunk.owners,
+                                                         chunk.split, pad_id, device, batch_size)
+                except _NoCache:  # not a KV-cache model: score the chunks left the plain way
+                    plain += [i for rest in chunks[done:] for i in rest.members]
+                    bar.total = done + math.ceil(len(plain) / batch_size)
                     break
                 bar.update()
-            for batch in batches:
+            for batch in _plain_batches(encoded, plain, batch_size):
                 scores[batch] = _score_batch(model, [encoded[i] for i in batch], pad_id, device)
                 bar.update()
             bar.close()
@@ -158,25 +162,70 @@ def _score_batch(model, batch: list[Encoded], pad_id: int, device) -> torch.Tens
     return _sum_scored(_logits(output), ids[:, 1:], scored[:, 1:], device)
 
 
+def _plain_batches(encoded: list[Encoded], indices: list[int], batch_size: int) -> list[list[int]]:
+    """`indices` sorted longest first, in batches of `batch_size`."""
+    order = sorted(indices, key=lambda i: len(encoded[i].ids), reverse=True)
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
 class _NoCache(Exception):
     """The model's forward returned no cache that can be copied per option."""
 
 
-def _shared_groups(encoded: list[Encoded], groups) -> tuple[list[tuple[list[int], int]], list[int]]:
-    """([(members, shared token count)] worth a cached prefix, indices to score the plain way)."""
+@dataclass(frozen=True)
+class _Chunk:
+    """Groups scored together: their items (longest first), each item's group as a row of the prefix
+    batch, and the prefix length they share."""
+
+    members: list[int]
+    owners: list[int]
+    split: int
+
+
+def _shared_chunks(encoded: list[Encoded], groups, batch_size: int) -> tuple[list[_Chunk], list[int]]:
+    """(chunks to score with cached prefixes, indices to score the plain way).
+
+    Groups of two or more items are sorted by their longest text (then their shared prefix) and
+    packed `batch_size` groups to a chunk; a chunk's prefix is the shortest of its groups'. A chunk
+    whose cached run would compute no fewer token positions than its whole texts goes to the plain path.
+    """
     if groups is None:
         return [], list(range(len(encoded)))
     by_group = defaultdict(list)
     for index, group in enumerate(groups):
         by_group[group].append(index)
-    shared, plain = [], []
+    candidates, plain = [], []
     for members in by_group.values():
-        split = _shared_length([encoded[i] for i in members])
-        if len(members) > 1 and split >= 2:
-            shared.append((members, split))
+        split = _shared_length([encoded[i] for i in members]) if len(members) > 1 else 0
+        if split >= 2:
+            candidates.append((max(len(encoded[i].ids) for i in members), split, members))
         else:
             plain += members
-    return shared, plain
+    candidates.sort(key=lambda candidate: candidate[:2], reverse=True)
+    chunks = []
+    for start in range(0, len(candidates), batch_size):
+        chunk = _chunk(encoded, candidates[start : start + batch_size])
+        if _shared_cost(encoded, chunk, batch_size) < sum(len(encoded[i].ids) - 1 for i in chunk.members):
+            chunks.append(chunk)
+        else:
+            plain += chunk.members
+    return chunks, plain
+
+
+def _chunk(encoded: list[Encoded], packed: list[tuple[int, int, list[int]]]) -> _Chunk:
+    """The chunk of (longest text, shared length, items) groups: items longest first, the shortest prefix."""
+    rows = sorted(((row, i) for row, (*_, members) in enumerate(packed) for i in members),
+                  key=lambda pair: len(encoded[pair[1]].ids), reverse=True)
+    return _Chunk([i for _, i in rows], [row for row, _ in rows], min(split for _, split, _ in packed))
+
+
+def _shared_cost(encoded: list[Encoded], chunk: _Chunk, batch_size: int) -> int:
+    """Token positions of a chunk's cached run: every prefix once, then the padded continuations,
+    `batch_size` items a pass."""
+    lengths = [len(encoded[i].ids) for i in chunk.members]  # longest first
+    parts = [lengths[start : start + batch_size] for start in range(0, len(lengths), batch_size)]
+    continuations = sum(len(part) * max(part[0] - chunk.split - 1, 0) for part in parts)
+    return (chunk.owners[-1] + 1) * chunk.split + continuations
 
 
 def _shared_length(batch: list[Encoded]) -> int:
@@ -192,19 +241,44 @@ def _shared_length(batch: list[Encoded]) -> int:
     return split
 
 
-def _score_shared(model, batch: list[Encoded], split: int, pad_id: int, device) -> torch.Tensor:
-    """Run ids[:split] once with a KV cache, then every item's ids[split:-1] against copies of it."""
-    prefix = torch.tensor([batch[0].ids[:split]], device=device)
+def _score_chunk(model, batch: list[Encoded], owners: list[int], split: int, pad_id: int, device,
+                 batch_size: int) -> torch.Tensor:
+    """Run each group's ids[:split] once, one row per group, with a KV cache; then score the items
+    `batch_size` at a time against copies of their groups' rows (`owners`: each item's row)."""
+    cache, last = _run_prefixes(model, batch, owners, split, device)
+    scores = []
+    for start in range(0, len(batch), batch_size):
+        end = start + batch_size
+        part_cache = cache if end >= len(batch) else copy.deepcopy(cache)  # the last part may consume it
+        scores.append(_score_shared(model, batch[start:end], owners[start:end], split, part_cache, last, pad_id,
+                                    device))
+    return torch.cat(scores)
+
+
+def _run_prefixes(model, batch: list[Encoded], owners: list[int], split: int, device):
+    """(the cache of each group's ids[:split], one row per group; the logits that predict token `split`)."""
+    first = {}
+    for item, owner in zip(batch, owners):
+        first.setdefault(owner, item)
+    prefix = torch.tensor([first[row].ids[:split] for row in range(len(first))], device=device)
     output = model(input_ids=prefix, attention_mask=torch.ones_like(prefix), use_cache=True)
-    cache = output.get(CACHE_ARG)
+    cache = output.get(CACHE_ARG) if hasattr(output, "get") else None
     if not hasattr(cache, "reorder_cache"):
         raise _NoCache
-    logits = _logits(output)[:, -1:].expand(len(batch), -1, -1)  # predicts token `split`
+    return cache, _logits(output)[:, -1:]
+
+
+def _score_shared(model, batch: list[Encoded], owners: list[int], split: int, cache, last: torch.Tensor,
+                  pad_id: int, device) -> torch.Tensor:
+    """Score ids[split:] of every item after its group's cached prefix: the `cache` rows `owners` are
+    copied to the items (the cache is consumed), then one forward pass; `last`: the prefixes' last logits."""
+    rows = torch.tensor(owners, device=device)
+    logits = last.index_select(0, rows)
     lengths = torch.tensor([len(item.ids) - split for item in batch])  # targets per item
     width = int(lengths.max())
     ids, scored = _targets(batch, split, width, pad_id)
     if width > 1:
-        cache.reorder_cache(torch.zeros(len(batch), dtype=torch.long, device=device))  # one copy per option
+        cache.reorder_cache(rows)
         mask = torch.cat([torch.ones(len(batch), split, dtype=torch.long),
                           (torch.arange(width - 1)[None, :] < lengths[:, None] - 1).long()], dim=1)
         more = model(input_ids=ids[:, :-1].to(device), attention_mask=mask.to(device), use_cache=True,
