@@ -288,7 +288,7 @@ def evaluate_task(model, tokenizer, name: str, data_dir, batch_size: int = 64, p
     """Load, score and summarize one task -> {"task", "scores", "by_uid", ..., "n_items", "data", "seconds"}.
 
     `shared_prefix`: run the options' shared context once (KV cache) on tasks that have one: the
-    same scores up to float rounding, ~4x faster on CPU (BENCHMARKS.md, "Evaluation speed").
+    same scores up to float rounding, and faster (BENCHMARKS.md, "Evaluation speed against the official pipeline").
     `alone`: is this the only task asked for (may `data_dir` itself hold its files; see `task_folder`)?
     `fast`: only the official fast evaluation's items (`FAST_ITEMS`).
     """
