@@ -21,7 +21,7 @@ import warnings
 from pathlib import Path
 
 from .export import export_model
-from .rundir import RunDir, resolve_checkpoint
+from .rundir import RunDir, milestone_count, resolve_checkpoint
 
 # The Hub stores these through git LFS (its standard .gitattributes patterns for model files).
 LFS_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.h5", "*.onnx", "*.msgpack", "*.model")
@@ -83,7 +83,9 @@ def _commit_model(repo: Path, run_dir: Path, checkpoint: str | None, message: st
 
 
 def branches(repo: str | Path) -> list[str]:
-    return git(Path(repo), "for-each-ref", "--format=%(refname:short)", "refs/heads").split()
+    """The repository's branches: main first, then the checkpoints in milestone order."""
+    names = git(Path(repo), "for-each-ref", "--format=%(refname:short)", "refs/heads").split()
+    return sorted(names, key=lambda name: (name != "main", milestone_count(name) or 0, name))
 
 
 def checkout(repo: str | Path, revision: str, dest: str | Path | None = None) -> Path:
