@@ -104,7 +104,7 @@ def test_export_branches(run_dir, tmp_path, monkeypatch):
     out = tmp_path / "repo"
     assert main(["export", str(run_dir), str(out), "--branches"]) == 0
     names_ = [folder.name for folder in RunDir(run_dir).milestones()]
-    assert names_ and branches(out) == sorted([*names_, "main"])
+    assert names_ and branches(out) == ["main", *names_]  # main first, then the milestones in order
     card = (out / "README.md").read_text()
     for part in ("## Model details", "## How to use", "## Training details", "| wall-clock | ", "## Data",
                  "childes_speaker_tags", "### Zero-shot", "| blimp | blimp | 55.50 |", "### Fine-tuning",
