@@ -1,9 +1,9 @@
 """Kill `babble train` with SIGKILL at random moments, resume it each time, compare the end.
 
 A tiny run on the demo grammar is trained once without interruption, then again while being
-killed `--kills` times at seeded random steps (two kills in five also wait until a checkpoint is
+killed `--kills` times at seeded random steps (every other kill also waits until a checkpoint is
 being written: a `.tmp-*` folder exists), each time continued with `--resume` (or `--overwrite`
-when no resume point was written yet). The final weights must be bitwise those of the uninterrupted run.
+when no resume point was written yet). tests/test_reliability.py runs the same with 4 kills. The final weights must be bitwise those of the uninterrupted run.
 
     python benchmarks/kill_resume.py --kills 10
 """
@@ -48,51 +48,62 @@ def last_step(metrics: Path) -> int:
     return max((json.loads(line)["step"] for line in lines if line.endswith("}") and '"loss"' in line), default=0)
 
 
+def kill_and_resume(raw: dict, kills: int, seed: int = 0) -> dict:
+    """Train `raw` once in-process (its out_dir + "-whole"), then as `babble train` killed with SIGKILL
+    at `kills` seeded steps (every other kill also waiting for a checkpoint write), resumed each time.
+    -> {"rows": [(moment, how it went on)], "inside_writes", "equal" (bitwise final weights), "seconds"}."""
+    from babblelm.config import load_config
+    from babblelm.train.checkpoints import latest_resumable
+    from babblelm.train.loop import train
+
+    killed = Path(raw["run"]["out_dir"])
+    whole = train(load_config(raw={**raw, "run": {**raw["run"], "out_dir": f"{killed}-whole"}}), progress=False)
+    (killed.parent / "kill.yaml").write_text(yaml.safe_dump(raw))
+    babble = [sys.executable, "-m", "babblelm.cli", "train", "kill.yaml", "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+    targets = sorted(random.Random(seed).sample(range(2, whole.steps - 2), kills))
+    ckpts, rows = killed / "checkpoints", []
+    start = time.perf_counter()
+    for kill, target in enumerate([*targets, None]):
+        resumable = latest_resumable(ckpts) is not None
+        proc = subprocess.Popen([*babble, "--resume" if resumable else "--overwrite"], cwd=killed.parent, env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if target is None:
+            assert proc.wait(timeout=600) == 0, proc.stderr.read()[-2000:]
+            break
+        while proc.poll() is None:  # wait for the target step (and, every other kill, a checkpoint write)
+            if last_step(killed / "metrics.jsonl") >= target and (kill % 2 == 0 or list(ckpts.glob(".tmp-*"))):
+                break
+            time.sleep(0.001)
+        assert proc.poll() is None, f"the run ended before kill {kill + 1} at step {target}"
+        writing = bool(list(ckpts.glob(".tmp-*")))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        rows.append((f"step {last_step(killed / 'metrics.jsonl')}" + (", inside a checkpoint write" if writing else ""),
+                     "resume" if resumable else "start over"))
+    mine = load_file(ckpts / "final" / "model.safetensors")
+    theirs = load_file(Path(whole.final_dir) / "model.safetensors")
+    return {"rows": rows, "inside_writes": sum("inside" in moment for moment, _ in rows),
+            "equal": mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine),
+            "seconds": time.perf_counter() - start}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    from babblelm.config import load_config
     from babblelm.data.synthetic import write_demo_corpus
-    from babblelm.train.checkpoints import latest_resumable
-    from babblelm.train.loop import train
 
     work = Path(tempfile.mkdtemp(prefix="kill-resume-"))
     write_demo_corpus(work / "corpus", words=60_000, seed=0)
-    whole = train(load_config(raw=config(work / "corpus", work / "whole")), progress=False)
-    (work / "cfg.yaml").write_text(yaml.safe_dump(config(work / "corpus", work / "killed")))
-    babble = [sys.executable, "-m", "babblelm.cli", "train", "cfg.yaml", "--no-progress"]
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    targets = sorted(random.Random(args.seed).sample(range(2, whole.steps - 2), args.kills))
-    ckpts, rows = work / "killed" / "checkpoints", []
-    start = time.perf_counter()
-    for kill, target in enumerate([*targets, None]):
-        resumable = latest_resumable(ckpts) is not None
-        proc = subprocess.Popen([*babble, "--resume" if resumable else "--overwrite"], cwd=work, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        if target is None:
-            assert proc.wait() == 0, proc.stderr.read()[-2000:]
-            break
-        inside = kill % 5 in (1, 3)  # two in five kills wait for a checkpoint write
-        while proc.poll() is None:
-            if last_step(work / "killed" / "metrics.jsonl") >= target and (not inside or list(ckpts.glob(".tmp-*"))):
-                break
-            time.sleep(0.001)
-        writing = bool(list(ckpts.glob(".tmp-*")))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        rows.append((f"step {last_step(work / 'killed' / 'metrics.jsonl')}" + (", inside a checkpoint write" if writing else ""),
-                     "resume" if resumable else "start over"))
-    mine = load_file(work / "killed" / "checkpoints" / "final" / "model.safetensors")
-    theirs = load_file(Path(whole.final_dir) / "model.safetensors")
-    equal = mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+    result = kill_and_resume(config(work / "corpus", work / "killed"), args.kills, args.seed)
     print("| kill | moment | how the run went on |\n|---|---|---|")
-    for i, (moment, how) in enumerate(rows, 1):
+    for i, (moment, how) in enumerate(result["rows"], 1):
         print(f"| {i} | {moment} | {how} |")
-    print(f"\n{len(rows)} kills ({sum('inside' in m for m, _ in rows)} inside checkpoint writes) in "
-          f"{time.perf_counter() - start:.0f} s; final weights bitwise equal to the uninterrupted run: {equal}")
-    if not equal:
+    print(f"\n{len(result['rows'])} kills ({result['inside_writes']} inside checkpoint writes) in {result['seconds']:.0f} s; "
+          f"final weights bitwise equal to the uninterrupted run: {result['equal']}")
+    if not result["equal"]:
         raise SystemExit(1)
 
 

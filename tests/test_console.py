@@ -4,7 +4,6 @@ here fails `test_every_verb_is_covered`."""
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -172,7 +171,7 @@ def test_babble_eval(work, run, tmp_path):
     out = babble("eval", run, "--tasks", "blimp,ewok", "--data", work / "eval", "--out", tmp_path, "--device", "cpu",
                  cwd=work).stdout
     blimp = json.loads((tmp_path / "blimp.json").read_text())
-    assert f"average (2 scores): " in out and blimp["by_uid"].keys() == {"agreement"}
+    assert "average (2 scores): " in out and blimp["by_uid"].keys() == {"agreement"}
     assert (tmp_path / "ewok.json").is_file()
 
 

@@ -8,7 +8,6 @@ import shutil
 
 import pytest
 import torch
-import yaml
 from safetensors.torch import load_file
 
 from babblelm.cli import main
@@ -195,50 +194,16 @@ def test_cuda_on_a_machine_without_it_is_named(small_corpus, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def last_step(metrics) -> int:
-    """The highest step logged in a metrics.jsonl that may be mid-write."""
-    try:
-        lines = metrics.read_text().splitlines()
-    except OSError:
-        return 0
-    steps = [json.loads(line)["step"] for line in lines if line.endswith("}") and '"loss"' in line]
-    return max(steps, default=0)
-
-
 def test_kill_nine_and_resume_end_with_the_uninterrupted_weights(small_corpus, tmp_path):
     """`babble train` killed with SIGKILL at seeded random steps, every other kill inside a checkpoint
     write, then continued with --resume each time: the final weights are bitwise those of a run
-    never killed."""
-    import os
-    import signal
-    import subprocess
+    never killed (benchmarks/kill_resume.py, with 4 kills)."""
     import sys
-    import time
     from pathlib import Path
 
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from kill_resume import kill_and_resume
+
     raw = tiny_raw(small_corpus, tmp_path / "killed", train={"epochs": 0.5, "save_every": 2, "log_every": 1})
-    (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(raw))
-    reference = train(load_config(raw={**raw, "run": {**raw["run"], "out_dir": str(tmp_path / "whole")}}), progress=False)
-    targets = sorted(random.Random(3).sample(range(2, reference.steps - 2), 4))
-    babble = Path(sys.executable).parent / "babble"
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    ckpts, in_writes = tmp_path / "killed" / "checkpoints", 0
-    for kill, target in enumerate([*targets, None]):
-        resumable = ckpt.latest_resumable(ckpts) is not None
-        proc = subprocess.Popen([str(babble), "train", "cfg.yaml", "--no-progress", "--resume" if resumable else "--overwrite"],
-                                cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        if target is None:
-            assert proc.wait(timeout=300) == 0, proc.stderr.read()[-2000:]
-            break
-        while proc.poll() is None:  # wait for the target step (and, every other kill, a checkpoint write)
-            if last_step(tmp_path / "killed" / "metrics.jsonl") >= target and (kill % 2 == 0 or list(ckpts.glob(".tmp-*"))):
-                break
-            time.sleep(0.001)
-        assert proc.poll() is None, f"the run ended before kill {kill + 1} at step {target}"
-        in_writes += bool(list(ckpts.glob(".tmp-*")))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    assert in_writes >= 1
-    mine, theirs = (load_file(d / "checkpoints" / "final" / "model.safetensors") for d in (tmp_path / "killed", tmp_path / "whole"))
-    assert mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
-    assert reference.steps == ckpt.read_trainer_state(ckpts / "final")["step"] + 1
+    result = kill_and_resume(raw, kills=4, seed=3)
+    assert len(result["rows"]) == 4 and result["inside_writes"] >= 1 and result["equal"], result
