@@ -84,10 +84,14 @@ def _data(cfg, run, redo, progress, summary, log):
 
     if redo and run.data.exists():
         shutil.rmtree(run.data)
-    existed = run.data.exists()
+
+    def manifests():  # what preparing rewrites: unchanged means the prepared data was reused
+        return {path.name: path.read_bytes() for path in run.data.glob("*.json")}
+
+    before = manifests() if run.data.is_dir() else {}
     run.path.mkdir(parents=True, exist_ok=True)
     source_for(cfg).prepare(cfg, run, progress)
-    return ("reused" if existed else "done"), f"{run.data}"
+    return ("reused" if before and before == manifests() else "done"), f"{run.data}"
 
 
 def _train(cfg, run, redo, progress, summary, log):

@@ -145,6 +145,7 @@ class Training:
         self.source: BatchSource = source_cls(cfg, self.run_dir, ctx)
         self.tokenizer = AutoTokenizer.from_pretrained(self.run_dir.data / "tokenizer")
         self.model = build_model(cfg, self.tokenizer).to(device)
+        self.n_parameters = count_parameters(self.model)
         self.global_batch = cfg.train.batch_size * cfg.train.grad_accum
         self.stepper: Stepper = build_stepper(cfg, self.model, device, ctx, self.source.steps, self.source.seq_len)
         self.hparams = ckpt.hyperparameters(to_dict(cfg))
@@ -258,7 +259,7 @@ class Training:
         seen = self.source.seen(step)
         return {"step": step, "words_seen": seen["words"], "tokens_seen": seen["tokens"],
                 **({"epoch": seen["epoch"]} if "epoch" in seen else {}), "milestone": milestone,
-                "total_steps": self.source.steps, "n_parameters": count_parameters(self.model),
+                "total_steps": self.source.steps, "n_parameters": self.n_parameters,
                 "world_size": self.ctx.world_size, **self.source.state_dict()}
 
     def record_changes(self, start: int, metrics: MetricsLog) -> None:
@@ -313,7 +314,7 @@ class Training:
         local = self.global_batch // ctx.world_size
         features = "".join(f", {name}" for name, on in (("compiled", cfg.train.compile),
                                                         ("gradient checkpointing", cfg.train.gradient_checkpointing)) if on)
-        self.say(f"model: {cfg.model.get('arch', 'transformer')} with {count_parameters(self.model):,} parameters on "
+        self.say(f"model: {cfg.model.get('arch', 'transformer')} with {self.n_parameters:,} parameters on "
                  f"{self.device} ({ctx.world_size} process{'es' if ctx.enabled else ''}, {stepper.precision}{features}); "
                  f"{self.source.steps:,} steps of {self.global_batch} x {self.source.seq_len} tokens "
                  f"({local // stepper.micro_batch} x {stepper.micro_batch} sequences per process and step); "
