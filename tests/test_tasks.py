@@ -377,3 +377,76 @@ def test_reading_rows_need_a_word_and_finite_numbers(model, tokenizer, tmp_path)
         path.write_text("\n".join([*lines[:2], ",".join(cells), *lines[3:]]) + "\n", encoding="utf-8")
         with pytest.raises(EvalDataError, match=expected):
             evaluate_reading(model, tokenizer, path)
+
+
+def write_2026_layout(root):
+    """The official `evaluation_data`: full_eval (the fixtures) and fast_eval, its EWoK data in
+    `ewok_fast.zip` under the nested path the official archive uses, password-protected where `zip` is."""
+    import json
+    import shutil
+    import subprocess
+    import zipfile
+
+    full = write_eval_data(root / "full_eval")
+    fast = root / "fast_eval"
+    for source, target in (("blimp_filtered", "blimp_fast"), ("supplement_filtered", "supplement_fast"),
+                           ("global_piqa_parallel", "global_piqa_parallel"), ("reading", "reading"),
+                           ("global_piqa_nonparallel", "global_piqa_nonparallel")):
+        shutil.copytree(full / source, fast / target)
+    write_jsonl(fast / "entity_tracking_fast" / "regular.jsonl",
+                (full / "entity_tracking" / "regular.jsonl").read_text().splitlines())
+    inner = root / "zip" / "evaluation_data" / "fast_eval" / "ewok_fast"
+    rows = [json.loads(line) for line in (full / "ewok_filtered" / "spatial.jsonl").read_text().splitlines()]
+    write_jsonl(inner / "spatial.jsonl", rows[:1])
+    write_jsonl(inner / "social.jsonl", rows[1:])
+    if shutil.which("zip"):
+        subprocess.run(["zip", "-q", "-r", "-P", "BabyLM2025", fast / "ewok_fast.zip", "evaluation_data"],
+                       cwd=root / "zip", check=True)
+    else:
+        with zipfile.ZipFile(fast / "ewok_fast.zip", "w") as archive:
+            for path in sorted(inner.iterdir()):
+                archive.write(path, path.relative_to(root / "zip"))
+    return full, fast
+
+
+def test_the_2026_data_layout_reads_full_and_fast_folders_and_the_ewok_zip(model, tokenizer, tmp_path):
+    root = tmp_path / "evaluation_data"
+    full, fast = write_2026_layout(root)
+    assert tasks.data_layout(root) == tasks.data_layout(full) == tasks.data_layout(fast) == (full, fast)
+    assert tasks.data_layout(tmp_path / "other") == (tmp_path / "other", None)
+    assert tasks.task_folders("blimp", root) == [full / "blimp_filtered"]
+    assert tasks.task_folders("blimp", root, fast=True) == [fast / "blimp_fast"]
+    assert tasks.task_folders("global_piqa", full, fast=True) == [fast / "global_piqa_parallel",
+                                                                 fast / "global_piqa_nonparallel"]
+    assert tasks.task_folders("ewok", root, fast=True) == [fast / "ewok_fast"]  # extracted from the zip
+    assert sorted(p.name for p in (fast / "ewok_fast").iterdir()) == ["social.jsonl", "spatial.jsonl"]
+    result = tasks.evaluate_task(model, tokenizer, "ewok", root, fast=True)
+    assert result["n_items"] == 4 and set(result["by_uid"]) == {"spatial", "social"}  # two comparisons per row
+    fast_entity = tasks.evaluate_task(model, tokenizer, "entity_tracking", root, fast=True)
+    assert fast_entity["n_items"] == 2 and fast_entity["dropped"]["items"] == 2  # regular only, filtered
+    assert tasks.evaluate_task(model, tokenizer, "entity_tracking", root)["n_items"] == 3  # full: every file
+    with pytest.raises(EvalDataError, match=r"fast_eval: task 'comps' has no fast evaluation data"):
+        tasks.task_folders("comps", root, fast=True)
+    (fast / "global_piqa_nonparallel" / "eng_latn.jsonl").unlink()
+    (fast / "global_piqa_nonparallel").rmdir()
+    with pytest.raises(EvalDataError, match=r"fast_eval: no global_piqa_nonparallel/ folder for task 'global_piqa' "
+                                            r"\(fast evaluation\)"):
+        tasks.task_folders("global_piqa", root, fast=True)
+
+
+def test_fast_subsets_of_the_full_data_follow_the_rules(model, tokenizer, tmp_path):
+    """Without a fast_eval folder the fast items come from the full data: 2026 takes 100 EWoK rows (200
+    comparisons) per domain and only the regular entity-tracking file; 2025 takes 100 EWoK items."""
+    rows = [{"Domain": "d", "Context1": f"The cat saw {k} dogs.", "Context2": "The cat ran.",
+             "Target1": "The dog sat.", "Target2": "The dog ran."} for k in range(120)]
+    write_jsonl(tmp_path / "ewok_filtered" / "d.jsonl", rows)
+    choices, _ = tasks.load_task("ewok", [tmp_path / "ewok_filtered"], tasks.rules_of("2026"))
+    assert len(tasks.fast_subset("ewok", choices, tasks.rules_of("2026"))) == 200
+    choices, _ = tasks.load_task("ewok", [tmp_path / "ewok_filtered"], tasks.rules_of("2025"))
+    assert len(tasks.fast_subset("ewok", choices, tasks.rules_of("2025"))) == 100
+    write_eval_data(tmp_path)
+    fast = tasks.evaluate_task(model, tokenizer, "entity_tracking", tmp_path, fast=True)
+    assert set(fast["by_group"]) == {"regular"} and fast["n_items"] == 2
+    with pytest.raises(ValueError, match=r"task 'wug_adj' has no fast subset under the 2026 rules"):
+        tasks.evaluate_task(model, tokenizer, "wug_adj", tmp_path, fast=True)
+    assert tasks.evaluate_task(model, tokenizer, "wug_adj", tmp_path, fast=True, rules="2025")["n_items"] == 4
