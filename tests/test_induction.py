@@ -223,7 +223,8 @@ def test_training_starts_from_an_imported_model(imported, small_corpus, tmp_path
         in capsys.readouterr().out
     state = json.loads((result.final_dir / "trainer_state.json").read_text())
     assert state["init_from"] == str(imported) and result.steps >= 5
-    assert json.loads((result.final_dir / "hyperparameters.json").read_text())["model"] == {"init_from": str(imported)}
+    recorded = json.loads((result.final_dir / "hyperparameters.json").read_text())["model"]
+    assert recorded["init_from"] == str(imported) and (recorded["arch"], recorded["hidden_size"]) == ("induction", 32)
     manifest = json.loads((tmp_path / "run" / "data" / "manifest.json").read_text())
     assert manifest["vocab_size"] == 320 and manifest["specials"] == {"<s>": 2, "</s>": 3, "<pad>": 0}
     before, after = load_file(imported / "model.safetensors"), load_file(result.final_dir / "model.safetensors")
