@@ -112,6 +112,22 @@ def test_config_rejects_bad_shapes(bad, message):
         tiny_config(**bad)
 
 
+def test_initialisation_is_the_reference_s():
+    """Normal(0, 0.02) for every linear layer and embedding (no depth scaling), zero biases and position
+    table, sinks Normal(0, 0.02), norms at 1 (the final LayerNorm's bias at 0)."""
+    torch.manual_seed(0)
+    model = BabbleInductionForCausalLM(tiny_config(hidden_size=128, intermediate_size=256, num_attention_heads=4,
+                                                   conv_groups=8, vocab_size=500))
+    for name, p in model.named_parameters():
+        if name == "model.embed_positions.weight" or name.endswith("bias") and "norm" not in name:
+            assert not p.any(), name
+        elif "norm" in name:
+            assert torch.equal(p, torch.ones_like(p) if name.endswith("weight") else torch.zeros_like(p)), name
+        else:
+            assert p.std().item() == pytest.approx(0.02, rel=0.15) and abs(p.mean().item()) < 0.005, name
+    assert isinstance(model.model.norm, torch.nn.LayerNorm) and model.lm_head.weight is model.model.embed_tokens.weight
+
+
 # --- the reference implementation's numbers (tests/data/induction_reference/README.md) ---
 
 REFERENCE = Path(__file__).resolve().parent / "data" / "induction_reference"
@@ -207,6 +223,8 @@ def test_import_without_tokenizer_warns_and_refuses_a_used_folder(tmp_path):
     result = import_model(reference_copy(tmp_path, drop_tokenizer=True), tmp_path / "out")
     assert not result.tokenizer and "holds no tokenizer files" in result.warnings[0]
     assert not (tmp_path / "out" / "tokenizer.json").exists()
+    with pytest.raises(FileNotFoundError, match="out: no tokenizer files"):
+        export_model(tmp_path / "out", tmp_path / "hf")
     with pytest.raises(ValueError, match="already exists and is not empty"):
         import_model(REFERENCE, tmp_path / "out")
 
