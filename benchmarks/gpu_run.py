@@ -12,7 +12,10 @@ still returns everything it measured.
   babblelm/reference ratio; benchmarks/train_throughput.py does the measuring);
 - phase 2 (< 5 min): `babble run` of llama-26m on the strict-small corpus prepared on the CPU
   (benchmarks/gpu_prepare.py), 10 epochs with every milestone checkpoint, then BLiMP (the 67
-  original files), dev perplexity and the learning curve; then BLaLM strict-small if time is left.
+  original files), dev perplexity and the learning curve; then the Conv-Routed Induction LM's
+  3.9M reference recipe (configs/conv-induction-3.9m.yaml: 4,000 AdamW steps, its data prepared
+  here from the same corpus; at least RESERVED seconds of the phase are kept for it); then BLaLM
+  strict-small if time is left.
 
 Inputs come from `.travel/` (made by benchmarks/gpu_prepare.py; git-ignored, it travels with the
 working tree when named in the device call's `carry`).
@@ -35,6 +38,7 @@ TRAVEL = REPO / ".travel"
 sys.path[:0] = [str(REPO / "src"), str(REPO / "benchmarks")]
 
 PHASE_SECONDS = {"env": 60, "throughput": 180, "strict_small": 300}
+RESERVED = {"llama-26m": 110}  # seconds of phase 2 the runs after this one keep
 THROUGHPUT_PRESETS = [("llama-26m", []), ("llama-26m-muon-wsd", []),
                       ("blalm-strict-small", ["model.mlstm_backend=mlstm_kernels"]),
                       ("blalm-strict-small", ["model.mlstm_backend=torch"]),
@@ -184,25 +188,30 @@ def _tiny_shape(arch: str) -> dict:
 
 
 def phase_strict_small(results: Results, tiny: bool, deadline: float, out: Path) -> None:
-    """`babble run` of each preset; BLaLM takes llama-26m's data settings, so it reuses the prepared data."""
+    """`babble run` of each preset. BLaLM takes llama-26m's data settings, so it reuses the prepared
+    data; the induction recipe (its own tokenizer and sequence length) prepares its data here."""
+    import yaml
+
     from babblelm.data.prepare import copy_prepared
 
     same_data = ["tokenizer.vocab_size=16000", "data.filters=[childes_speaker_tags]", "data.sources={}"]
-    runs = [("llama-26m", ["train.epochs=10", "train.compile=true"]),
-            ("blalm-strict-small", ["train.epochs=10", "train.compile=true", *same_data])]
+    runs = [("llama-26m", ["train.epochs=10", "train.compile=true"], False),
+            ("conv-induction-3.9m", ["train.steps=80"] if tiny else [], False),
+            ("blalm-strict-small", ["train.epochs=10", "train.compile=true", *same_data], True)]
     shared = (out / "tiny-runs" if tiny else TRAVEL / "runs") / "llama-26m" / "data"
-    for preset, sets in runs:
-        left = deadline - time.monotonic()
+    for preset, sets, shares_data in runs:
+        left = deadline - time.monotonic() - RESERVED.get(preset, 0) * (0.5 if tiny else 1)
         if left < 30:
             results.add("strict_small", what="babble run", preset=preset, status="not run: phase budget spent")
             continue
         run_dir = (out / "tiny-runs" if tiny else TRAVEL / "runs") / preset
-        if not (run_dir / "data").exists() and (shared / "manifest.json").is_file():
+        if shares_data and not (run_dir / "data").exists() and (shared / "manifest.json").is_file():
             copy_prepared(shared, run_dir / "data")
         sets = [*sets, f"run.out_dir={run_dir}", f"data.corpus={_corpus(tiny, out)}", f"eval.data={_blimp(tiny, out)}",
                 "eval.tasks=[blimp]", "checkpoints.milestones=babylm"]
         if tiny:
-            sets += [f"model.{k}={json.dumps(v)}" for k, v in _tiny_shape("transformer" if "llama" in preset else "blalm").items()]
+            arch = yaml.safe_load((REPO / "configs" / f"{preset}.yaml").read_text())["model"]["arch"]
+            sets += [f"model.{k}={json.dumps(v)}" for k, v in _tiny_shape(arch).items()]
             sets += ["tokenizer.vocab_size=400", "data.seq_len=64", "train.epochs=1", "train.compile=false",
                      "checkpoints.scale=0.002", "train.batch_size=8", "train.grad_accum=1", "train.dev_every=20",
                      "train.log_every=5", "data.track=none", "data.filters=[childes_speaker_tags]", "data.sources={}"]

@@ -196,6 +196,20 @@ def test_babble_export(run, tmp_path):
     assert f"git repository {tmp_path / 'repo'}: branches" in out and all(name in out for name in milestones)
 
 
+def test_babble_import(work, tmp_path):
+    reference = REPO / "tests" / "data" / "induction_reference"
+    out = babble("import", reference, tmp_path / "model", cwd=tmp_path).stdout
+    assert "a babblelm induction model with 43,720 parameters, with its tokenizer" in out
+    assert babble("generate", tmp_path / "model", "the dog", "--max-new-tokens", "4", "--device", "cpu",
+                  cwd=tmp_path).stdout.startswith("the dog")
+    babble("eval", tmp_path / "model", "--tasks", "blimp", "--data", work / "eval", "--out", tmp_path / "results",
+           "--device", "cpu", cwd=tmp_path)
+    assert json.loads((tmp_path / "results" / "blimp.json").read_text())["scores"]["blimp"] >= 0
+    assert "with its modeling code" in babble("export", tmp_path / "model", tmp_path / "hf", cwd=tmp_path).stdout
+    err = babble("import", reference, tmp_path / "model", cwd=tmp_path, expect=2).stderr
+    assert f"error: {tmp_path / 'model'} already exists and is not empty" in err
+
+
 def test_babble_generate(run):
     out = babble("generate", run, "the dog", "--max-new-tokens", "5", "--device", "cpu", cwd=run).stdout
     assert out.startswith("the dog") and len(out.split()) >= 2

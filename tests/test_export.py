@@ -2,6 +2,7 @@
 in the official BabyLM pipeline's environment (transformers 4.51.3, no babblelm)."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -98,3 +99,34 @@ def test_remote_code_export_of_the_transformer_equals_the_native_one(trained_run
         hidden = AutoModel.from_pretrained(remote, trust_remote_code=True)(**enc).last_hidden_state
     torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
     assert hidden.shape == (*enc["input_ids"].shape, cfg["hidden_size"])
+
+
+LOGITS_WITHOUT_BABBLELM = r"""
+import sys, torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoModelForCausalLM
+folder, inputs, out = sys.argv[1:]
+model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
+with torch.inference_mode():
+    save_file({"logits": model(load_file(inputs)["input_ids"]).logits.contiguous()}, out)
+print("module", type(model).__module__)
+"""
+
+
+def test_an_imported_reference_model_exports_with_the_reference_logits(tmp_path):
+    """`babble import` of the reference's own folder, exported, gives the reference's logits in the
+    official pipeline's environment (transformers 4.51.3, no babblelm); its card says where it came from."""
+    from safetensors.torch import load_file
+
+    from babblelm.importers import import_model
+
+    reference = Path(__file__).resolve().parent / "data" / "induction_reference"
+    imported = import_model(reference, tmp_path / "imported").out
+    out = export_model(imported, tmp_path / "hf")
+    assert "converted by `babble import` from Conv-Routed Induction LM reference" in (out / "README.md").read_text()
+    (tmp_path / "logits.py").write_text(LOGITS_WITHOUT_BABBLELM)
+    proc = envs.run("official", ["python", tmp_path / "logits.py", out, reference / "expected.safetensors",
+                                 tmp_path / "logits.safetensors"], cwd=tmp_path)
+    assert "module transformers_modules." in proc.stdout
+    torch.testing.assert_close(load_file(tmp_path / "logits.safetensors")["logits"],
+                               load_file(reference / "expected.safetensors")["logits"], atol=1e-5, rtol=0)

@@ -25,7 +25,7 @@ def test_every_phase_runs_and_records(tmp_path):
     measured = [r for r in throughput if r["status"] == "ok"]
     assert len(measured) >= 5 and all(r["ratio"] > 0 and r["tokens_per_s"] > 0 for r in measured)
     runs = by("strict_small", "babble run")
-    assert [r["preset"] for r in runs] == ["llama-26m", "blalm-strict-small"]
+    assert [r["preset"] for r in runs] == ["llama-26m", "conv-induction-3.9m", "blalm-strict-small"]
     for run in runs:
         assert run["status"] == "ok" and run["milestones"] >= 5 and 0 <= run["blimp"] <= 100, run
         assert run["dev_ppl"] > 1 and "| chck_1M |" in run["learning_curve"]

@@ -52,3 +52,23 @@ def test_milestones_placed_where_words_first_cross():
     # 1k, 2k, 3k are all first reached after step 0 (3,000 words): one step, three names
     assert ms[0] == ["chck_1M", "chck_2M", "chck_3M"]
     assert "chck_900M" in steps_by_name and "chck_1000M" not in steps_by_name  # 999,000 words in total
+
+
+def test_step_budget_reads_exactly_that_many_steps():
+    """train.steps: the recipe's step count, whatever the corpus size; blocks still once per epoch."""
+    words = np.arange(1, 101, dtype=np.int64)
+    plan = make_plan(words, global_batch=8, epochs=1.0, words=None, seed=1, steps=30)  # 240 blocks: 2.4 epochs
+    assert plan.steps == 30 and plan.limited_by == "steps" and plan.epochs_planned == pytest.approx(2.4)
+    for epoch in range(2):
+        assert sorted(plan.order.ravel()[epoch * 100:(epoch + 1) * 100]) == list(range(100))
+    assert np.array_equal(plan.order, make_plan(words, 8, 1.0, None, 1, steps=40).order[:30])  # a prefix of longer runs
+    with pytest.raises(ValueError, match=r"train.steps: 126 steps of 8 blocks read the 100 training blocks 10.08 times"):
+        make_plan(words, 8, 1.0, None, 1, steps=126)
+
+
+def test_steps_and_words_are_exclusive():
+    from babblelm.config import load_config
+    from babblelm.configbase import ConfigError
+
+    with pytest.raises(ConfigError, match="train.steps: set train.steps or train.words, not both"):
+        load_config(raw={"data": {"corpus": "x"}, "train": {"steps": 10, "words": 1000}})

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from .importers import IMPORT_RECORD
 from .models.registry import count_parameters, get
 from .rundir import RunDir
 from .train.checkpoints import TRAINER_STATE
@@ -32,7 +33,7 @@ def model_card(src: Path, model, arch_name: str, native: bool = False) -> str:
         "\n".join(["---", "library_name: transformers", "pipeline_tag: text-generation",
                    "tags: [babylm, babblelm, causal-lm]", "---"]),
         f"# {title}" + (f" ({src.name})" if src.name != "final" else ""),
-        f"A {arch_name} causal language model trained from scratch with babblelm under the BabyLM rules.",
+        _origin(src, arch_name),
         _details(model, arch_name, native),
         _usage(bool(checkpoints), native),
     ]
@@ -45,6 +46,18 @@ def model_card(src: Path, model, arch_name: str, native: bool = False) -> str:
         "or meaningless, it has no factual knowledge to rely on, and it reproduces the biases of its training text."
     )
     return "\n\n".join(s for s in sections if s) + "\n"
+
+
+def _origin(src: Path, arch_name: str) -> str:
+    """Where the weights come from: trained from scratch, trained on from another model folder
+    (`model.init_from`), or converted from another codebase's format (`babble import`)."""
+    imported = _read_json(src / IMPORT_RECORD)
+    if imported:
+        return (f"A {arch_name} causal language model converted by `babble import` from {imported.get('format')} "
+                f"(`model_type: {imported.get('model_type')}`); its outputs are those of the original.")
+    start = _read_json(src / TRAINER_STATE).get("init_from")
+    how = f"starting from the weights of `{start}`" if start else "from scratch"
+    return f"A {arch_name} causal language model trained {how} with babblelm under the BabyLM rules."
 
 
 def _table(rows, header=("", "")) -> str:
@@ -120,6 +133,8 @@ def _training(run: RunDir, src: Path, cfg: dict) -> str:
         ("validation loss", _loss_text(dev)),
         ("seed", cfg.get("run", {}).get("seed")),
     ]
+    if state.get("init_from"):
+        rows.insert(0, ("initial weights", f"`{state['init_from']}` (model.init_from; optimizer and schedule fresh)"))
     return "## Training details\n\n" + _table(rows) + "\n\nAll hyperparameters: `hyperparameters.json`."
 
 

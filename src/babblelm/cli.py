@@ -23,15 +23,19 @@ def cmd_demo(args) -> None:
 
 def cmd_info(args) -> None:
     from .configbase import to_dict
-    from .models.registry import count_parameters, parameter_breakdown, parse_model_section
+    from .models.registry import count_parameters, init_folder, parameter_breakdown, parse_model_section
 
     import yaml
 
     cfg = _load_cfg(args)
     print(yaml.safe_dump(to_dict(cfg), sort_keys=False).rstrip())
     arch, margs = parse_model_section(cfg.model)
-    model = arch.model_class(arch.make_config(margs, cfg.tokenizer.vocab_size, 0, 1, 2))
-    print(f"\n{arch.name}: {count_parameters(model):,} parameters (vocab {cfg.tokenizer.vocab_size:,})")
+    folder = init_folder(cfg.model)
+    config = (arch.config_class.from_pretrained(folder) if folder is not None
+              else arch.make_config(margs, cfg.tokenizer.vocab_size, 0, 1, 2))
+    model = arch.model_class(config)
+    source = f", weights from {folder}" if folder is not None else ""
+    print(f"\n{arch.name}: {count_parameters(model):,} parameters (vocab {config.vocab_size:,}{source})")
     for name, n in parameter_breakdown(model).items():
         print(f"  {n:>12,}  {name}")
 
@@ -204,6 +208,17 @@ def cmd_export(args) -> None:
           f"load it with AutoModelForCausalLM.from_pretrained({str(out)!r}{how})")
 
 
+def cmd_import(args) -> None:
+    from .importers import import_model
+
+    result = import_model(args.src, args.out)
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"imported {args.src} ({result.importer.describe}) into {result.out}: a babblelm {result.importer.arch} "
+          f"model with {result.parameters:,} parameters, {'with its tokenizer' if result.tokenizer else 'no tokenizer'}; "
+          f"train from it with `model: {{init_from: {result.out}}}`")
+
+
 def cmd_generate(args) -> None:
     from .generate import Sampling, load_for_generation, stream_text
 
@@ -350,6 +365,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--remote-code", action="store_true",
                     help="ship babblelm's modeling code even for a Transformer (default: a native LlamaForCausalLM)")
     sp.set_defaults(func=cmd_export)
+
+    sp = sub.add_parser("import", help="convert a model folder of another codebase (the Conv-Routed Induction "
+                                       "reference) into a babblelm model folder")
+    sp.add_argument("src", help="the folder: config.json, model.safetensors, tokenizer files if any")
+    sp.add_argument("out", help="the babblelm model folder to write (new or empty)")
+    sp.set_defaults(func=cmd_import)
 
     sp = sub.add_parser("generate", help="continue a prompt, streaming tokens to the terminal")
     sp.add_argument("model", help="run folder, checkpoint folder or exported Hugging Face folder")

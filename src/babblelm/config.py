@@ -122,6 +122,9 @@ class ScheduleSection:
 class TrainSection:
     words: int | None = field(default=None, metadata={"min": 1, "help": "words to train on; default epochs x corpus"})
     epochs: float = field(default=1.0, metadata={"min": 0.0, "min_exclusive": True, "max": MAX_EPOCHS})
+    steps: int | None = field(default=None, metadata={
+        "min": 1, "help": "exactly this many optimizer steps, the blocks read in seeded per-epoch orders (then "
+                          "train.epochs is unused); at most 10 epochs"})
     batch_size: int = field(default=16, metadata={"min": 1, "help": "global batch = batch_size x grad_accum sequences"})
     grad_accum: int = field(default=1, metadata={"min": 1})
     micro_batch: int | None = field(default=None, metadata={
@@ -134,6 +137,10 @@ class TrainSection:
     dev_every: int = field(default=200, metadata={"min": 0, "help": "steps between dev evaluations; 0 disables"})
     dev_batches: int = field(default=20, metadata={"min": 1})
     save_every: int = field(default=500, metadata={"min": 0, "help": "steps between resume checkpoints; 0 disables"})
+
+    def validate(self):
+        if self.steps is not None and self.words is not None:
+            yield "steps", "set train.steps or train.words, not both"
 
 
 @dataclass
@@ -202,6 +209,8 @@ class RunConfig:
         languages = self.mixing.languages.values()
         if not self.data.corpus and not (languages and all(lang.corpus for lang in languages)):
             yield "data.corpus", "required: the folder holding the training files"
+        if self.mixing.languages and self.train.steps is not None:
+            yield "train.steps", "multilingual runs count their budget in mixing.tokens or train.epochs"
 
     @property
     def out_dir(self) -> Path:

@@ -33,7 +33,9 @@ MODEL_INPUT_NAMES = ["input_ids", "attention_mask"]
 def export_model(path: str | Path, out_dir: str | Path, checkpoint: str | None = None, remote_code: bool = False,
                  log=print) -> Path:
     """Write the exported folder for a run's checkpoint (default `final`) or a checkpoint folder."""
-    from transformers import AutoTokenizer, GenerationConfig
+    from transformers import GenerationConfig
+
+    from .eval.load import load_tokenizer
 
     src = resolve_checkpoint(path, checkpoint)
     out = Path(out_dir)
@@ -41,7 +43,7 @@ def export_model(path: str | Path, out_dir: str | Path, checkpoint: str | None =
     register_auto_classes()  # the tokenizer loader reads config.json; resolve it to our class, no prompt
     with hf_progress_bars_off():
         model = arch.model_class.from_pretrained(src).eval()
-    tokenizer = AutoTokenizer.from_pretrained(src)
+    tokenizer = load_tokenizer(src)  # names the folder when it has no tokenizer (a `babble import` without one)
     out.mkdir(parents=True, exist_ok=True)
     generation = GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                                   pad_token_id=tokenizer.pad_token_id)

@@ -50,9 +50,11 @@ FORMAT_VERSION = 3  # bump when the output format changes, so old folders are re
 DEV_EVERY = 100  # with no dev files, every 100th selected training line becomes dev
 
 
-def config_hash(data_cfg: DataSection, tok_cfg: TokenizerSection) -> str:
-    """A hash of everything that determines the prepared data."""
+def config_hash(data_cfg: DataSection, tok_cfg: TokenizerSection, tokenizer_from: Path | None = None) -> str:
+    """A hash of everything that determines the prepared data (a given tokenizer: its files' hashes)."""
     payload = {"format": FORMAT_VERSION, "data": dataclasses.asdict(data_cfg), "tokenizer": dataclasses.asdict(tok_cfg)}
+    if tokenizer_from is not None:
+        payload["tokenizer_from"] = {p.name: file_sha256(p) for p in sorted(Path(tokenizer_from).glob("*token*"))}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -64,14 +66,16 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def prepare_data(data_cfg: DataSection, tok_cfg: TokenizerSection, out_dir: str | Path, progress: bool = True) -> dict:
-    """Prepare (or reuse) the data folder `out_dir`; return the manifest."""
+def prepare_data(data_cfg: DataSection, tok_cfg: TokenizerSection, out_dir: str | Path, progress: bool = True,
+                 tokenizer_from: Path | None = None) -> dict:
+    """Prepare (or reuse) the data folder `out_dir`; return the manifest. `tokenizer_from`: a model
+    folder whose tokenizer encodes the text instead of one trained here (the `tokenizer` section unused)."""
     out_dir = Path(out_dir)
     _check_out_dir(data_cfg.corpus, out_dir)
     files, not_read = scan_corpus(data_cfg.corpus, exclude=out_dir)
     warnings: list[str] = []
     settings = _source_settings(data_cfg, files, warnings)
-    chash = config_hash(data_cfg, tok_cfg)
+    chash = config_hash(data_cfg, tok_cfg, tokenizer_from)
     cached = _reusable_manifest(out_dir, chash, files, not_read)
     if cached is not None:
         log.info("data: reusing %s (same config hash %s, inputs and outputs unchanged)", out_dir, chash[:12])
@@ -100,8 +104,14 @@ def prepare_data(data_cfg: DataSection, tok_cfg: TokenizerSection, out_dir: str 
     with _timed(timings, "tokenizer"):
         tok_dir = out_dir / "tokenizer"
         shutil.rmtree(tok_dir, ignore_errors=True)
-        log.info("data: training a %d-token byte-level BPE on %s lines", tok_cfg.vocab_size, f"{budget['lines_selected']:,}")
-        tokenizer = train_tokenizer(train_lines(), tok_cfg.vocab_size, tok_cfg.min_frequency, tok_dir, progress=progress)
+        if tokenizer_from is not None:
+            log.info("data: encoding with the tokenizer of %s (the tokenizer section is not used)", tokenizer_from)
+            tokenizer = _given_tokenizer(Path(tokenizer_from), tok_dir)
+        else:
+            log.info("data: training a %d-token byte-level BPE on %s lines", tok_cfg.vocab_size,
+                     f"{budget['lines_selected']:,}")
+            tokenizer = train_tokenizer(train_lines(), tok_cfg.vocab_size, tok_cfg.min_frequency, tok_dir,
+                                        progress=progress)
 
     splits = {}
     for split, lines in (("train", train_lines), ("dev", dev_lines)):
@@ -111,7 +121,7 @@ def prepare_data(data_cfg: DataSection, tok_cfg: TokenizerSection, out_dir: str 
         splits[split] = dataclasses.asdict(stats)
     _check_splits(splits, budget, carve, data_cfg.seq_len)
     budget["words_used"] = splits["train"]["words"]
-    budget["tokenizer_words"] = splits["train"]["words"]  # the tokenizer saw exactly the training lines
+    budget["tokenizer_words"] = 0 if tokenizer_from else splits["train"]["words"]  # trained on exactly these lines
 
     with _timed(timings, "hash_outputs"):
         outputs = {p.relative_to(out_dir).as_posix(): file_sha256(p) for p in _output_files(out_dir)}
@@ -125,13 +135,14 @@ def prepare_data(data_cfg: DataSection, tok_cfg: TokenizerSection, out_dir: str 
         "filters": {split: merge_reports(i["filters"] for i in recs) for split, recs in inputs.items()},
         "allocations": allocations,
         "budget": budget,
-        "tokenizer_text": "the selected training lines (dev lines excluded); counted in budget.words_used",
+        "tokenizer_text": (f"none: the tokenizer of {tokenizer_from}" if tokenizer_from else
+                           "the selected training lines (dev lines excluded); counted in budget.words_used"),
         "dev_source": f"every {DEV_EVERY}th selected training line" if carve else "dev files",
         "splits": splits,
         "vocab_size": len(tokenizer),
         "seq_len": data_cfg.seq_len,
         "dtype": token_dtype(len(tokenizer)).name,
-        "specials": {tok: tokenizer.convert_tokens_to_ids(tok) for tok in SPECIAL_TOKENS},
+        "specials": {tok: tokenizer.convert_tokens_to_ids(tok) for tok in _specials(tokenizer)},
         "outputs": outputs,
         "warnings": warnings,
         "timings_s": timings,
@@ -139,6 +150,24 @@ def prepare_data(data_cfg: DataSection, tok_cfg: TokenizerSection, out_dir: str 
     _write_json(out_dir / MANIFEST, manifest)
     log.info("data: wrote %s: %s train blocks, %s dev blocks", out_dir, splits["train"]["blocks"], splits["dev"]["blocks"])
     return manifest
+
+
+def _given_tokenizer(folder: Path, tok_dir: Path):
+    """The tokenizer of a model folder, copied to `tok_dir`; it must know its BOS and EOS tokens (blocks frame lines)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if tokenizer.bos_token_id is None or tokenizer.eos_token_id is None:
+        raise DataError(f"{folder}: its tokenizer has no BOS or EOS token (bos_token, eos_token in "
+                        "tokenizer_config.json); the token blocks put them around every line")
+    tokenizer.save_pretrained(str(tok_dir))
+    return tokenizer
+
+
+def _specials(tokenizer) -> list[str]:
+    """babblelm's special tokens, or a given tokenizer's own."""
+    own = [tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token]
+    return SPECIAL_TOKENS if own == SPECIAL_TOKENS else [t for t in own if t is not None]
 
 
 def _source_settings(data_cfg: DataSection, files: list[CorpusFile], warnings: list[str]) -> dict[str, dict]:

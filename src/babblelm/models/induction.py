@@ -1,22 +1,30 @@
 """Conv-Routed Induction LM: attention split into a local dynamic convolution and an exact-match
 induction mixer, so no layer ever builds a T x T matrix.
 
-Each layer has three pre-norm residual sub-blocks:
+This is the function of the public reference implementation (github joshua-taylor/conv-induction-babylm,
+`modeling_induction.py`): the same sub-layers, parameters and initialisation, the same logits on any
+unpadded input; `babble import` converts its checkpoints (the tensor-name map is in
+importers/induction.py, docs/architectures.md). Each layer has three pre-norm residual sub-blocks:
 
-1. Dynamic Conv: three stacked causal depthwise convolutions (kernel 3, dilations 1, 2, 4 by
-   default, so about 15 tokens of reach) whose softmax-normalised kernels are predicted per
-   position and per channel group from the token's own state; the result is gated.
+1. Dynamic Conv: from z = RMSNorm(h), a stack of causal depthwise dilated convolutions (kernel 3,
+   dilations 1, 2, 4 by default, so about 15 tokens of reach). Each stage predicts its softmax
+   kernels per position and channel group from the running state, convolves the running state and
+   adds the result back through a sigmoid gate; one output projection follows the last stage.
 2. Induction Mixer: for every position, the last M earlier positions holding the same token id
-   (found once per forward by a stable sort, `previous_occurrences`); multi-head scores between
-   the present (query) and each occurrence (key) pick, through a softmax over M candidates plus a
-   learnable per-head sink, a mix of the states of the tokens that FOLLOWED those occurrences.
+   (found once per forward by a stable sort, `previous_occurrences`). Multi-head scores between the
+   present (query) and each occurrence (key) choose, through a softmax over the M candidates and a
+   learned sink key per head, a mix of the states of the tokens that FOLLOWED those occurrences
+   (usable when that token lies strictly before the present) and the sink's learned value.
 3. SwiGLU feed-forward.
 
-Positions are learned absolute embeddings counted from the attention mask, and padding positions
-are zeroed after every sub-block, so left- and right-padded batches agree on the real tokens.
-Decoding keeps, in a `BabbleCache`, per sequence the table of last occurrences of every token id and
-per layer the convolution tails and the mixer's keys/values, so the prefix is never recomputed.
-The learned position table bounds the text length at `max_position_embeddings`.
+After the last layer a LayerNorm, then the (tied) vocabulary head.
+
+Beyond the reference, and without changing its outputs on unpadded text: positions are counted from
+the attention mask and padding positions are zeroed after every sub-block, so left- and right-padded
+batches agree with each sequence alone; decoding keeps, in a `BabbleCache`, per sequence the table of
+last occurrences of every token id and per layer each convolution stage's tail and the mixer's keys and
+values, so the prefix is never recomputed; a text longer than the learned position table
+(`max_position_embeddings`) is an error rather than silently unpositioned.
 
 Hugging Face single-file style: export copies this file with `layers.py`, so it imports only torch,
 transformers and `.layers`.
@@ -30,7 +38,7 @@ from torch import nn
 from transformers import GenerationMixin
 
 from .layers import (BabbleConfig, BabbleDecoder, BabblePreTrainedModel, CausalLMHead, RMSNorm, SwiGLU, check_positive,
-                     init, position_ids_from_mask, scale_residual_init)
+                     init, position_ids_from_mask)
 
 DEFAULT_DILATIONS = (1, 2, 4)
 
@@ -114,41 +122,43 @@ def cached_candidates(cache, keys: torch.Tensor, memory: int, vocab_size: int) -
 
 
 class DynamicConv(nn.Module):
-    """Gated stack of causal depthwise dilated convolutions with per-position softmax kernels."""
+    """Stages of causal depthwise dilated convolution over a running state, each with per-position
+    softmax kernels predicted from that state and a gated residual; then an output projection."""
 
     def __init__(self, config: BabbleInductionConfig):
         super().__init__()
         dim, self.groups, self.kernel = config.hidden_size, config.conv_groups, config.conv_kernel_size
         self.dilations = config.dilations
-        self.in_proj = nn.Linear(dim, dim, bias=False)
-        self.gate_proj = nn.Linear(dim, dim, bias=False)
-        self.kernel_proj = nn.Linear(dim, len(self.dilations) * self.groups * self.kernel, bias=False)
+        self.kernel_proj = nn.ModuleList(nn.Linear(dim, self.groups * self.kernel) for _ in self.dilations)
+        self.gate_proj = nn.ModuleList(nn.Linear(dim, dim, bias=False) for _ in self.dilations)
         self.out_proj = nn.Linear(dim, dim, bias=False)
 
-    def forward(self, x, keep, tails):
-        """x (batch, seq, dim); keep (batch, seq, 1) 0/1 or None; tails: per stage the last
-        (kernel - 1) * dilation inputs before x (None: zeros). Returns (output, new tails)."""
-        batch, seq, dim = x.shape
-        kernels = self.kernel_proj(x).view(batch, seq, len(self.dilations), self.groups, self.kernel).softmax(-1)
-        u = self.in_proj(x)
-        new_tails = []
+    def forward(self, z, keep, tails):
+        """z (batch, seq, dim) the normed input; keep (batch, seq, 1) 0/1 or None; tails: per stage
+        the last (kernel - 1) * dilation running states before z (None: zeros). Returns (output,
+        new tails)."""
+        batch, seq, dim = z.shape
+        state, new_tails = z, []
         for stage, dilation in enumerate(self.dilations):
             if keep is not None:
-                u = u * keep
+                state = state * keep
             span = (self.kernel - 1) * dilation
-            past = u.new_zeros(batch, span, dim) if tails is None else tails[stage]
-            padded = torch.cat([past, u], 1)
+            past = state.new_zeros(batch, span, dim) if tails is None else tails[stage]
+            padded = torch.cat([past, state], 1)
             new_tails.append(padded[:, padded.shape[1] - span :])
+            weights = self.kernel_proj[stage](state).view(batch, seq, self.groups, self.kernel, 1).softmax(-2)
             grouped = padded.view(batch, span + seq, self.groups, dim // self.groups)
-            w = kernels[:, :, stage, :, :, None]  # (batch, seq, groups, kernel, 1)
-            u = sum(w[:, :, :, k] * grouped[:, span - k * dilation : span - k * dilation + seq] for k in range(self.kernel))
-            u = u.reshape(batch, seq, dim)
-        return self.out_proj(u * F.silu(self.gate_proj(x))), new_tails
+            # tap j reads the state (kernel - 1 - j) * dilation positions back; the last tap is the present
+            starts = [span - (self.kernel - 1 - j) * dilation for j in range(self.kernel)]
+            out = sum(weights[:, :, :, j] * grouped[:, start : start + seq] for j, start in enumerate(starts))
+            out = out.reshape(batch, seq, dim)
+            state = state + torch.sigmoid(self.gate_proj[stage](out)) * out
+        return self.out_proj(state), new_tails
 
 
 class InductionMixer(nn.Module):
-    """Soft choice among the previous occurrences of the current token (or a per-head sink);
-    copies the states that followed the chosen occurrences."""
+    """Soft choice among the previous occurrences of the current token and a learned sink; reads the
+    states that followed the chosen occurrences (and the sink's value)."""
 
     def __init__(self, config: BabbleInductionConfig):
         super().__init__()
@@ -157,32 +167,36 @@ class InductionMixer(nn.Module):
         self.k_proj = nn.Linear(dim, dim, bias=False)
         self.v_proj = nn.Linear(dim, dim, bias=False)
         self.o_proj = nn.Linear(dim, dim, bias=False)
-        self.sink = nn.Parameter(torch.zeros(self.heads))
+        self.sink_key = nn.Parameter(torch.zeros(self.heads, self.head_dim))
+        self.sink_value = nn.Parameter(torch.zeros(self.heads, self.head_dim))
 
-    def forward(self, x, candidates, past_kv):
-        """x (batch, seq, dim); candidates (batch, seq, M) absolute positions or -1; past_kv: keys
-        and values of earlier positions (batch, past, dim) or None. Returns (output, (keys, values))."""
-        batch, seq, dim = x.shape
+    def forward(self, z, candidates, past_kv):
+        """z (batch, seq, dim) the normed input; candidates (batch, seq, M) absolute positions or -1;
+        past_kv: keys and values of the earlier positions (batch, past, dim) or None. Returns (output,
+        (keys, values)) of every position so far."""
+        batch, seq, dim = z.shape
         memory = candidates.shape[-1]
-        q = self.q_proj(x).view(batch, seq, self.heads, self.head_dim)
-        k, v = self.k_proj(x), self.v_proj(x)
+        q = self.q_proj(z).view(batch, seq, self.heads, self.head_dim)
+        k, v = self.k_proj(z), self.v_proj(z)
         if past_kv is not None:
             k, v = torch.cat([past_kv[0], k], 1), torch.cat([past_kv[1], v], 1)
-        valid = candidates >= 0
-        where = candidates.clamp_min(0)
+        present = torch.arange(k.shape[1] - seq, k.shape[1], device=z.device)[None, :, None]
+        usable = (candidates >= 0) & (candidates + 1 < present)  # what followed c lies strictly before t
 
         def pick(states, index):  # (batch, total, dim) at (batch, seq, M) -> (batch, seq, M, heads, head_dim)
             flat = index.reshape(batch, seq * memory, 1).expand(-1, -1, dim)
             return states.gather(1, flat).view(batch, seq, memory, self.heads, self.head_dim)
 
-        keys = pick(k, where)
-        values = pick(v, (where + 1).clamp_max(v.shape[1] - 1))  # the token that followed each occurrence
-        scores = torch.einsum("bthd,btmhd->bthm", q, keys) / math.sqrt(self.head_dim)
-        scores = scores.masked_fill(~valid[:, :, None, :], float("-inf"))
-        sink = self.sink.to(scores.dtype).view(1, 1, self.heads, 1).expand(batch, seq, -1, -1)
-        weights = torch.cat([scores, sink], -1).float().softmax(-1)[..., :memory].to(values.dtype)
-        out = torch.einsum("bthm,btmhd->bthd", weights, values).reshape(batch, seq, dim)
-        return self.o_proj(out), (k, v)
+        keys = pick(k, candidates.clamp_min(0))
+        values = pick(v, (candidates + 1).clamp(0, v.shape[1] - 1))
+        scale = math.sqrt(self.head_dim)
+        scores = torch.einsum("bthd,btmhd->bthm", q, keys) / scale
+        scores = scores.masked_fill(~usable[:, :, None, :], float("-inf"))
+        sink = torch.einsum("bthd,hd->bth", q, self.sink_key.to(q.dtype)) / scale
+        weights = torch.cat([scores, sink[..., None]], -1).float().softmax(-1).to(values.dtype)
+        out = torch.einsum("bthm,btmhd->bthd", weights[..., :memory], values)
+        out = out + weights[..., memory, None] * self.sink_value.to(values.dtype)
+        return self.o_proj(out.reshape(batch, seq, dim)), (k, v)
 
 
 class InductionLayer(nn.Module):
@@ -196,7 +210,6 @@ class InductionLayer(nn.Module):
         self.induction = InductionMixer(config)
         self.mlp_norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = SwiGLU(config.hidden_size, config.intermediate_size)
-        scale_residual_init(config, self.conv.out_proj, self.induction.o_proj, self.mlp.down_proj, branches=3)
 
     def forward(self, hidden_states, context, layer_cache=None):
         """context: (candidate positions, keep mask or None); `layer_cache` (conv tails, keys and
@@ -222,20 +235,25 @@ class BabbleInductionPreTrainedModel(BabblePreTrainedModel):
     _no_split_modules = ["InductionLayer"]
 
     def _init_module(self, module):
-        """Sinks start at 0."""
+        """Sink keys and values Normal(0, initializer_range); the final LayerNorm at (1, 0)."""
         if isinstance(module, InductionMixer):
-            init.zeros_(module.sink)
+            init.normal_(module.sink_key, mean=0.0, std=self.config.initializer_range)
+            init.normal_(module.sink_value, mean=0.0, std=self.config.initializer_range)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
 
 
 class BabbleInductionModel(BabbleDecoder, BabbleInductionPreTrainedModel):
-    """Token + learned position embeddings, the layers and the final norm; returns hidden states."""
+    """Token + learned position embeddings, the layers and the final LayerNorm; returns hidden states."""
 
     def __init__(self, config: BabbleInductionConfig):
         super().__init__(config)
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
         self.embed_positions = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.embed_positions.init_std = 0.0  # the position table starts at zero
         self.layers = nn.ModuleList(InductionLayer(config) for _ in range(config.num_hidden_layers))
-        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps)
+        self.norm = nn.LayerNorm(config.hidden_size)  # eps 1e-5
         self.post_init()
 
     def embed(self, input_ids, inputs_embeds, attention_mask, position_ids, cache, past):

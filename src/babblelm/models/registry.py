@@ -3,7 +3,8 @@
 Each architecture is one self-contained module holding a config class (Hugging Face style: every
 setting a typed keyword argument of `__init__`) and a causal-LM class built on models/layers.py.
 The YAML `model` section is `arch: <name>` plus any of those arguments; the pipeline fills in the
-vocabulary and special ids. Its registry entry says what else the program needs to know: the
+vocabulary and special ids. Or it is `init_from: <model folder>` (a checkpoint, an export, a `babble
+import` output): training then starts from that folder's weights, and its config.json is the shape. Its registry entry says what else the program needs to know: the
 smallest shape that exercises every part (tests and `--tiny` runs), the demo's shape, how its
 decoding state grows and what bounds its positions.
 
@@ -16,16 +17,19 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
+import json
 import re
 import typing
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..configbase import ConfigError, from_dict
 
 # Keys the pipeline sets from the tokenizer; users never write them.
 PIPELINE_KEYS = ("vocab_size", "bos_token_id", "eos_token_id", "pad_token_id")
+INIT_FROM = "init_from"  # model.init_from: start from a model folder's weights (its config.json is the shape)
 
 
 @dataclass(frozen=True)
@@ -129,9 +133,18 @@ def get(name: str) -> Architecture:
     return Architecture(name, getattr(mod, spec.config), getattr(mod, spec.model), spec)
 
 
+def init_folder(section: dict) -> Path | None:
+    """The model folder a `model` section starts from (`model.init_from`), or None."""
+    path = section.get(INIT_FROM) if isinstance(section, dict) else None
+    return Path(path) if path is not None else None
+
+
 def parse_model_section(raw: dict):
-    """Validate a YAML `model` section -> (Architecture, args dataclass instance)."""
+    """Validate a YAML `model` section -> (Architecture, args dataclass instance). With `init_from`,
+    the architecture and every setting come from that folder's config.json."""
     raw = dict(raw)
+    if INIT_FROM in raw:
+        return _folder_section(raw.pop(INIT_FROM), raw)
     arch = get(raw.pop("arch", "transformer"))
     try:
         args = from_dict(arch.args_class, raw)
@@ -145,6 +158,25 @@ def parse_model_section(raw: dict):
         key = f"model.{first}" if first in {f.name for f in dataclasses.fields(args)} else "model"
         raise ConfigError([(key, message)]) from None
     return arch, args
+
+
+def _folder_section(path, rest: dict):
+    """(Architecture, args) of the model folder `path` (`model.init_from`); `rest` may only repeat its arch."""
+    key = f"model.{INIT_FROM}"
+    if not isinstance(path, str) or not path:
+        raise ConfigError([(key, f"expected the path of a model folder, got {path!r}")])
+    try:
+        arch = arch_for_folder(path)
+        settings = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ConfigError([(key, f"{err}; a folder of another codebase converts with `babble import SRC OUT`")]) from None
+    problems = [(f"model.{name}", f"set by {key} ({path}/config.json); remove it") for name in rest if name != "arch"]
+    if rest.get("arch", arch.name) != arch.name:
+        problems.append(("model.arch", f"{path} holds a {arch.name!r} model, not {rest['arch']!r}"))
+    if problems:
+        raise ConfigError(problems)
+    fields = {f.name for f in dataclasses.fields(arch.args_class)}
+    return arch, from_dict(arch.args_class, {k: v for k, v in settings.items() if k in fields})
 
 
 def register_auto_classes() -> None:
@@ -180,9 +212,6 @@ def parameter_breakdown(model) -> dict[str, int]:
 
 def arch_for_folder(path) -> Architecture:
     """The architecture whose `model_type` is in `path/config.json`."""
-    import json
-    from pathlib import Path
-
     cfg_file = Path(path) / "config.json"
     if not cfg_file.exists():
         raise FileNotFoundError(f"{path} is not a model folder: no config.json")

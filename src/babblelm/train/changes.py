@@ -19,7 +19,7 @@ import yaml
 from ..rundir import RunDir
 
 FIXED = ("run.seed", "data.", "tokenizer.", "model.", "mixing.", "checkpoints.",
-         "train.batch_size", "train.grad_accum", "train.epochs", "train.words")
+         "train.batch_size", "train.grad_accum", "train.epochs", "train.words", "train.steps")
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:

@@ -12,6 +12,7 @@ word plan (train/plan.py) or the TAAM language mixer (train/multilingual.py).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -25,12 +26,13 @@ from tqdm.auto import tqdm
 
 from ..config import RunConfig, save_config
 from ..configbase import to_dict
-from ..models.registry import count_parameters, hf_progress_bars_off, parse_model_section
+from ..models.registry import count_parameters, hf_progress_bars_off, init_folder, parse_model_section
 from ..rundir import FINAL, LAST, RunDir
 from . import changes
 from . import checkpoints as ckpt
 from . import distributed
 from .optim import describe
+from .plan import init_tokenizer
 from .plot import plot_training
 from .speed import autocast
 from .stepper import Stepper, build_stepper
@@ -94,14 +96,32 @@ class MetricsLog:
 
 
 def build_model(cfg: RunConfig, tokenizer):
-    """A freshly initialised model of the configured architecture, sized to the tokenizer."""
+    """A freshly initialised model of the configured architecture, sized to the tokenizer; or, with
+    `model.init_from`, that folder's model, whose vocabulary must hold the tokenizer's ids."""
     arch, args = parse_model_section(cfg.model)
-    config = arch.make_config(args, vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
-                              eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     arch.config_class.register_for_auto_class()
     arch.model_class.register_for_auto_class("AutoModelForCausalLM")
     torch.manual_seed(cfg.run.seed)
-    return arch.model_class(config)
+    folder = init_folder(cfg.model)
+    special = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                   pad_token_id=tokenizer.pad_token_id)
+    if folder is None:
+        return arch.model_class(arch.make_config(args, vocab_size=len(tokenizer), **special))
+    with hf_progress_bars_off():
+        model = arch.model_class.from_pretrained(folder)
+    if init_tokenizer(cfg) is not None:
+        from transformers import AutoTokenizer
+
+        if AutoTokenizer.from_pretrained(folder).get_vocab() != tokenizer.get_vocab():
+            raise ValueError(f"model.init_from: the run's tokenizer is not the one of {folder}, which its weights "
+                             "were trained with (only monolingual runs encode their text with it)")
+    if len(tokenizer) > model.config.vocab_size:
+        raise ValueError(f"model.init_from: {folder} has a vocabulary of {model.config.vocab_size:,} but the run's "
+                         f"tokenizer has {len(tokenizer):,} tokens; set tokenizer.vocab_size to at most "
+                         f"{model.config.vocab_size:,}, or give the folder the tokenizer its weights were trained with")
+    for name, value in special.items():
+        setattr(model.config, name, value)
+    return model
 
 
 @torch.inference_mode()
@@ -144,11 +164,15 @@ class Training:
         distributed.barrier(ctx)
         self.source: BatchSource = source_cls(cfg, self.run_dir, ctx)
         self.tokenizer = AutoTokenizer.from_pretrained(self.run_dir.data / "tokenizer")
+        self.init_from = init_folder(cfg.model)
         self.model = build_model(cfg, self.tokenizer).to(device)
         self.n_parameters = count_parameters(self.model)
         self.global_batch = cfg.train.batch_size * cfg.train.grad_accum
         self.stepper: Stepper = build_stepper(cfg, self.model, device, ctx, self.source.steps, self.source.seq_len)
         self.hparams = ckpt.hyperparameters(to_dict(cfg))
+        self.arch, args = parse_model_section(cfg.model)
+        if self.init_from is not None:  # the shape the folder gave, beside where it came from
+            self.hparams["model"] = {**cfg.model, "arch": self.arch.name, **dataclasses.asdict(args)}
         self.bar = None
 
     def check_folder(self, resume: bool, overwrite: bool, allowed: list[str]) -> dict:
@@ -172,7 +196,7 @@ class Training:
 
     def run(self, resume: bool = False, stop_after_steps: int | None = None) -> TrainResult:
         start = self.resume() if resume else 0
-        self.announce()
+        self.announce(start)
         metrics = MetricsLog(self.run_dir.metrics, append=resume, enabled=self.ctx.is_main)
         if self.changed:
             self.record_changes(start, metrics)
@@ -259,6 +283,7 @@ class Training:
         seen = self.source.seen(step)
         return {"step": step, "words_seen": seen["words"], "tokens_seen": seen["tokens"],
                 **({"epoch": seen["epoch"]} if "epoch" in seen else {}), "milestone": milestone,
+                **({"init_from": str(self.init_from)} if self.init_from else {}),
                 "total_steps": self.source.steps, "n_parameters": self.n_parameters,
                 "world_size": self.ctx.world_size, **self.source.state_dict()}
 
@@ -309,16 +334,20 @@ class Training:
 
     # --- start and end -----------------------------------------------------------------------
 
-    def announce(self) -> None:
+    def announce(self, start: int) -> None:
         cfg, ctx, stepper = self.cfg, self.ctx, self.stepper
         local = self.global_batch // ctx.world_size
         features = "".join(f", {name}" for name, on in (("compiled", cfg.train.compile),
                                                         ("gradient checkpointing", cfg.train.gradient_checkpointing)) if on)
-        self.say(f"model: {cfg.model.get('arch', 'transformer')} with {self.n_parameters:,} parameters on "
+        self.say(f"model: {self.arch.name} with {self.n_parameters:,} parameters on "
                  f"{self.device} ({ctx.world_size} process{'es' if ctx.enabled else ''}, {stepper.precision}{features}); "
                  f"{self.source.steps:,} steps of {self.global_batch} x {self.source.seq_len} tokens "
                  f"({local // stepper.micro_batch} x {stepper.micro_batch} sequences per process and step); "
                  f"{self.source.describe()}; {sum(len(v) for v in self.source.milestones.values())} milestone checkpoints")
+        if self.init_from is not None and start == 0:
+            self.say(f"weights from {self.init_from} (model.init_from); the optimizer and the learning-rate schedule "
+                     "start fresh" + ("" if init_tokenizer(cfg) else f"; {self.init_from} has no tokenizer, so the "
+                                      "tokenizer trained here gives the embedding rows their meaning"))
         self.say(describe(stepper.optimizer))
 
     def finish(self, step: int, interrupted: bool, seconds: float) -> TrainResult:

@@ -5,8 +5,9 @@
     ... opt.step(); sched.step(); opt.zero_grad()
 
 Parameter families (`split_parameters`):
-  muon         2-D weight matrices of hidden layers (only with optim.name: muon_adamw)
-  adamw_decay  other matrices (the output head when untied; every matrix under plain AdamW)
+  muon         weight matrices of the hidden linear layers (only with optim.name: muon_adamw)
+  adamw_decay  other matrices (the output head when untied, learned key tables and sinks; every matrix
+               under plain AdamW)
   adamw_plain  embeddings (tied heads included), norms, biases, gate vectors: no weight decay
 """
 
@@ -25,6 +26,7 @@ FAMILIES = ("muon", "adamw_decay", "adamw_plain")
 def split_parameters(model: nn.Module, muon: bool) -> dict[str, list[tuple[str, nn.Parameter]]]:
     """Trainable parameters by family (shared/tied parameters listed once, under their first name)."""
     embedding_ids = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    linear_ids = {id(m.weight) for m in model.modules() if isinstance(m, nn.Linear)}
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     head_ids = {id(head.weight)} if head is not None else set()
     out: dict[str, list] = {name: [] for name in FAMILIES}
@@ -35,7 +37,7 @@ def split_parameters(model: nn.Module, muon: bool) -> dict[str, list[tuple[str, 
         seen.add(id(p))
         if p.ndim < 2 or id(p) in embedding_ids:
             out["adamw_plain"].append((name, p))
-        elif muon and p.ndim == 2 and id(p) not in head_ids:
+        elif muon and id(p) in linear_ids and id(p) not in head_ids:
             out["muon"].append((name, p))
         else:
             out["adamw_decay"].append((name, p))

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from ..config import MAX_EPOCHS, RunConfig
 from ..data.blocks import load_blocks
 from ..data.prepare import prepare_data
+from ..eval.load import TOKENIZER_FILES
+from ..models.registry import init_folder
 from ..rundir import MILESTONES_M, RunDir, milestone_name
 
 
@@ -42,26 +45,33 @@ class TrainingPlan:
         return (step + 1) * self.global_batch / n_blocks
 
 
-def make_plan(block_words: np.ndarray, global_batch: int, epochs: float, words: int | None, seed: int) -> TrainingPlan:
-    """Shuffle blocks per epoch (seeded), group into steps, stop at the word or epoch budget."""
+def make_plan(block_words: np.ndarray, global_batch: int, epochs: float, words: int | None, seed: int,
+              steps: int | None = None) -> TrainingPlan:
+    """Shuffle blocks per epoch (seeded), group into steps, stop at the word or epoch budget, or after
+    exactly `steps` steps (train.steps: the epochs are then as many as those steps read)."""
     n_blocks = len(block_words)
     if n_blocks < global_batch:
         raise ValueError(
             f"the training data has {n_blocks} blocks but one step needs {global_batch} "
             "(train.batch_size x train.grad_accum): use more data, a smaller batch or a shorter data.seq_len"
         )
-    if epochs > MAX_EPOCHS:
+    if steps is not None:
+        epochs = steps * global_batch / n_blocks
+        if epochs > MAX_EPOCHS:
+            raise ValueError(f"train.steps: {steps:,} steps of {global_batch} blocks read the {n_blocks:,} training "
+                             f"blocks {epochs:.2f} times; at most {MAX_EPOCHS} epochs (BabyLM rule)")
+    elif epochs > MAX_EPOCHS:
         raise ValueError(f"train.epochs must be <= {MAX_EPOCHS} (BabyLM rule), got {epochs}")
     n_epochs = int(np.ceil(epochs))
     rng = np.random.default_rng(seed)
     order = np.concatenate([rng.permutation(n_blocks) for _ in range(n_epochs)])
-    max_steps = int(epochs * n_blocks) // global_batch
+    max_steps = steps if steps is not None else int(epochs * n_blocks) // global_batch
     order = order[: max_steps * global_batch].reshape(max_steps, global_batch)
     cum_words = np.cumsum(block_words[order].sum(axis=1), dtype=np.int64)
-    limited_by = "epochs"
-    if words is not None and max_steps and cum_words[-1] >= words:
-        steps = int(np.searchsorted(cum_words, words, side="left")) + 1
-        order, cum_words, limited_by = order[:steps], cum_words[:steps], "words"
+    limited_by = "steps" if steps is not None else "epochs"
+    if steps is None and words is not None and max_steps and cum_words[-1] >= words:
+        cut = int(np.searchsorted(cum_words, words, side="left")) + 1
+        order, cum_words, limited_by = order[:cut], cum_words[:cut], "words"
     return TrainingPlan(order, cum_words, global_batch, epochs, limited_by)
 
 
@@ -78,6 +88,12 @@ def milestone_steps(cumulative: np.ndarray, scale: float) -> dict[int, list[str]
     return out
 
 
+def init_tokenizer(cfg: RunConfig) -> Path | None:
+    """The folder of `model.init_from` when it holds a tokenizer: the run encodes its text with it."""
+    folder = init_folder(cfg.model)
+    return folder if folder is not None and any((folder / name).is_file() for name in TOKENIZER_FILES) else None
+
+
 class PlanSource:
     """The engine's batch source for a monolingual run: the prepared corpus read by its plan; dev
     loss every `train.dev_every` steps. Counts words."""
@@ -86,14 +102,15 @@ class PlanSource:
 
     @classmethod
     def prepare(cls, cfg: RunConfig, run: RunDir, progress: bool) -> None:
-        prepare_data(cfg.data, cfg.tokenizer, run.data, progress=progress)
+        prepare_data(cfg.data, cfg.tokenizer, run.data, progress=progress, tokenizer_from=init_tokenizer(cfg))
 
     def __init__(self, cfg: RunConfig, run: RunDir, ctx):
         self.cfg = cfg
-        self.manifest = prepare_data(cfg.data, cfg.tokenizer, run.data, progress=False)
+        self.manifest = prepare_data(cfg.data, cfg.tokenizer, run.data, progress=False, tokenizer_from=init_tokenizer(cfg))
         self.train, self.dev = load_blocks(run.data, "train"), load_blocks(run.data, "dev")
         self.global_batch = cfg.train.batch_size * cfg.train.grad_accum
-        self.plan = make_plan(self.train.words, self.global_batch, cfg.train.epochs, cfg.train.words, cfg.run.seed)
+        self.plan = make_plan(self.train.words, self.global_batch, cfg.train.epochs, cfg.train.words, cfg.run.seed,
+                              cfg.train.steps)
         self.steps, self.seq_len = self.plan.steps, self.train.tokens.shape[1]
         self.milestones = (milestone_steps(self.plan.cum_words, cfg.checkpoints.scale)
                            if cfg.checkpoints.milestones == "babylm" else {})
