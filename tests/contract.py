@@ -141,6 +141,48 @@ def check_shared_prefix_scoring(arch: str, tokenizer) -> None:
 
 
 @torch.no_grad()
+def check_slot_decoding(arch: str) -> None:
+    """Sequences of different lengths in the slots of a SlotCache: prefilled alone, together and in
+    chunks, then decoded one token per row in one forward pass, with a finished sequence's slot
+    refilled by a move and a sequence forked into a free slot between passes. Every row's logits
+    equal its own text recomputed alone; the slots are allocated by the first pass, never again."""
+    model = tiny_model(arch)
+    cache, texts = model.slot_cache(slots=6, max_length=40), {}
+
+    def feed(start: int, new: torch.Tensor) -> None:
+        """One forward pass over slots [start, start + rows) with `new` (rows, seq) tokens."""
+        out = model(new, use_cache=True, logits_to_keep=1, **{CACHE_ARG: cache.select(start, start + len(new))})
+        for row, slot in enumerate(range(start, start + len(new))):
+            texts[slot] = torch.cat([texts.get(slot, new[:0, 0]), new[row]])
+            alone = model(texts[slot][None], use_cache=False).logits[0, -1]
+            torch.testing.assert_close(out.logits[row, -1], alone, atol=1e-5, rtol=0, msg=f"slot {slot}")
+
+    def decode(rows: int, seed: int) -> None:
+        feed(0, random_ids(rows, 1, seed=seed, vocab=7))
+
+    feed(0, random_ids(1, 3, seed=2, vocab=7))  # alone
+    allocated = cache.nbytes()
+    assert allocated > 0
+    feed(1, random_ids(2, 5, seed=3, vocab=7))  # two prompts of one length together
+    text = random_ids(1, 14, seed=4, vocab=7)
+    for start, stop in [(0, 6), (6, 7), (7, 14)]:  # a long prompt in chunks
+        feed(3, text[:, start:stop])
+    for step in range(4):  # rows at lengths 3, 5, 5 and 14 onwards
+        decode(4, seed=10 + step)
+    cache.copy_slot(3, 1)  # slot 1's sequence finished: the last one moves in
+    texts[1] = texts.pop(3)
+    cache.free(3)
+    cache.copy_slot(0, 3)  # slot 0 forks into slot 3
+    texts[3] = texts[0].clone()
+    feed(4, random_ids(1, 4, seed=5, vocab=7))  # a new sequence from a fresh slot
+    for step in range(5):
+        decode(5, seed=20 + step)
+    assert cache.nbytes() == allocated
+    with pytest.raises(ValueError, match="mix fresh and continuing"):
+        cache.select(4, 6)
+
+
+@torch.no_grad()
 def check_state_size(arch: str) -> None:
     """A "constant" decoding state keeps its size token after token; a "growing" one grows."""
     model = tiny_model(arch)
