@@ -182,6 +182,52 @@ def check_slot_decoding(arch: str) -> None:
         cache.select(4, 6)
 
 
+SAMPLES = [1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 4, 3]  # n of 16 requests: 64 sequences
+
+
+def serve_requests(model, tokenizer, requests: list[tuple], max_batch: int) -> list[list[tuple[str, str]]]:
+    """(text, finish reason) of every choice of each (prompt, Sampling, n, stop strings) request, all
+    submitted at once to the engine of `babble serve` (prompts prefilled in chunks of 8 tokens)."""
+    from babblelm.serve.choices import Completion
+    from babblelm.serve.engine import Engine
+
+    engine = Engine(model, {tokenizer.eos_token_id}, max_batch=max_batch, prefill_chunk=8)
+    completions = []
+    for prompt, sampling, n, stops in requests:
+        completion = Completion(tokenizer, [prompt], n, stops, logprobs=False)
+        completion.ticket = engine.submit([tokenizer(prompt).input_ids], sampling, n, deliver=completion.feed)
+        completions.append(completion)
+    engine.run()
+    assert all(c.done for c in completions)
+    return [[(choice.text, choice.finish_reason) for choice in c.choices] for c in completions]
+
+
+def check_served_alone_and_together(arch: str, tokenizer) -> None:
+    """16 requests of different prompt lengths (some prefilled in several chunks), n (64 sequences in
+    all, each among 63 others) and stop strings, half greedy and half sampled with a seed (top-k,
+    top-p): served together, every choice's text and finish reason equal the request's served alone."""
+    from babblelm.serve.sampling import Sampling
+
+    model = tiny_model(arch, vocab=len(tokenizer))
+    words = "the little dog sees where the red ball is and a cat says she likes it on the mat".split()
+    requests = []
+    for i, n in enumerate(SAMPLES):
+        sampling = Sampling(max_new_tokens=6 + i % 9, temperature=0.0 if i % 2 else 0.9,
+                            top_k=20 if i % 4 == 1 else None, top_p=0.8 if i % 4 == 3 else None, seed=i)
+        requests.append((" ".join(words[: 1 + (i * 7) % 17]), sampling, n, []))
+    plain = serve_requests(model, tokenizer, requests, max_batch=8)
+    for i, choices in enumerate(plain):  # a stop string from the text itself, so that it ends the choice
+        text = choices[0][0]
+        if i % 3 == 0 and len(text) > 4:
+            requests[i] = (*requests[i][:3], [text[len(text) // 2: len(text) // 2 + 2], "\n\n"])
+    alone = [serve_requests(model, tokenizer, [request], max_batch=8)[0] for request in requests]
+    assert serve_requests(model, tokenizer, requests, max_batch=64) == alone
+    cut = [(choices[0], full[0][0]) for (*_, stops), choices, full in zip(requests, alone, plain) if stops]
+    assert cut and all(reason == "stop" and len(text) < len(whole) for (text, reason), whole in cut)
+    sampled = [choices for (_, sampling, n, _), choices in zip(requests, alone) if sampling.temperature and n > 2]
+    assert any(len(set(choices)) > 1 for choices in sampled)  # each sample draws from its own stream
+
+
 @torch.no_grad()
 def check_state_size(arch: str) -> None:
     """A "constant" decoding state keeps its size token after token; a "growing" one grows."""

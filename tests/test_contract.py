@@ -97,6 +97,11 @@ def test_slot_decoding_equals_each_sequence_alone(arch):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
+def test_served_together_equals_served_alone(arch, tokenizer):
+    contract.check_served_alone_and_together(arch, tokenizer)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
 def test_decoding_state_size(arch):
     contract.check_state_size(arch)
 

@@ -14,7 +14,8 @@ import pytest
 
 from babblelm.config import load_config
 from babblelm.generate import load_for_generation
-from babblelm.serve import Limits, Server, StopScanner
+from babblelm.serve.app import Limits, Server
+from babblelm.serve.stops import StopScanner
 from babblelm.train.loop import train
 from conftest import tiny_raw
 
@@ -58,11 +59,11 @@ class Pace:
 
 @pytest.fixture(scope="module")
 def server(run_dir):
-    """The server on 127.0.0.1 in a thread; 1 generation at a time and 1 waiting, so overload is testable."""
+    """The server on 127.0.0.1 in a thread; 1 sequence at a time and 1 request waiting, so overload is testable."""
     import uvicorn
 
     model, tok = load_for_generation(run_dir, device="cpu")
-    server = Server(model, tok, "tiny", Limits(max_active=1, max_queue=1, max_body_bytes=4096,
+    server = Server(model, tok, "tiny", Limits(max_batch=1, max_queue=1, max_body_bytes=4096,
                                                request_timeout=REQUEST_TIMEOUT))
     server.pace = Pace(model, tok.eos_token_id)
     port = _free_port()
@@ -237,8 +238,8 @@ def test_choices_per_request_are_bounded(server):
     status, body = post(server, {"prompt": ["a", "b", "c", "d"], "n": 2, "max_tokens": 1})
     assert status == 200 and len(body["choices"]) == 8
     model, tok = server.model, server.tokenizer
-    assert Server(model, tok, "x", Limits(max_n=2, max_choices=6)).max_choices == 6
-    assert Server(model, tok, "x", Limits(max_n=3)).max_choices == 3
+    assert Server(model, tok, "x", Limits(max_n=2, max_choices=6)).admission.max_choices == 6
+    assert Server(model, tok, "x", Limits(max_n=3)).admission.max_choices == 3
 
 
 def test_strict_types(server):

@@ -9,14 +9,15 @@ float32, rotary pairs (i, i + d/2), SwiGLU, no biases. So its weights load into
 `llama_config` writes the config that every transformers from 4.51 on reads alike (`rope_theta`
 at the top level, `torch_dtype`); `as_llama` builds the Llama model in the running transformers and
 checks that its logits equal babblelm's on a probe batch, so a mapping that stops holding is caught
-at export time rather than by a user.
+at export time rather than by a user. `from_native` goes back: a loaded Llama of babblelm's shape
+becomes babblelm's Transformer (whose decoding contract `babble generate` and `babble serve` use).
 """
 
 from __future__ import annotations
 
 import torch
 
-from .transformer import BabbleTransformerConfig
+from .transformer import BabbleTransformerConfig, BabbleTransformerForCausalLM
 
 PROBE_TOLERANCE = 1e-4  # max |logit difference| accepted between LlamaForCausalLM and babblelm
 
@@ -80,3 +81,31 @@ def probe_difference(model, other) -> float:
     theirs = other(input_ids=ids, attention_mask=mask, use_cache=False).logits
     real = mask.bool()
     return float((mine[real] - theirs[real]).abs().max())
+
+
+def from_native(model):
+    """`model` as babblelm's own class: a `LlamaForCausalLM` of babblelm's Transformer shape becomes a
+    `BabbleTransformerForCausalLM` with its weights; a babblelm model is returned as it is. A Llama
+    using what babblelm's Transformer lacks (biases, rope scaling, another activation) is a ValueError."""
+    config = model.config
+    if getattr(config, "model_type", None) != "llama":
+        return model
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    theta = rope.get("rope_theta", getattr(config, "rope_theta", None) or 10000.0)
+    different = [name for name, ok in [
+        ("rope scaling", rope.get("rope_type", "default") == "default"), ("hidden_act", config.hidden_act == "silu"),
+        ("attention_bias", not config.attention_bias), ("mlp_bias", not getattr(config, "mlp_bias", False)),
+        ("head_dim", getattr(config, "head_dim", None) in (None, config.hidden_size // config.num_attention_heads)),
+    ] if not ok]
+    if different:
+        raise ValueError(f"this Llama model is not of babblelm's Transformer shape ({', '.join(different)} differ)")
+    babble = BabbleTransformerForCausalLM(BabbleTransformerConfig(
+        vocab_size=config.vocab_size, hidden_size=config.hidden_size, num_hidden_layers=config.num_hidden_layers,
+        num_attention_heads=config.num_attention_heads, num_key_value_heads=config.num_key_value_heads,
+        intermediate_size=config.intermediate_size, max_position_embeddings=config.max_position_embeddings,
+        rope_theta=theta, rms_norm_eps=config.rms_norm_eps, initializer_range=config.initializer_range,
+        tie_word_embeddings=config.tie_word_embeddings, bos_token_id=config.bos_token_id,
+        eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id))
+    babble.load_state_dict(model.state_dict())
+    babble.generation_config = model.generation_config
+    return babble.to(device=model.device, dtype=model.dtype).eval()
