@@ -2,6 +2,7 @@
 what clients do not send (half requests, dropped connections, malformed HTTP), and a seeded fuzz of bad requests
 that must all get a 4xx in OpenAI's error shape while the server keeps serving."""
 
+import collections
 import contextlib
 import http.client
 import json
@@ -282,6 +283,107 @@ def test_extreme_valid_values_are_served(server):
                    {"max_tokens": 1}, {"n": 8, "max_tokens": 1}, {"prompt": "\u00e9\u4e2d\U0001F600"}]:
         status, body = post(server, {**BASE, **change})
         assert status == 200 and body["choices"], (change, body)
+
+
+# --- many clients at once: continuous batching --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def batched(run_dir):
+    """A second server on its own copy of the model: 64 sequences at once, 64 requests queued."""
+    import uvicorn
+
+    model, tok = load_for_generation(run_dir, device="cpu")
+    server = Server(model, tok, "tiny", Limits(max_batch=64, max_queue=64, prefill_chunk=4))
+    server.pace = Pace(model, tok.eos_token_id)
+    port = _free_port()
+    uv = uvicorn.Server(server.uvicorn_config("127.0.0.1", port))
+    thread = threading.Thread(target=uv.run, daemon=True)
+    thread.start()
+    while not uv.started:
+        assert thread.is_alive(), "server did not start"
+        time.sleep(0.05)
+    server.url, server.port = f"http://127.0.0.1:{port}", port
+    yield server
+    uv.should_exit = True
+    thread.join(timeout=30)
+
+
+def streamed(server, payload: dict) -> dict:
+    """A streamed completion reassembled: {index: (text, finish_reason, tokens with logprobs)}."""
+    status, _, body = call(server, "POST", "/v1/completions", json.dumps({**payload, "stream": True}).encode())
+    assert status == 200, body[:300]
+    events = [line[6:] for line in body.decode().split("\n\n") if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    choices = collections.defaultdict(lambda: ["", None, []])
+    for event in map(json.loads, events[:-1]):
+        for c in event["choices"]:
+            choices[c["index"]][0] += c["text"]
+            choices[c["index"]][1] = c["finish_reason"] or choices[c["index"]][1]
+            choices[c["index"]][2] += (c["logprobs"] or {}).get("tokens", [])
+    return {k: tuple(v[:2]) + (tuple(v[2]),) for k, v in choices.items()}
+
+
+def completed(server, payload: dict) -> dict:
+    status, body = post(server, payload)
+    assert status == 200, body
+    return {c["index"]: (c["text"], c["finish_reason"], tuple((c["logprobs"] or {}).get("tokens", [])))
+            for c in body["choices"]}
+
+
+def test_concurrent_requests_get_what_each_gets_alone(batched):
+    """16 clients at once, streamed or not, with different prompt lengths (some prefilled in several chunks),
+    n, stop strings, logprobs, greedy or sampled with a seed: each gets exactly what it gets alone."""
+    words = "the little dog sees where the red ball is and a cat says she likes it on the mat".split()
+    requests = []
+    for i in range(16):
+        payload = {"prompt": " ".join(words[: 1 + (i * 5) % 8]), "max_tokens": 4 + i % 10, "n": 1 + i % 4,
+                   "temperature": 0 if i % 2 else 0.9, "seed": i}
+        if i % 3 == 0:
+            payload["stop"] = [" the", "."]
+        if i % 5 == 0:
+            payload["logprobs"] = 2
+        requests.append((streamed if i % 4 < 2 else completed, payload))
+    alone = [ask(batched, payload) for ask, payload in requests]
+    together = [None] * len(requests)
+
+    def client(i):
+        ask, payload = requests[i]
+        together[i] = ask(batched, payload)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(requests))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert together == alone
+    assert {reason for choices in alone for _, reason, _ in choices.values()} >= {"stop", "length"}
+    assert health(batched) == {"status": "ok", "model": "tiny", "active": 0, "queued": 0}
+
+
+def test_disconnect_mid_stream_frees_its_slot(batched):
+    """Three streams run together; one client disconnects mid-stream: its slot is free within a step, and the
+    others run to the end."""
+    long = {"prompt": "the dog", "max_tokens": 25, "temperature": 0, "stream": True}
+    with batched.pace.slow(0.1):
+        socks = [raw_request(batched, long) for _ in range(3)]
+        wait_for(lambda: health(batched)["active"] == 3, 10)
+        socks[0].settimeout(10)
+        data = b""
+        while b"data: " not in data:
+            data += socks[0].recv(65536)
+        socks[0].close()
+        assert wait_for(lambda: health(batched)["active"] == 2, 4) < 1.5
+        for sock in socks[1:]:
+            data = b""
+            sock.settimeout(30)
+            while b"data: [DONE]" not in data:
+                chunk = sock.recv(65536)
+                assert chunk, data[-300:]
+                data += chunk
+            sock.close()
+            assert data.count(b'"finish_reason": "length"') == 1
+    wait_for(lambda: health(batched)["active"] == 0, 4)
 
 
 # --- clients that go away, stall or speak bad HTTP ----------------------------------------------------------------

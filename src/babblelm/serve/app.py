@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import threading
 import time
 from pathlib import Path
 
@@ -40,8 +41,9 @@ async def _disconnected(request: Request) -> None:
 
 
 class Server:
-    """The model's engine, its tokenizer and the request limits; `app` is the FastAPI application. The engine's
-    loop starts with the first request (and its slots are allocated here)."""
+    """The model's engine, its tokenizer and the request limits; `app` is the FastAPI application. `run` serves
+    on a port with the engine's loop in the calling thread; an app served otherwise starts the loop in a thread
+    of its own with its first request. The engine's slots are allocated here."""
 
     def __init__(self, model, tokenizer, name: str, limits: Limits | None = None):
         self.tokenizer, self.name, self.limits = tokenizer, name, limits or Limits()
@@ -60,12 +62,26 @@ class Server:
         return uvicorn.Config(self.app, host=host, port=port, http=protocol, ws="none",
                               **{"log_level": "warning", **options})
 
+    def run(self, host: str = "127.0.0.1", port: int = 8000) -> None:
+        """Serve until interrupted: uvicorn in a thread, the engine's loop in this one (Engine.serve_forever)."""
+        uv = uvicorn.Server(self.uvicorn_config(host, port))
+        web = threading.Thread(target=uv.run, name="babble-http", daemon=True)
+        self.running = True
+        web.start()
+        threading.Thread(target=lambda: (web.join(), self.engine.close()), daemon=True).start()
+        try:
+            self.engine.serve_forever()  # until uvicorn stops, however it stops
+        except KeyboardInterrupt:
+            pass
+        finally:
+            uv.should_exit = True
+            web.join(timeout=30)
+
     def _build_app(self) -> FastAPI:
         @contextlib.asynccontextmanager
         async def lifespan(_):
             yield
-            if self.running:  # the server is shutting down
-                self.engine.close()
+            self.engine.close()  # the server is shutting down
 
         app = FastAPI(title=f"babblelm: {self.name}", docs_url=None, redoc_url=None, openapi_url=None,
                       redirect_slashes=False, lifespan=lifespan)
@@ -210,4 +226,4 @@ def serve(model_path, checkpoint: str | None = None, host: str = "127.0.0.1", po
     lim, mib = server.limits, server.engine.cache.nbytes() / 2**20
     print(f"serving {server.name} on http://{host}:{port}/v1 (context {server.context}, {lim.max_batch} sequences "
           f"at once in {mib:.1f} MiB of slots, {lim.max_queue} requests queued)")
-    uvicorn.Server(server.uvicorn_config(host, port)).run()
+    server.run(host, port)

@@ -1,7 +1,7 @@
 """The step scheduler behind `babble serve` and `babble generate`: continuous batching over a SlotCache.
 
-One loop owns the model (`start` runs it in a thread; `run` in the caller's). A request submits its
-prompts x n sequences and gets a `Ticket`; every step the loop
+One loop owns the model (`serve_forever` until closed, `start` for that in a thread, `run` until the work
+is done). A request submits its prompts x n sequences and gets a `Ticket`; every step the loop
 
 1. retires the sequences that were stopped (a stop string appeared, the client went away) and gives
    the freed slots to waiting sequences, first come first served (`max_batch` slots, and at most
@@ -181,8 +181,8 @@ class Engine:
     # --- the loop ------------------------------------------------------------------------------------------
 
     def start(self) -> Engine:
-        """Run the loop in a background thread (a server); `close` stops it."""
-        self._thread = threading.Thread(target=self._loop, name="babble-engine", daemon=True)
+        """Run `serve_forever` in a background thread; `close` stops it."""
+        self._thread = threading.Thread(target=self.serve_forever, name="babble-engine", daemon=True)
         self._thread.start()
         return self
 
@@ -190,7 +190,7 @@ class Engine:
         with self.lock:
             self._closing = True
             self.lock.notify()
-        if self._thread is not None:
+        if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
 
     def run(self) -> None:
@@ -198,7 +198,10 @@ class Engine:
         while self.step():
             pass
 
-    def _loop(self) -> None:
+    def serve_forever(self) -> None:
+        """Step whenever there is work, until `close`. Best in the thread that loaded the model: torch's OpenMP
+        threads serve the thread that started them (on 2 cores a pass of the demo model takes 3x longer from
+        another thread)."""
         while True:
             with self.lock:
                 while not self._closing and not (self.running or self.group or self.admitted or self.waiting):

@@ -106,7 +106,8 @@ def _draw(scores: torch.Tensor, samplers: list[Sampler]) -> torch.Tensor:
         top_k = torch.tensor([min(samplers[i].top_k or vocab, vocab) for i in cut], device=scores.device)
         probs = torch.softmax(values.masked_fill(rank >= top_k[:, None], float("-inf")), dim=-1)
         top_p = torch.tensor([samplers[i].top_p or float("inf") for i in cut], device=scores.device)
-        probs = probs.masked_fill(probs.cumsum(-1) - probs >= top_p[:, None], 0.0)  # keep while the mass above < p
+        above = probs.cumsum(-1) - probs  # keep while the mass above < p; the most likely token always
+        probs = probs.masked_fill((above >= top_p[:, None]) & (rank > 0), 0.0)
         chosen = _invert(probs, [uniform[i] for i in cut])
         out[index] = order.gather(1, chosen[:, None])[:, 0]
     return out
