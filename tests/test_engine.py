@@ -75,7 +75,7 @@ def test_slots_are_allocated_once_and_bounded():
 
 def test_queue_bound_and_cancellation():
     engine = Engine(tiny_model("streammixer"), set(), max_batch=2, max_queue=1)
-    first = engine.submit([[2, 3]], Sampling(max_new_tokens=50), n=2)  # takes both slots
+    first = engine.submit([[2, 3]], Sampling(max_new_tokens=50, temperature=1.0), n=2)  # takes both slots
     engine.submit([[4]], Sampling(max_new_tokens=5))
     assert engine.load() == (2, 1)
     with pytest.raises(QueueFull, match="1 requests already queued"):
@@ -174,3 +174,18 @@ def test_pick_reports_logprobs_and_repeats_with_a_seed():
     assert pick(logits, [Sampler(Sampling(), logprobs=0)])[0].top == []
     huge = Sampler(Sampling(temperature=1.0, top_k=10**30, top_p=1e-300, seed=1))
     assert pick(logits[:1], [huge])[0].id == int(logits[0].argmax())  # top_p that small keeps only the best
+
+
+def test_greedy_choices_share_one_sequence():
+    """n greedy choices have one answer: one slot decodes it, and each choice gets every event."""
+    engine = Engine(tiny_model("induction"), set(), max_batch=1)
+    events = []
+    ticket = engine.submit([[2, 3, 4]], Sampling(max_new_tokens=3), n=4, logprobs=1, deliver=events.extend)
+    assert engine.load() == (1, 0)
+    engine.run()
+    rows = collections.defaultdict(list)
+    for event in events:
+        rows[event.row].append((event.id, event.logprob) if isinstance(event, Token) else event.eos)
+    assert list(rows) == [0, 1, 2, 3] and all(rows[r] == rows[0] for r in rows) and len(rows[0]) == 4
+    ticket.stop(0)
+    assert not ticket.sequences[0].stopped  # the other choices still want it

@@ -69,12 +69,14 @@ def eos_ids(model, tokenizer) -> set[int]:
 
 
 class _Sequence:
-    """One choice of a request: its prompt, sampler and progress."""
+    """What a request decodes in one slot: its prompt, sampler and progress, for the choices `rows` (one,
+    or the n choices of a greedy prompt: they have one answer)."""
 
-    __slots__ = ("ticket", "row", "prompt", "sampler", "max_new", "produced", "next_id", "stopped", "ended")
+    __slots__ = ("ticket", "rows", "open", "prompt", "sampler", "max_new", "produced", "next_id", "stopped", "ended")
 
-    def __init__(self, ticket: Ticket, row: int, prompt: list[int], sampler: Sampler, max_new: int):
-        self.ticket, self.row, self.prompt, self.sampler, self.max_new = ticket, row, prompt, sampler, max_new
+    def __init__(self, ticket: Ticket, rows: list[int], prompt: list[int], sampler: Sampler, max_new: int):
+        self.ticket, self.rows, self.prompt, self.sampler, self.max_new = ticket, rows, prompt, sampler, max_new
+        self.open = set(rows)  # the choices nobody has stopped
         self.produced, self.next_id, self.stopped, self.ended = 0, None, False, False
 
 
@@ -88,14 +90,16 @@ class _Prompt:
 
 
 class Ticket:
-    """A request's sequences inside the engine: `stop(row)` ends one (its slot is freed at the next
-    step), `cancel()` ends all of them (and removes any still waiting at once)."""
+    """A request's sequences inside the engine: `stop(row)` ends choice `row` (its sequence's slot is freed
+    at the next step), `cancel()` ends all of them (and removes any still waiting at once)."""
 
     def __init__(self, engine: Engine, deliver: Callable[[list], None]):
-        self.engine, self.deliver, self.sequences = engine, deliver, []
+        self.engine, self.deliver, self.sequences, self.by_row = engine, deliver, [], {}
 
     def stop(self, row: int) -> None:
-        self.sequences[row].stopped = True
+        seq = self.by_row[row]
+        seq.open.discard(row)
+        seq.stopped = not seq.open
 
     def cancel(self) -> None:
         self.engine._cancel(self)
@@ -138,14 +142,17 @@ class Engine:
 
     def submit(self, prompts: list[list[int]], sampling: Sampling, n: int = 1, logprobs: int | None = None,
                deliver: Callable[[list], None] = lambda events: None) -> Ticket:
-        """Queue `n` sequences of each prompt (choice k * n + r is sample r of prompt k); `deliver` gets each
-        step's events for them. Raises QueueFull when the request would wait behind `max_queue` others."""
+        """Queue `n` choices of each prompt (choice k * n + r is sample r of prompt k; a greedy prompt's n
+        choices are one sequence, delivered n times); `deliver` gets each step's events for them. Raises
+        QueueFull when the request would wait behind `max_queue` others."""
         ticket = Ticket(self, deliver)
+        copies = n if Sampler(sampling).temperature == 0 else 1
         for k, ids in enumerate(prompts):
-            for r in range(n):
-                row = k * n + r
-                ticket.sequences.append(_Sequence(ticket, row, list(ids), Sampler(sampling, row, logprobs),
-                                                  sampling.max_new_tokens))
+            for r in range(0, n, copies):
+                rows = list(range(k * n + r, k * n + r + copies))
+                seq = _Sequence(ticket, rows, list(ids), Sampler(sampling, rows[0], logprobs), sampling.max_new_tokens)
+                ticket.sequences.append(seq)
+                ticket.by_row.update(dict.fromkeys(rows, seq))
         with self.lock:
             must_wait = self.waiting or self.reserved + len(ticket.sequences) > self.max_batch
             if must_wait and self.max_queue is not None and self._queued() >= self.max_queue:
@@ -312,16 +319,17 @@ class Engine:
         return out.logits[:, -1].float()
 
     def _emit(self, seq: _Sequence, chosen: Pick, events: dict) -> None:
+        out = events[seq.ticket]
         if chosen.id in self.stop_ids:
             seq.ended = True
-            events[seq.ticket].append(Finished(seq.row, eos=True))
+            out += [Finished(row, eos=True) for row in seq.rows]
             return
         seq.produced += 1
         seq.next_id = chosen.id
-        events[seq.ticket].append(Token(seq.row, chosen.id, chosen.logprob, chosen.top))
+        out += [Token(row, chosen.id, chosen.logprob, chosen.top) for row in seq.rows]
         if seq.produced >= seq.max_new:
             seq.ended = True
-            events[seq.ticket].append(Finished(seq.row, eos=False))
+            out += [Finished(row, eos=False) for row in seq.rows]
 
     def _retire(self, sequences: list[_Sequence]) -> None:
         """Free the slots of running `sequences`: the last running sequence moves into each."""

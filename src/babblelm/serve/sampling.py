@@ -68,12 +68,16 @@ class Pick:
 def pick(logits: torch.Tensor, samplers: list[Sampler]) -> list[Pick]:
     """One token for each row of `logits` (rows, vocab), row i with `samplers[i]`."""
     logits = logits.float()
-    ids = logits.argmax(-1)
     sampled = [i for i, s in enumerate(samplers) if s.temperature > 0]
-    if sampled:
-        rows = torch.tensor(sampled, device=logits.device)
-        temperature = torch.tensor([samplers[i].temperature for i in sampled], device=logits.device)
-        ids[rows] = _draw(logits[rows] / temperature[:, None], [samplers[i] for i in sampled])
+    if len(sampled) == len(samplers):  # every row samples
+        temperature = torch.tensor([s.temperature for s in samplers], device=logits.device)
+        ids = _draw(logits / temperature[:, None], samplers)
+    else:
+        ids = logits.argmax(-1)
+        if sampled:
+            rows = torch.tensor(sampled, device=logits.device)
+            temperature = torch.tensor([samplers[i].temperature for i in sampled], device=logits.device)
+            ids[rows] = _draw(logits[rows] / temperature[:, None], [samplers[i] for i in sampled])
     picks = [Pick(i) for i in ids.tolist()]
     wanted = [i for i, s in enumerate(samplers) if s.logprobs is not None]
     if wanted:
@@ -96,6 +100,8 @@ def _draw(scores: torch.Tensor, samplers: list[Sampler]) -> torch.Tensor:
     out = torch.empty(len(samplers), dtype=torch.long, device=scores.device)
     plain = [i for i, s in enumerate(samplers) if s.top_k is None and s.top_p is None]
     cut = [i for i, s in enumerate(samplers) if s.top_k is not None or s.top_p is not None]
+    if len(plain) == len(samplers):
+        return _invert(torch.softmax(scores, dim=-1), uniform)
     if plain:
         index = torch.tensor(plain, device=scores.device)
         out[index] = _invert(torch.softmax(scores[index], dim=-1), [uniform[i] for i in plain])
@@ -118,5 +124,7 @@ def _invert(probs: torch.Tensor, uniform: list[float]) -> torch.Tensor:
     cumulative = probs.cumsum(-1)
     target = torch.tensor(uniform, dtype=torch.float64, device=probs.device) * cumulative[:, -1].double()
     index = torch.searchsorted(cumulative, target.to(cumulative.dtype)[:, None], right=True)[:, 0]
-    last = probs.shape[-1] - 1 - (probs > 0).flip(-1).int().argmax(-1)  # rounding may pass the end
-    return torch.minimum(index, last)
+    past = index >= probs.shape[-1]
+    if bool(past.any()):  # u x total rounded up to the total: the last token with any probability
+        index = torch.where(past, probs.shape[-1] - 1 - (probs > 0).flip(-1).int().argmax(-1), index)
+    return index
