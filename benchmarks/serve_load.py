@@ -7,6 +7,7 @@ batching and against transformers' own `generate`, in the same run.
 
 Each mode runs in a subprocess of its own, one after the other, on the same model folder:
 - engine: this checkout's server (continuous batching; --max-batch = the most clients);
+- engine-1: the same server with one slot (--max-batch 1): one request at a time;
 - old: the server of commit 84b6345 (each request one Hugging Face `generate` in a worker thread, one at a time:
   `--max-active 1`), its serve.py and generate.py read from this checkout's git history into a temporary package;
 - hf: transformers' `generate` called one request at a time (all clients' requests served in arrival order), no
@@ -115,10 +116,11 @@ def run_server(mode: str, model_path: str, port: int, clients: int, work: Path) 
     from babblelm.generate import load_for_generation
 
     model, tokenizer = load_for_generation(model_path, device="auto")
-    if mode == "engine":
+    if mode.startswith("engine"):
         from babblelm.serve.app import Limits, Server
 
-        Server(model, tokenizer, "bench", Limits(max_batch=clients, max_queue=clients)).run("127.0.0.1", port)
+        slots = 1 if mode == "engine-1" else clients
+        Server(model, tokenizer, "bench", Limits(max_batch=slots, max_queue=clients)).run("127.0.0.1", port)
         return
     old = old_package(work)
     server = old.Server(model, tokenizer, "bench", old.Limits(max_active=1, max_queue=clients))
@@ -282,7 +284,7 @@ def main() -> int:
     ap.add_argument("--corpus", help="a BabyLM corpus folder for the tokenizers (default: the demo grammar)")
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16, 64])
     ap.add_argument("--max-tokens", type=int, default=64)
-    ap.add_argument("--modes", nargs="+", default=["engine", "old", "hf"], choices=["engine", "old", "hf"])
+    ap.add_argument("--modes", nargs="+", default=["engine", "old", "hf"], choices=["engine", "engine-1", "old", "hf"])
     ap.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "babble-serve-load"))
     ap.add_argument("--out", help="append each model's results as a JSON line to this file")
     ap.add_argument("--run-server", nargs=2, metavar=("MODE", "MODEL"), help=argparse.SUPPRESS)

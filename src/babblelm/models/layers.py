@@ -193,16 +193,16 @@ def total_length(past, seq: int) -> int:
     return (past if isinstance(past, int) else int(past.max())) + seq
 
 
-def causal_mask(attention_mask: torch.Tensor | None, q_len: int, past, device: torch.device) -> torch.Tensor:
+def causal_mask(attention_mask: torch.Tensor | None, q_len: int, past_len, device: torch.device) -> torch.Tensor:
     """Boolean SDPA mask (batch or 1, 1, q_len, keys); True means "may attend".
 
-    Query i of a row sits at key index past + i (`past`: an int, or one count per row, whose keys
+    Query i of a row sits at key index past_len + i (an int, or one count per row, whose keys
     then span the longest row) and sees keys up to there that the padding mask marks real. Every
     query may also see itself, so rows of padding are never empty (an empty row would turn into
     NaN and leak through the value vectors of later layers).
     """
-    kv_len = total_length(past, q_len)
-    query_index = new_positions(past, q_len, device)[:, None, :, None]
+    kv_len = total_length(past_len, q_len)
+    query_index = new_positions(past_len, q_len, device)[:, None, :, None]
     key_index = torch.arange(kv_len, device=device).view(1, 1, 1, kv_len)
     allowed = key_index <= query_index
     if attention_mask is not None:
