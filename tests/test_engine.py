@@ -64,7 +64,7 @@ def test_slots_are_allocated_once_and_bounded():
     config = model.config
     assert allocated >= 3 * 2 * config.num_hidden_layers * config.max_position_embeddings * config.kv_heads * 8 * 4
     recorders = [submit(engine, 2 + k, new=5 + k, seed=k) for k in range(7)]
-    assert engine.load() == (3, 4)  # 3 sequences hold the slots, 4 requests wait
+    assert engine.load() == (3, 4)  # 3 sequences hold the slots, 4 wait
     peak = 0
     while engine.step():
         peak = max(peak, len(engine.running))

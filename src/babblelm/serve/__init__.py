@@ -5,7 +5,7 @@ engine that `babble generate` uses too.
     curl http://127.0.0.1:8000/v1/completions -H 'Content-Type: application/json' \\
          -d '{"prompt": "the dog", "max_tokens": 10}'
 
-Endpoints: `GET /health` (the sequences holding slots and the requests queued), `GET /v1/models`,
+Endpoints: `GET /health` (the sequences holding slots and those waiting for one), `GET /v1/models`,
 `POST /v1/completions` (prompt, max_tokens, temperature (below 1e-5: greedy), top_p, top_k, stop, n, stream
 via server-sent events, logprobs, seed).
 

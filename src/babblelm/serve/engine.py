@@ -163,9 +163,9 @@ class Engine:
         return ticket
 
     def load(self) -> tuple[int, int]:
-        """(sequences holding slots, requests waiting for one)."""
+        """(sequences holding slots, sequences waiting for one)."""
         with self.lock:
-            return self.reserved, self._queued()
+            return self.reserved, len(self.waiting)
 
     def _cancel(self, ticket: Ticket) -> None:
         with self.lock:
