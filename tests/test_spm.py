@@ -16,11 +16,11 @@ from babblelm.config import TokenizerSection, load_config
 from babblelm.data.corpus import DataError
 from babblelm.data.multilingual import premium_table, prepare_multilingual
 from babblelm.data.prepare import prepare_data
-from babblelm.data.spm import MODEL_FILE
+from babblelm.data.spm import MODEL_FILE, train_model
 from babblelm.data.tokenizer import fit_tokenizer
 from babblelm.export import export_model
 from babblelm.train.loop import train
-from conftest import tiny_raw
+from conftest import DATA, tiny_raw
 from multilingual_corpus import dutch_sentence, mandarin_sentence, write_corpus
 
 ENG = ["The little dog ran to the park, didn't it?", 'Mummy said: "Put your shoes on, Tom!"',
@@ -86,6 +86,20 @@ def test_fast_tokenizer_encodes_as_sentencepiece(trained):
         assert "<0xE9><0xBE><0x98>" in "".join(tokenizer.tokenize("龘"))  # an unknown character, as its bytes
     else:
         assert tokenizer("龘𠀀 x", add_special_tokens=False)["input_ids"].count(0) == 1  # a run of unknowns: one <unk>
+
+
+def test_training_settings_are_the_references(tmp_path):
+    """On the text the TAAM reference's tokenizer script trained on, babblelm's SentencePiece training
+    gives the reference's vocabulary, piece for piece (tests/data/spm_reference.json)."""
+    reference = json.loads((DATA / "spm_reference.json").read_text(encoding="utf-8"))
+    write_corpus(tmp_path / "corpus")
+    with open(tmp_path / "text.txt", "w", encoding="utf-8") as handle:
+        for lang in ("eng", "nld", "zho"):
+            text = (tmp_path / "corpus" / lang / f"{lang}.train").read_text(encoding="utf-8").splitlines()
+            handle.writelines(line + "\n" for line in text[: -max(1, int(0.05 * len(text)))])
+    cfg = TokenizerSection(kind="sentencepiece", vocab_size=reference["vocab_size"])
+    sp = spm.SentencePieceProcessor(model_file=str(train_model(tmp_path / "text.txt", cfg, tmp_path)))
+    assert [sp.id_to_piece(i) for i in range(sp.get_piece_size())] == reference["pieces"]
 
 
 def test_special_tokens_are_the_references(trained):

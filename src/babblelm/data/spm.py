@@ -77,20 +77,10 @@ def train_sentencepiece(cfg, streams: dict[str, Callable[[], Iterable[str]]], pr
             report[lang], held_out[lang] = _sample(lines(), target / available[lang], index, handle)
             report[lang]["target_bytes"] = round(target)
     try:
-        spm.set_random_generator_seed(SEED)
-        spm.SentencePieceTrainer.train(
-            input=str(sample_file), model_prefix=str(out_dir / Path(MODEL_FILE).stem), model_type="bpe",
-            vocab_size=cfg.vocab_size, character_coverage=cfg.character_coverage, byte_fallback=cfg.byte_fallback,
-            normalization_rule_name=cfg.normalization, unk_id=0, bos_id=1, eos_id=2, pad_id=3,
-            input_sentence_size=MAX_SENTENCES, shuffle_input_sentence=True, num_threads=os.cpu_count() or 1,
-            minloglevel=0 if progress else 2)
-    except RuntimeError as err:
-        key = "tokenizer.vocab_size" if "ocabulary size" in str(err) else "tokenizer"
-        raise DataError(f"{key}: SentencePiece could not train on the sample: {str(err).strip().splitlines()[-1]}") from None
+        model_file = train_model(sample_file, cfg, out_dir, progress)
     finally:
         sample_file.unlink(missing_ok=True)
-        (out_dir / Path(MODEL_FILE).with_suffix(".vocab")).unlink(missing_ok=True)
-    processor = spm.SentencePieceProcessor(model_file=str(out_dir / MODEL_FILE))
+    processor = spm.SentencePieceProcessor(model_file=str(model_file))
     for lang, lines in held_out.items():
         pieces = processor.encode(lines)
         total = sum(map(len, pieces))
@@ -105,7 +95,28 @@ def train_sentencepiece(cfg, streams: dict[str, Callable[[], Iterable[str]]], pr
     text = (f"a sample of the selected training lines{' of every language' if len(streams) > 1 else ''}, "
             f"{cfg.sample_bytes:,} bytes x premium per language{f' x {scale:.4f} (the shortest language)' if scale < 1 else ''}; "
             f"every {HOLD_OUT_EVERY}th sampled line held out for the <unk> check")
-    return to_tokenizers(out_dir / MODEL_FILE), {"kind": "sentencepiece", "text": text, "words": words, "languages": report}
+    return to_tokenizers(model_file), {"kind": "sentencepiece", "text": text, "words": words, "languages": report}
+
+
+def train_model(text_file: str | Path, cfg, out_dir: str | Path, progress: bool = False) -> Path:
+    """SentencePiece BPE trained on the lines of `text_file` with the reference's settings and `cfg`'s;
+    returns the path of `out_dir/sentencepiece.model`."""
+    spm, _ = _sentencepiece()
+    model_file = Path(out_dir) / MODEL_FILE
+    try:
+        spm.set_random_generator_seed(SEED)
+        spm.SentencePieceTrainer.train(
+            input=str(text_file), model_prefix=str(model_file.with_suffix("")), model_type="bpe",
+            vocab_size=cfg.vocab_size, character_coverage=cfg.character_coverage, byte_fallback=cfg.byte_fallback,
+            normalization_rule_name=cfg.normalization, unk_id=0, bos_id=1, eos_id=2, pad_id=3,
+            input_sentence_size=MAX_SENTENCES, shuffle_input_sentence=True, num_threads=os.cpu_count() or 1,
+            minloglevel=0 if progress else 2)
+    except RuntimeError as err:
+        key = "tokenizer.vocab_size" if "ocabulary size" in str(err) else "tokenizer"
+        raise DataError(f"{key}: SentencePiece could not train on the sample: {str(err).strip().splitlines()[-1]}") from None
+    finally:
+        model_file.with_suffix(".vocab").unlink(missing_ok=True)
+    return model_file
 
 
 def _sample(lines: Iterable[str], rate: float, index: int, handle) -> tuple[dict, list[str]]:
