@@ -129,7 +129,7 @@ def test_short_language_shrinks_every_sample_equally(tmp_path):
     adjusted = {lang: info[lang]["bytes"] / PREMIUMS[lang] for lang in info}
     for lang in info:
         assert adjusted[lang] == pytest.approx(adjusted[shortest], rel=0.1)
-    assert "x 0." in report["text"] and "(the shortest language)" in report["text"]
+    assert "bytes x premium, x 0." in report["text"] and "to fit the shortest language" in report["text"]
 
 
 def rare_chinese(n: int, seed: int) -> list[str]:
@@ -180,7 +180,7 @@ def test_single_corpus_prepare_records_the_check(small_corpus, tmp_path):
     check = manifest["tokenizer"]["languages"]["corpus"]
     assert check["unk_rate"] == 0.0 and check["unk_rate_limit"] == 1e-3  # byte fallback; the `default` limit
     assert manifest["budget"]["tokenizer_words"] == manifest["tokenizer"]["words"] < manifest["budget"]["words_used"]
-    assert manifest["tokenizer_text"].startswith("a sample of the selected training lines, 20,000 bytes")
+    assert manifest["tokenizer_text"].startswith("a random 20,000-byte sample of the selected training lines; every")
     assert (tmp_path / "data" / "tokenizer" / MODEL_FILE).is_file()
 
 

@@ -58,7 +58,7 @@ def _sentencepiece():
 
 
 def train_sentencepiece(cfg, streams: dict[str, Callable[[], Iterable[str]]], premiums: dict[str, float],
-                        out_dir: str | Path, progress: bool = False):
+                        out_dir: str | Path):
     """Train on a byte-equalized sample of `streams`, check the unknown rates, save the SentencePiece
     model in `out_dir`; return (its `tokenizers.Tokenizer`, the manifest's report)."""
     spm, _ = _sentencepiece()
@@ -77,7 +77,7 @@ def train_sentencepiece(cfg, streams: dict[str, Callable[[], Iterable[str]]], pr
             report[lang], held_out[lang] = _sample(lines(), target / available[lang], index, handle)
             report[lang]["target_bytes"] = round(target)
     try:
-        model_file = train_model(sample_file, cfg, out_dir, progress)
+        model_file = train_model(sample_file, cfg, out_dir)
     finally:
         sample_file.unlink(missing_ok=True)
     processor = spm.SentencePieceProcessor(model_file=str(model_file))
@@ -92,13 +92,17 @@ def train_sentencepiece(cfg, streams: dict[str, Callable[[], Iterable[str]]], pr
                             f"tokenizer.byte_fallback: true or raise the limit")
         report[lang].update(unk_rate=rate, unk_rate_limit=limit)
     words = sum(r["words"] for r in report.values())
-    text = (f"a sample of the selected training lines{' of every language' if len(streams) > 1 else ''}, "
-            f"{cfg.sample_bytes:,} bytes x premium per language{f' x {scale:.4f} (the shortest language)' if scale < 1 else ''}; "
-            f"every {HOLD_OUT_EVERY}th sampled line held out for the <unk> check")
+    if len(streams) == 1:
+        text = "all the selected training lines" if scale < 1 else \
+            f"a random {cfg.sample_bytes:,}-byte sample of the selected training lines"
+    else:
+        shrink = f", x {scale:.4f} to fit the shortest language" if scale < 1 else ""
+        text = f"a byte-equalized sample of every language's selected training lines ({cfg.sample_bytes:,} bytes x premium{shrink})"
+    text += f"; every {HOLD_OUT_EVERY}th sampled line held out for the <unk> check"
     return to_tokenizers(model_file), {"kind": "sentencepiece", "text": text, "words": words, "languages": report}
 
 
-def train_model(text_file: str | Path, cfg, out_dir: str | Path, progress: bool = False) -> Path:
+def train_model(text_file: str | Path, cfg, out_dir: str | Path) -> Path:
     """SentencePiece BPE trained on the lines of `text_file` with the reference's settings and `cfg`'s;
     returns the path of `out_dir/sentencepiece.model`."""
     spm, _ = _sentencepiece()
@@ -110,7 +114,7 @@ def train_model(text_file: str | Path, cfg, out_dir: str | Path, progress: bool 
             vocab_size=cfg.vocab_size, character_coverage=cfg.character_coverage, byte_fallback=cfg.byte_fallback,
             normalization_rule_name=cfg.normalization, unk_id=0, bos_id=1, eos_id=2, pad_id=3,
             input_sentence_size=MAX_SENTENCES, shuffle_input_sentence=True, num_threads=os.cpu_count() or 1,
-            minloglevel=0 if progress else 2)
+            minloglevel=1)  # warnings and errors only
     except RuntimeError as err:
         key = "tokenizer.vocab_size" if "ocabulary size" in str(err) else "tokenizer"
         raise DataError(f"{key}: SentencePiece could not train on the sample: {str(err).strip().splitlines()[-1]}") from None

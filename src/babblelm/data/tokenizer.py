@@ -34,7 +34,7 @@ def fit_tokenizer(cfg, streams: dict[str, Callable[[], Iterable[str]]], out_dir:
     if cfg.kind == "sentencepiece":
         from . import spm
 
-        backend, report = spm.train_sentencepiece(cfg, streams, premiums or dict.fromkeys(streams, 1.0), out_dir, progress)
+        backend, report = spm.train_sentencepiece(cfg, streams, premiums or dict.fromkeys(streams, 1.0), out_dir)
         tokenizer = wrap_tokenizer(backend, bos=spm.BOS, eos=spm.EOS, pad=spm.PAD, unk=spm.UNK)
         tokenizer.save_pretrained(str(out_dir))
         return tokenizer, report
