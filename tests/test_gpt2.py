@@ -78,3 +78,25 @@ def test_initialisation_is_gpt2s():
 def test_bad_settings_name_the_field(key, value, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         get("gpt2").tiny_config(**{key: value})
+
+
+def test_training_with_dropout_resumes_exactly(small_corpus, tmp_path):
+    """Dropout draws from torch's generator, which checkpoints save: an interrupted run resumes bit for bit."""
+    from safetensors.torch import load_file
+
+    from babblelm.config import load_config
+    from babblelm.train.loop import train
+    from conftest import tiny_raw
+
+    def cfg(out, pdrop=0.1):
+        raw = tiny_raw(small_corpus, out, train={"epochs": 0.3})
+        raw["model"] = {"arch": "gpt2", **get("gpt2").spec.tiny, "embd_pdrop": pdrop, "attn_pdrop": pdrop, "resid_pdrop": pdrop}
+        return load_config(raw=raw)
+
+    full = train(cfg(tmp_path / "full"), progress=False)
+    assert train(cfg(tmp_path / "cut"), progress=False, stop_after_steps=4).interrupted
+    resumed = train(cfg(tmp_path / "cut"), resume=True, progress=False)
+    a, b = load_file(full.final_dir / "model.safetensors"), load_file(resumed.final_dir / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    plain = load_file(train(cfg(tmp_path / "plain", pdrop=0.0), progress=False).final_dir / "model.safetensors")
+    assert not all(torch.equal(a[k], plain[k]) for k in a)  # the dropout was active
