@@ -30,7 +30,8 @@ NLD = ["De kleine hond rent naar het park.", "Ik heb een ijsje gegeten; het was 
 ZHO = ["小狗跑到公园去了。", "妈妈说：“穿上你的鞋子！”", "我们在十点钟看见了三只鸭子。", "你今天想吃什么？",
        "他的名字叫李明，住在北京。"]
 EDGES = ["", " ", "   ", "\t", "\n", "a  b", "  leading and trailing  ", "tab\there", "line\nbreak", "crlf\r\nend",
-         "full\u3000width\u3000space", "nbsp\u00a0here", "zero\u200bwidth", "▁", "a▁b", "▁a", "a ▁b", "x▁▁y", " ▁a", "a▁ ▁", "ＦＵＬＬ ｗｉｄｔｈ １２３",
+         "full\u3000width\u3000space", "nbsp\u00a0here", "zero\u200bwidth", "▁", "a▁b", "▁a", "a ▁b", "x▁▁y", " ▁a",
+         "a▁ ▁", "ＦＵＬＬ ｗｉｄｔｈ １２３",
          "ÉÉN IJSJE, ĲSJE", "e\u0301 decomposed, CAFE\u0301, Cafe\u0301", "ǆ ŉ ß ﬁ ①②", "“quotes” ‘single’ — dash … end",
          "👍🏽 and 👨‍👩‍👧 and 🇳🇱", "龘 and 𠀀 are rare", "control \x00\x01\x7f chars", "ＡＢＣ：（中文）！？",
          "mixed English, Nederlands en 中文 in één zin."]
@@ -207,7 +208,8 @@ tok = AutoTokenizer.from_pretrained(folder)
 print("RESULT " + json.dumps({
     "transformers": transformers.__version__, "sentencepiece": importlib.util.find_spec("sentencepiece") is not None,
     "class": type(tok).__name__, "plain": [tok(t, add_special_tokens=False)["input_ids"] for t in texts],
-    "with_bos": [tok(t)["input_ids"] for t in texts], "decoded": [tok.decode(tok(t)["input_ids"], skip_special_tokens=True) for t in texts],
+    "with_bos": [tok(t)["input_ids"] for t in texts],
+    "decoded": [tok.decode(tok(t)["input_ids"], skip_special_tokens=True) for t in texts],
     "specials": [tok.bos_token_id, tok.eos_token_id, tok.pad_token_id, tok.unk_token_id]}))
 """
 

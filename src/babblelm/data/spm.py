@@ -5,7 +5,8 @@ the SentencePiece model does, so it loads without sentencepiece (the official Ba
     backend, report = train_sentencepiece(cfg.tokenizer, {"eng": lines, "nld": ...}, premiums, "data/tokenizer")
 
 Training. Each language contributes `sample_bytes x premium` UTF-8 bytes of its training lines
-(`lines` are callables returning a fresh iterator), drawn evenly over all of them with a fixed seed.
+(`lines` are callables returning a fresh iterator): each line is kept with the same probability
+(a fixed seed), so the sample spreads over the whole text.
 When a language has less text than that, every language's share shrinks by the same factor, so the
 samples stay equal in premium-adjusted bytes. Every 20th sampled line is held out (the reference
 holds out 5%); SentencePiece trains BPE on the rest with the reference's settings (ids <unk> 0,
@@ -19,11 +20,11 @@ merged piece's score (every split of a piece into two pieces, as SentencePiece m
 pair that forms a piece), byte fallback, consecutive unknowns fused into one <unk>, and the
 normalizer spec: SentencePiece's own normalization table (`Precompiled`), then whitespace as
 SentencePiece treats it (runs collapsed, ends stripped, a leading "▁" added, pieces never cross a
-space). transformers' `Precompiled` applies the table to whole grapheme clusters, dropping a
+space). The `tokenizers` library's `Precompiled` applies the table to whole grapheme clusters, dropping a
 combining mark or emoji modifier that follows a character the table rewrites (an uppercase letter
 under case folding). So the text is first composed (NFC) and a control character that the NMT
 tables delete is put before every such mark: each character is then looked up alone, as
-SentencePiece does. What remains different (tests/test_spm.py): a letter carrying a precomposed
+SentencePiece does. What remains different (docs/data.md): a letter carrying a precomposed
 accent plus a separate combining mark, and a fullwidth letter followed by a combining mark.
 """
 
@@ -35,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import UNK_RATE_LIMITS
 from .corpus import DataError
 from .mixing import measure
 
@@ -85,7 +87,7 @@ def train_sentencepiece(cfg, streams: dict[str, Callable[[], Iterable[str]]], pr
         pieces = processor.encode(lines)
         total = sum(map(len, pieces))
         rate = sum(ids.count(processor.unk_id()) for ids in pieces) / max(total, 1)
-        limit = cfg.unk_rate_limits.get(lang, cfg.unk_rate_limits.get("default", 1.0))
+        limit = cfg.unk_rate_limits.get(lang, cfg.unk_rate_limits.get("default", UNK_RATE_LIMITS["default"]))
         if rate > limit:
             raise DataError(f"tokenizer.unk_rate_limits.{lang}: {rate:.4%} of {lang}'s held-out pieces are <unk>, "
                             f"over the limit {limit:.4%}; raise tokenizer.character_coverage, set "
@@ -97,7 +99,8 @@ def train_sentencepiece(cfg, streams: dict[str, Callable[[], Iterable[str]]], pr
             f"a random {cfg.sample_bytes:,}-byte sample of the selected training lines"
     else:
         shrink = f", x {scale:.4f} to fit the shortest language" if scale < 1 else ""
-        text = f"a byte-equalized sample of every language's selected training lines ({cfg.sample_bytes:,} bytes x premium{shrink})"
+        text = (f"a byte-equalized sample of every language's selected training lines "
+                f"({cfg.sample_bytes:,} bytes x premium{shrink})")
     text += f"; every {HOLD_OUT_EVERY}th sampled line held out for the <unk> check"
     return to_tokenizers(model_file), {"kind": "sentencepiece", "text": text, "words": words, "languages": report}
 
@@ -117,7 +120,8 @@ def train_model(text_file: str | Path, cfg, out_dir: str | Path) -> Path:
             minloglevel=1)  # warnings and errors only
     except RuntimeError as err:
         key = "tokenizer.vocab_size" if "ocabulary size" in str(err) else "tokenizer"
-        raise DataError(f"{key}: SentencePiece could not train on the sample: {str(err).strip().splitlines()[-1]}") from None
+        reason = str(err).strip().splitlines()[-1].rsplit("] ", 1)[-1]  # without the C++ source location
+        raise DataError(f"{key}: SentencePiece could not train on the sample: {reason}") from None
     finally:
         model_file.with_suffix(".vocab").unlink(missing_ok=True)
     return model_file
@@ -127,7 +131,7 @@ def _sample(lines: Iterable[str], rate: float, index: int, handle) -> tuple[dict
     """Keep each line with probability `rate` (seeded per language); write the kept lines to `handle`
     except every HOLD_OUT_EVERY-th, which is returned. Returns (counts, held-out lines)."""
     rng = np.random.default_rng([SEED, index])
-    counts = {"bytes": 0, "lines": 0, "words": 0, "held_out_lines": 0}
+    counts = {"bytes": 0, "lines": 0, "words": 0}
     held: list[str] = []
     for line in lines:
         if rng.random() >= rate:
