@@ -13,7 +13,8 @@ from disk, so memory stays bounded whatever the corpus size:
    not used (and every file that gave no text) goes into `skipped_files` with the reason.
 2. allocate: split the budget (`data.max_words` or `data.max_bytes`) between sources
    (mixing.py), keep whole lines of each, check the words against the track's cap.
-3. tokenizer: byte-level BPE on the selected training lines only (they count in the budget).
+3. tokenizer: `tokenizer.kind` (byte-level BPE, or SentencePiece BPE on a sample) trained on the
+   selected training lines only (they count in the budget).
 4. blocks: encode train and dev into `seq_len` blocks with words per block.
 See docs/data.md for the manifest's keys.
 """
@@ -41,7 +42,7 @@ from .corpus import DataError, ReadStats
 from .filters import FilterChain, chain_names, merge_reports
 from .mixing import allocate, measure, round_robin, take_within
 from .readers import CorpusFile, Skipped, canonical_source, read_text, scan_corpus, skipped_summary
-from .tokenizer import SPECIAL_TOKENS, train_tokenizer
+from .tokenizer import fit_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -107,11 +108,14 @@ def prepare_data(data_cfg: DataSection, tok_cfg: TokenizerSection, out_dir: str 
         if tokenizer_from is not None:
             log.info("data: encoding with the tokenizer of %s (the tokenizer section is not used)", tokenizer_from)
             tokenizer = _given_tokenizer(Path(tokenizer_from), tok_dir)
+            tok_info = {"text": f"none: the tokenizer of {tokenizer_from}", "words": 0}
+            special_names = _given_specials(tokenizer)
         else:
-            log.info("data: training a %d-token byte-level BPE on %s lines", tok_cfg.vocab_size,
+            log.info("data: training a %d-token %s tokenizer on %s lines", tok_cfg.vocab_size, tok_cfg.kind,
                      f"{budget['lines_selected']:,}")
-            tokenizer = train_tokenizer(train_lines(), tok_cfg.vocab_size, tok_cfg.min_frequency, tok_dir,
-                                        progress=progress)
+            tokenizer, tok_info = fit_tokenizer(tok_cfg, {"corpus": train_lines}, tok_dir, progress=progress)
+            tok_info["text"] += " (dev lines excluded); counted in budget.words_used"
+            special_names = tokenizer.all_special_tokens
 
     splits = {}
     for split, lines in (("train", train_lines), ("dev", dev_lines)):
@@ -121,7 +125,7 @@ def prepare_data(data_cfg: DataSection, tok_cfg: TokenizerSection, out_dir: str 
         splits[split] = dataclasses.asdict(stats)
     _check_splits(splits, budget, carve, data_cfg.seq_len)
     budget["words_used"] = splits["train"]["words"]
-    budget["tokenizer_words"] = 0 if tokenizer_from else splits["train"]["words"]  # trained on exactly these lines
+    budget["tokenizer_words"] = tok_info.get("words", splits["train"]["words"])  # byte_bpe: every training line
 
     with _timed(timings, "hash_outputs"):
         outputs = {p.relative_to(out_dir).as_posix(): file_sha256(p) for p in _output_files(out_dir)}
@@ -135,14 +139,14 @@ def prepare_data(data_cfg: DataSection, tok_cfg: TokenizerSection, out_dir: str 
         "filters": {split: merge_reports(i["filters"] for i in recs) for split, recs in inputs.items()},
         "allocations": allocations,
         "budget": budget,
-        "tokenizer_text": (f"none: the tokenizer of {tokenizer_from}" if tokenizer_from else
-                           "the selected training lines (dev lines excluded); counted in budget.words_used"),
+        "tokenizer_text": tok_info.pop("text"),
+        "tokenizer": tok_info,
         "dev_source": f"every {DEV_EVERY}th selected training line" if carve else "dev files",
         "splits": splits,
         "vocab_size": len(tokenizer),
         "seq_len": data_cfg.seq_len,
         "dtype": token_dtype(len(tokenizer)).name,
-        "specials": {tok: tokenizer.convert_tokens_to_ids(tok) for tok in _specials(tokenizer)},
+        "specials": {tok: tokenizer.convert_tokens_to_ids(tok) for tok in special_names},
         "outputs": outputs,
         "warnings": warnings,
         "timings_s": timings,
@@ -164,10 +168,9 @@ def _given_tokenizer(folder: Path, tok_dir: Path):
     return tokenizer
 
 
-def _specials(tokenizer) -> list[str]:
-    """babblelm's special tokens, or a given tokenizer's own."""
-    own = [tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token]
-    return SPECIAL_TOKENS if own == SPECIAL_TOKENS else [t for t in own if t is not None]
+def _given_specials(tokenizer) -> list[str]:
+    """A given tokenizer's BOS, EOS and pad tokens (those it has)."""
+    return [t for t in (tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token) if t is not None]
 
 
 def _source_settings(data_cfg: DataSection, files: list[CorpusFile], warnings: list[str]) -> dict[str, dict]:
