@@ -79,3 +79,19 @@ def test_set_takes_several_overrides_and_repeats():
 
     args = build_parser().parse_args(["train", "run.yaml", "--set", "optim.lr=1e-3", "train.epochs=2", "--set", "run.seed=3"])
     assert args.config == "run.yaml" and args.set == ["optim.lr=1e-3", "train.epochs=2", "run.seed=3"]
+
+
+def test_include_reads_the_other_file_first(tmp_path):
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump({"data": {"corpus": "c", "seq_len": 64}, "optim": {"lr": 1e-3},
+                                                        "mixing": {"languages": {"eng": {}, "nld": {}}, "eta": 0.3}}))
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "run.yaml").write_text("include: ../base.yaml\noptim: {lr: 2.0e-3}\nmixing: {eta: 0.5}\n")
+    cfg = load_config(tmp_path / "sub" / "run.yaml", ["data.seq_len=32"])
+    assert (cfg.optim.lr, cfg.data.seq_len, cfg.data.corpus) == (2e-3, 32, "c")  # this file's values, then --set, win
+    assert cfg.mixing.eta == 0.5 and list(cfg.mixing.languages) == ["eng", "nld"]  # mappings merged key by key
+    (tmp_path / "loop.yaml").write_text("include: loop.yaml\n")
+    with pytest.raises(ConfigError, match="loop.yaml: include: .*loop.yaml includes itself"):
+        load_config(tmp_path / "loop.yaml")
+    (tmp_path / "missing.yaml").write_text("include: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match="missing.yaml: include: config file not found: .*nowhere.yaml"):
+        load_config(tmp_path / "missing.yaml")

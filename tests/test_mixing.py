@@ -163,6 +163,37 @@ def test_pi_from_runs_is_their_time_average(tmp_path):
         initial_pi(load_config(raw=raw), {})
 
 
+CONDITIONS = json.loads((REFERENCE / "conditions.json").read_text())["conditions"]
+PRESETS = Path(__file__).resolve().parents[1] / "configs" / "taam"
+
+
+@pytest.mark.parametrize("cid", sorted(CONDITIONS))
+def test_the_presets_are_the_reference_conditions(cid):
+    """Each configs/taam preset against the reference's condition as its train.py reads it: the start
+    or fixed pi, the EXP3 settings and the run (model and tokenizer sizes: test_taam_preset_is_the_card_model)."""
+    pytest.importorskip("lang2vec")
+    from babblelm.train.multilingual import initial_pi
+
+    ref = CONDITIONS[cid]
+    cfg = load_config(PRESETS / Path(ref["file"]).name, ["model={arch: transformer}", "tokenizer={vocab_size: 400}"])
+    mix, langs = cfg.mixing, ["eng", "nld", "zho"]
+    assert list(mix.languages) == langs and cfg.run.name == cid
+    pi = initial_pi(cfg, {"per_language": {lang: {"tokens": 1000} for lang in langs}})  # B2: equal data here
+    assert pi == pytest.approx([ref["pi"][lang] for lang in langs], abs=1e-6)
+    assert [lang for lang, p in zip(langs, pi) if p > 0] == ref["languages"]  # M_*: one language, same data
+    assert mix.policy == {"static": "static", "online": "taam"}[ref["type"]]
+    if ref["type"] == "online":
+        assert (mix.eta, mix.gamma, mix.min_pi, mix.reward) == (ref["eta"], ref["gamma"], ref["min_pi"], ref["reward"])
+    batch = cfg.train.batch_size * cfg.train.grad_accum
+    assert (batch, cfg.data.seq_len, mix.tokens) == (ref["batch_size"], ref["block_size"],
+                                                     ref["total_steps"] * ref["batch_size"] * ref["block_size"])
+    assert (cfg.optim.lr, cfg.optim.betas, cfg.optim.weight_decay, cfg.optim.grad_clip) == (
+        ref["learning_rate"], ref["betas"], ref["weight_decay"], ref["gradient_clip"])
+    assert cfg.optim.decay_all and cfg.schedule.name == "constant" and cfg.schedule.warmup_steps == 0  # train.py's AdamW
+    assert (mix.eval_every, mix.reward_dev_tokens, mix.final_dev_tokens, mix.granularity) == (
+        ref["eval_every_steps"], ref["reward_dev_tokens_per_lang"], ref["final_dev_tokens_per_lang"], "batch")
+
+
 def _raw(corpus, out, policy, reward="normalized_excess_loss", **mixing):
     return {
         "run": {"name": "m", "out_dir": str(out), "seed": 3, "device": "cpu"},
