@@ -154,6 +154,7 @@ def test_pi_from_runs_is_their_time_average(tmp_path):
     for name, pis in (("s1", [[0.2, 0.3, 0.5], [0.1, 0.3, 0.6]]), ("s2", [[0.2, 0.2, 0.6], [0.2, 0.2, 0.6]])):
         (tmp_path / name).mkdir()
         records = [{"step": 1}] + [{"step": i, "pi": dict(zip(["eng", "nld", "zho"], pi))} for i, pi in enumerate(pis)]
+        records.insert(2, {"step": 1, "pi": {"eng": 0.9, "nld": 0.05, "zho": 0.05}})  # logged again after a resume
         (tmp_path / name / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     raw = {"data": {"corpus": "c"}, "mixing": {"languages": {"eng": {}, "nld": {}, "zho": {}}, "policy": "static",
                                                "pi": {"from_runs": [str(tmp_path / "s*")]}}}

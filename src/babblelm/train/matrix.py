@@ -50,9 +50,10 @@ def plan(config_paths: list[str | Path], seeds: list[int], out: Path, overrides:
             folder = out / f"{base.run.name}-s{seed}"
             cfg = load_config(path, list(overrides or []) + [f"run.seed={seed}", f"run.out_dir={json.dumps(str(folder))}"])
             run = RunDir(folder)
-            if (run.checkpoint(FINAL) / "model.safetensors").is_file() and changes.differences(run, to_dict(cfg)):
-                raise ValueError(f"{folder} holds a finished run of another config "
-                                 f"({', '.join(changes.differences(run, to_dict(cfg)))} differ); choose another --out")
+            differ = changes.differences(run, to_dict(cfg)) if (run.checkpoint(FINAL) / "model.safetensors").is_file() else {}
+            if differ:
+                raise ValueError(f"{folder} holds a finished run of another config ({', '.join(differ)} differ); "
+                                 "choose another --out")
             jobs.append((base.run.name, seed, cfg))
     return jobs
 

@@ -56,7 +56,8 @@ def initial_pi(cfg: RunConfig, manifest: dict) -> np.ndarray:
 
 def time_averaged_pi(runs: list[str], languages: list[str]) -> np.ndarray:
     """The mean over runs of each run's pi averaged over all its evaluations, renormalised (P* from
-    TAAM-v2). Entries may be glob patterns (runs/m/TAAM_v2-s*)."""
+    TAAM-v2). Entries may be glob patterns (runs/m/TAAM_v2-s*). A step logged twice (a resumed run)
+    counts once, with its later record."""
     folders = [Path(p) for entry in runs for p in (sorted(glob.glob(entry)) or [entry])]
     averages = []
     for folder in folders:
@@ -67,7 +68,8 @@ def time_averaged_pi(runs: list[str], languages: list[str]) -> np.ndarray:
         if set(records[0]["pi"]) != set(languages):
             raise ValueError(f"mixing.pi.from_runs: {folder} mixed {', '.join(records[0]['pi'])}, "
                              f"this run mixes {', '.join(languages)}")
-        averages.append(np.mean([[r["pi"][lang] for lang in languages] for r in records], axis=0))
+        latest = {r["step"]: r for r in records}.values()
+        averages.append(np.mean([[r["pi"][lang] for lang in languages] for r in latest], axis=0))
     pi = np.mean(averages, axis=0)
     return pi / pi.sum()
 
@@ -80,8 +82,8 @@ def dev_slices(dev: Blocks, lang: str, cfg: RunConfig) -> tuple[Blocks, Blocks]:
     if have < reward + final:
         raise DataError(f"mixing.reward_dev_tokens + mixing.final_dev_tokens: {lang} has {have} dev blocks of {seq_len} "
                         f"tokens, the dev slices need {reward} + {final}; add {lang} dev text or lower them")
-    cut = lambda a, b: Blocks(dev.tokens[a:b], dev.words[a:b])  # noqa: E731
-    return cut(0, reward), cut(reward, reward + final)
+    return (Blocks(dev.tokens[:reward], dev.words[:reward]),
+            Blocks(dev.tokens[reward : reward + final], dev.words[reward : reward + final]))
 
 
 class LanguageStream:
@@ -141,11 +143,10 @@ class MixedSource:
         mix = self.cfg.mixing
         budget = f" (budget {mix.budget:,})" if mix.budget is not None else ""
         draw = "one language per batch" if mix.granularity == "batch" else "languages drawn per row"
-        blocks = lambda slices: len(next(iter(slices.values())).tokens) if slices else 0  # noqa: E731
+        reward, final = (len(next(iter(s.values())).tokens) if s else 0 for s in (self.reward_dev, self.final_dev))
         return (f"mixing {', '.join(self.langs)} ({mix.policy}, reward {mix.reward}, {draw}), pi at start "
                 f"{_fmt(self.mixer.pi_dict())}; {self.manifest['adjusted_bytes']:,.0f} premium-adjusted bytes of "
-                f"data{budget}; dev slices per language: {blocks(self.reward_dev)} blocks for the rewards, "
-                f"{blocks(self.final_dev)} final")
+                f"data{budget}; dev slices per language: {reward} blocks for the rewards, {final} final")
 
     def batch(self, step: int) -> np.ndarray:
         rows = self.mixer.sample(step, self.global_batch)
