@@ -97,7 +97,7 @@ def test_batch_level_draws_follow_the_reference(draws):
 
 
 def test_static_and_uniform_policies():
-    static = Mixer(["a", "b"], "static", [0.7, 0.3], min_pi=0.4)
+    static = Mixer(["a", "b"], "static", [0.7, 0.3], min_pi=0.4, granularity="rows")
     static.update({"a": 1.0, "b": 2.0})
     assert static.pi == pytest.approx([0.7, 0.3])  # a fixed pi is used as given (no floor) and never moves
     mono = Mixer(["eng", "nld", "zho"], "static", [1, 0, 0], granularity="rows")

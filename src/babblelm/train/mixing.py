@@ -87,7 +87,7 @@ class Mixer:
     """A mixing policy over `languages` with its state (weights, pi, reward windows, batch generator, exposures)."""
 
     def __init__(self, languages: list[str], policy: str, pi0, eta: float = 0.1, gamma: float = 0.1,
-                 min_pi: float = 0.05, reward: str = "normalized_excess_loss", granularity: str = "rows",
+                 min_pi: float = 0.05, reward: str = "normalized_excess_loss", granularity: str = "batch",
                  seed: int = 0):
         for name, value, known in (("policy", policy, POLICIES), ("reward", reward, REWARDS),
                                    ("granularity", granularity, GRANULARITIES)):
