@@ -80,6 +80,8 @@ def test_babble_demo(tmp_path):
 def test_babble_info(tmp_path):
     out = babble("info", REPO / "configs" / "llama-26m.yaml", cwd=tmp_path).stdout
     assert "transformer: 26,4" in out and "parameters (vocab 16,000)" in out and "hidden_size: 384" in out
+    out = babble("info", REPO / "configs" / "gpt2-35m.yaml", cwd=tmp_path).stdout  # the TAAM card's 35.6M
+    assert "gpt2: 35,561,472 parameters (vocab 32,000)" in out and "kind: sentencepiece" in out
 
 
 def test_babble_data_prepare(work, tmp_path):

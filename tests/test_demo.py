@@ -25,13 +25,14 @@ def test_quick_demo_runs_end_to_end(tmp_path):
     assert elapsed < 120, f"quick demo took {elapsed:.0f}s"
 
 
-@pytest.mark.parametrize("arch", ["blalm", "streammixer", "induction"])
+@pytest.mark.parametrize("arch", ["blalm", "streammixer", "induction", "gpt2"])
 def test_quick_demo_trains_every_architecture(tmp_path, arch):
     from babblelm.demo import run_demo
 
     result = run_demo(tmp_path / arch, quick=True, arch=arch)
     config = (tmp_path / arch / "run" / "hf" / "config.json").read_text()
-    model_type = {"blalm": "blalm", "streammixer": "babble_streammixer", "induction": "babble_induction"}[arch]
+    model_type = {"blalm": "blalm", "streammixer": "babble_streammixer", "induction": "babble_induction",
+                  "gpt2": "gpt2"}[arch]
     assert f'"model_type": "{model_type}"' in config
     assert result["milestones"] and result["sample"].startswith("the little dog")
 
@@ -39,7 +40,7 @@ def test_quick_demo_trains_every_architecture(tmp_path, arch):
 def test_demo_rejects_an_unknown_architecture():
     from babblelm.demo import demo_model
 
-    with pytest.raises(ValueError, match="model.arch: unknown architecture 'mamba'; known: blalm, induction"):
+    with pytest.raises(ValueError, match="model.arch: unknown architecture 'mamba'; known: blalm, gpt2, induction"):
         demo_model("mamba", quick=True)
 
 

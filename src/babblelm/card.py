@@ -20,9 +20,10 @@ from .rundir import RunDir
 from .train.checkpoints import TRAINER_STATE
 
 
-def model_card(src: Path, model, arch_name: str, native: bool = False) -> str:
+def model_card(src: Path, model, arch_name: str, native: str | None = None) -> str:
     """Markdown for the checkpoint folder `src` holding `model` (an architecture registered as `arch_name`);
-    `native`: the folder holds a transformers-native model (Llama), loaded without remote code."""
+    `native`: the transformers class the folder holds (`LlamaForCausalLM`, `GPT2LMHeadModel`), loaded
+    without remote code; None when it carries babblelm's modeling code."""
     src = Path(src)
     run = RunDir.of(src)
     cfg = yaml.safe_load(run.config.read_text(encoding="utf-8")) if run else {}
@@ -33,7 +34,7 @@ def model_card(src: Path, model, arch_name: str, native: bool = False) -> str:
                    "tags: [babylm, babblelm, causal-lm]", "---"]),
         f"# {title}" + (f" ({src.name})" if src.name != "final" else ""),
         f"A {arch_name} causal language model trained from scratch with babblelm under the BabyLM rules.",
-        _details(model, arch_name, native),
+        _details(model, arch_name, native, cfg.get("tokenizer", {})),
         _usage(bool(checkpoints), native),
     ]
     if run:
@@ -52,17 +53,18 @@ def _table(rows, header=("", "")) -> str:
     return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
 
 
-def _details(model, arch_name: str, native: bool) -> str:
+def _details(model, arch_name: str, native: str | None, tokenizer_cfg: dict) -> str:
     config = model.config
     fields = [f.name for f in dataclasses.fields(get(arch_name).args_class)]
-    shipped_as = "`LlamaForCausalLM` (native transformers, no remote code)" if native else f"`{type(model).__name__}`"
+    shipped_as = f"`{native}` (native transformers, no remote code)" if native else f"`{type(model).__name__}`"
+    kind = "SentencePiece BPE" if tokenizer_cfg.get("kind") == "sentencepiece" else "byte-level BPE"
     rows = [("architecture", f"{arch_name}, shipped as {shipped_as}"), ("parameters", f"{count_parameters(model):,}"),
-            ("vocabulary", f"{config.vocab_size:,} (byte-level BPE, BOS prepended)")]
+            ("vocabulary", f"{config.vocab_size:,} ({kind}, BOS prepended)")]
     rows += [(name, getattr(config, name)) for name in fields if hasattr(config, name)]
     return "## Model details\n\n" + _table(rows)
 
 
-def _usage(has_checkpoints: bool, native: bool) -> str:
+def _usage(has_checkpoints: bool, native: str | None) -> str:
     revision = '  # a checkpoint: add revision="chck_1M"' if has_checkpoints else ""
     remote = "" if native else ", trust_remote_code=True"
     return f"""## How to use

@@ -202,9 +202,10 @@ def cmd_export(args) -> None:
               f"`git push` to a Hugging Face model repo (see the README)")
         return
     out = export_model(args.run, args.out, checkpoint=args.checkpoint, remote_code=args.remote_code)
-    native = json.loads((out / "config.json").read_text(encoding="utf-8")).get("model_type") == "llama"
+    config = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    native = "auto_map" not in config
     how = "" if native else ", trust_remote_code=True"
-    print(f"exported to {out} ({'a native LlamaForCausalLM' if native else 'with its modeling code'}); "
+    print(f"exported to {out} ({'a native ' + config['architectures'][0] if native else 'with its modeling code'}); "
           f"load it with AutoModelForCausalLM.from_pretrained({str(out)!r}{how})")
 
 
@@ -356,14 +357,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", default="report", help="output folder (default: ./report)")
     sp.set_defaults(func=cmd_report)
 
-    sp = sub.add_parser("export", help="write a Hugging Face folder (native Llama or with modeling code) and a model card")
+    sp = sub.add_parser("export", help="write a Hugging Face folder (native Llama / GPT-2 or with modeling code) and a model card")
     sp.add_argument("run", help="run folder (or checkpoint folder)")
     sp.add_argument("out", help="output folder")
     sp.add_argument("--checkpoint", help="e.g. chck_5M (default: final)")
     sp.add_argument("--branches", action="store_true",
                     help="a git repository: main = final model, one branch per chck_* checkpoint (BabyLM layout)")
     sp.add_argument("--remote-code", action="store_true",
-                    help="ship babblelm's modeling code even for a Transformer (default: a native LlamaForCausalLM)")
+                    help="ship babblelm's modeling code even for a Transformer or GPT-2 (default: native "
+                         "LlamaForCausalLM / GPT2LMHeadModel)")
     sp.set_defaults(func=cmd_export)
 
     sp = sub.add_parser("generate", help="continue a prompt, streaming tokens to the terminal")

@@ -10,6 +10,7 @@ architecture's argument dataclass in the model registry.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -82,10 +83,41 @@ class DataSection:
                     yield f"{key}[{i}]", f"unknown filter {name!r}; known filters: {', '.join(known)}"
 
 
+# Unknown-piece rate allowed per language on the held-out part of the SentencePiece sample (the TAAM
+# reference's limits); `default`: any other language, and a single-corpus run.
+UNK_RATE_LIMITS = {"eng": 1e-4, "nld": 5e-4, "zho": 1e-3, "default": 1e-3}
+
+
 @dataclass
 class TokenizerSection:
+    """The tokenizer (docs/data.md, "Tokenizers"); a key marked with a `kind` belongs to that kind only."""
+
+    kind: Literal["byte_bpe", "sentencepiece"] = field(
+        default="byte_bpe", metadata={"help": "byte_bpe: byte-level BPE (HF tokenizers); sentencepiece: SentencePiece BPE"})
     vocab_size: int = field(default=16_000, metadata={"min": 300, "max": 4_294_967_295})
-    min_frequency: int = field(default=2, metadata={"min": 1})
+    min_frequency: int = field(default=2, metadata={"min": 1, "kind": "byte_bpe"})
+    character_coverage: float = field(default=0.9995, metadata={
+        "min": 0.0, "min_exclusive": True, "max": 1.0, "kind": "sentencepiece",
+        "help": "share of the sample's characters the alphabet must cover; the rarest others are unknown"})
+    byte_fallback: bool = field(default=True, metadata={
+        "kind": "sentencepiece", "help": "unknown characters become their UTF-8 bytes (256 byte tokens), not <unk>"})
+    normalization: Literal["nmt_nfkc_cf", "nmt_nfkc", "identity"] = field(default="nmt_nfkc_cf", metadata={
+        "kind": "sentencepiece", "help": "SentencePiece's normalization rule; nmt_nfkc_cf also case-folds (lowercases)"})
+    sample_bytes: int = field(default=52_428_800, metadata={
+        "min": 1, "kind": "sentencepiece",
+        "help": "training sample per language: this many UTF-8 bytes x its byte premium, equal across languages"})
+    unk_rate_limits: dict[str, float] = field(default_factory=lambda: dict(UNK_RATE_LIMITS), metadata={
+        "kind": "sentencepiece", "help": "max <unk> share of the held-out sample per language; `default` for the others"})
+
+    def validate(self):
+        for f in dataclasses.fields(self):
+            kind = f.metadata.get("kind")
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            if kind is not None and kind != self.kind and getattr(self, f.name) != default:
+                yield f.name, f"only used by tokenizer.kind: {kind} (this tokenizer is {self.kind})"
+        for lang, limit in self.unk_rate_limits.items():
+            if not 0 <= limit <= 1:
+                yield f"unk_rate_limits.{lang}", f"must be a share between 0 and 1, got {limit!r}"
 
 
 @dataclass

@@ -96,7 +96,7 @@ def main(spec_file: str, out_dir: str) -> None:
     spec = json.loads(Path(spec_file).read_text())
     summary = {"transformers": transformers.__version__, "torch": torch.__version__}
     for name, folder in spec["folders"].items():
-        native = json.loads((Path(folder) / "config.json").read_text()).get("model_type") == "llama"
+        native = "auto_map" not in json.loads((Path(folder) / "config.json").read_text())
         logits, cls = zero_shot(folder, spec["sentences"], trust_remote_code=not native)
         result = {"class": cls, "zero_shot": logits, "reading": reading(folder, spec["sentences"][0]),
                   "finetune": finetune(folder, spec["pairs"]), "generate": generate(folder, spec["prompts"]),

@@ -13,7 +13,8 @@ from disk, so memory stays bounded whatever the corpus size:
    not used (and every file that gave no text) goes into `skipped_files` with the reason.
 2. allocate: split the budget (`data.max_words` or `data.max_bytes`) between sources
    (mixing.py), keep whole lines of each, check the words against the track's cap.
-3. tokenizer: byte-level BPE on the selected training lines only (they count in the budget).
+3. tokenizer: `tokenizer.kind` (byte-level BPE, or SentencePiece BPE on a sample) trained on the
+   selected training lines only (they count in the budget).
 4. blocks: encode train and dev into `seq_len` blocks with words per block.
 See docs/data.md for the manifest's keys.
 """
@@ -41,7 +42,7 @@ from .corpus import DataError, ReadStats
 from .filters import FilterChain, chain_names, merge_reports
 from .mixing import allocate, measure, round_robin, take_within
 from .readers import CorpusFile, Skipped, canonical_source, read_text, scan_corpus, skipped_summary
-from .tokenizer import SPECIAL_TOKENS, train_tokenizer
+from .tokenizer import fit_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -100,8 +101,9 @@ def prepare_data(data_cfg: DataSection, tok_cfg: TokenizerSection, out_dir: str 
     with _timed(timings, "tokenizer"):
         tok_dir = out_dir / "tokenizer"
         shutil.rmtree(tok_dir, ignore_errors=True)
-        log.info("data: training a %d-token byte-level BPE on %s lines", tok_cfg.vocab_size, f"{budget['lines_selected']:,}")
-        tokenizer = train_tokenizer(train_lines(), tok_cfg.vocab_size, tok_cfg.min_frequency, tok_dir, progress=progress)
+        log.info("data: training a %d-token %s tokenizer on %s lines", tok_cfg.vocab_size, tok_cfg.kind,
+                 f"{budget['lines_selected']:,}")
+        tokenizer, tok_info = fit_tokenizer(tok_cfg, {"corpus": train_lines}, tok_dir, progress=progress)
 
     splits = {}
     for split, lines in (("train", train_lines), ("dev", dev_lines)):
@@ -111,7 +113,7 @@ def prepare_data(data_cfg: DataSection, tok_cfg: TokenizerSection, out_dir: str 
         splits[split] = dataclasses.asdict(stats)
     _check_splits(splits, budget, carve, data_cfg.seq_len)
     budget["words_used"] = splits["train"]["words"]
-    budget["tokenizer_words"] = splits["train"]["words"]  # the tokenizer saw exactly the training lines
+    budget["tokenizer_words"] = tok_info.get("words", splits["train"]["words"])  # byte_bpe: every training line
 
     with _timed(timings, "hash_outputs"):
         outputs = {p.relative_to(out_dir).as_posix(): file_sha256(p) for p in _output_files(out_dir)}
@@ -125,13 +127,14 @@ def prepare_data(data_cfg: DataSection, tok_cfg: TokenizerSection, out_dir: str 
         "filters": {split: merge_reports(i["filters"] for i in recs) for split, recs in inputs.items()},
         "allocations": allocations,
         "budget": budget,
-        "tokenizer_text": "the selected training lines (dev lines excluded); counted in budget.words_used",
+        "tokenizer_text": tok_info.pop("text") + " (dev lines excluded); counted in budget.words_used",
+        "tokenizer": tok_info,
         "dev_source": f"every {DEV_EVERY}th selected training line" if carve else "dev files",
         "splits": splits,
         "vocab_size": len(tokenizer),
         "seq_len": data_cfg.seq_len,
         "dtype": token_dtype(len(tokenizer)).name,
-        "specials": {tok: tokenizer.convert_tokens_to_ids(tok) for tok in SPECIAL_TOKENS},
+        "specials": {tok: tokenizer.convert_tokens_to_ids(tok) for tok in tokenizer.all_special_tokens},
         "outputs": outputs,
         "warnings": warnings,
         "timings_s": timings,
