@@ -179,15 +179,16 @@ def test_babble_prior(tmp_path):
     assert err.startswith("error: unknown URIEL feature set 'syntax'; known: syntax_knn,") and len(err.splitlines()) == 1
 
 
-TINY_TAAM = ["data.corpus=corpus", "data.seq_len=32", "tokenizer={vocab_size: 400}", "run.device=cpu",
-             "model={arch: transformer, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, "
-             "intermediate_size: 64, max_position_embeddings: 32}", "train.batch_size=8", "train.log_every=5",
+TINY_TAAM = ["data.corpus=corpus", "data.seq_len=32", "tokenizer.vocab_size=400", "tokenizer.sample_bytes=20000",
+             "model={arch: gpt2, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, "
+             "intermediate_size: 64, max_position_embeddings: 32}", "run.device=cpu", "train.batch_size=8", "train.log_every=5",
              "train.save_every=0", "checkpoints.milestones=none", "mixing.budget=60000", "mixing.tokens=2560",
              "mixing.eval_every=5", "mixing.reward_dev_tokens=160", "mixing.final_dev_tokens=256"]
 
 
 def test_babble_matrix(tmp_path):
-    """Three TAAM conditions (the presets, CPU-sized by --set) x two seeds: one table, median (min-max) over seeds."""
+    """Three TAAM conditions (the presets: GPT-2 and SentencePiece, CPU-sized by --set) x two seeds: one table,
+    median (min-max) over seeds."""
     import csv
 
     from multilingual_corpus import write_corpus, write_dutch_pairs

@@ -171,7 +171,7 @@ PRESETS = Path(__file__).resolve().parents[1] / "configs" / "taam"
 @pytest.mark.parametrize("cid", sorted(CONDITIONS))
 def test_the_presets_are_the_reference_conditions(cid):
     """Each configs/taam preset against the reference's condition as its train.py reads it: the start
-    or fixed pi, the EXP3 settings and the run (model and tokenizer sizes: test_taam_preset_is_the_card_model)."""
+    or fixed pi, the EXP3 settings and the run (the model and tokenizer: test_taam_preset_is_the_card_model)."""
     pytest.importorskip("lang2vec")
     from babblelm.train.multilingual import initial_pi
 
@@ -193,6 +193,20 @@ def test_the_presets_are_the_reference_conditions(cid):
     assert cfg.optim.decay_all and cfg.schedule.name == "constant" and cfg.schedule.warmup_steps == 0  # train.py's AdamW
     assert (mix.eval_every, mix.reward_dev_tokens, mix.final_dev_tokens, mix.granularity) == (
         ref["eval_every_steps"], ref["reward_dev_tokens_per_lang"], ref["final_dev_tokens_per_lang"], "batch")
+
+
+def test_taam_preset_is_the_card_model():
+    """configs/taam: the reference's GPT-2 and 32k SentencePiece, 35,561,472 parameters (the card's 35.6M)."""
+    from babblelm.models.registry import count_parameters, parse_model_section
+
+    ref, cfg = CONDITIONS["TAAM"], load_config(PRESETS / "TAAM.yaml")
+    arch, args = parse_model_section(cfg.model)
+    assert (arch.name, args.num_hidden_layers, args.num_attention_heads, args.hidden_size, args.max_position_embeddings) == (
+        "gpt2", ref["n_layer"], ref["n_head"], ref["n_embd"], ref["block_size"])
+    assert (cfg.tokenizer.kind, cfg.tokenizer.vocab_size, cfg.tokenizer.character_coverage) == (
+        "sentencepiece", ref["vocab_size"], 0.9995)
+    model = arch.model_class(arch.make_config(args, cfg.tokenizer.vocab_size, 1, 2, 3))
+    assert count_parameters(model) == 35_561_472
 
 
 def _raw(corpus, out, policy, reward="normalized_excess_loss", **mixing):

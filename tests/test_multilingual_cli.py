@@ -18,8 +18,8 @@ GAMMA = 0.1
 CONFIG = {
     "run": {"name": "taam-tiny", "seed": 1, "out_dir": "run", "device": "cpu"},
     "data": {"corpus": "corpus", "seq_len": 32, "track": "none", "filters": []},
-    "tokenizer": {"vocab_size": 400},
-    "model": {"arch": "transformer", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+    "tokenizer": {"kind": "sentencepiece", "vocab_size": 400, "sample_bytes": 20000},
+    "model": {"arch": "gpt2", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
               "intermediate_size": 64, "max_position_embeddings": 32},
     "optim": {"name": "adamw", "lr": 3.0e-3},
     "schedule": {"name": "cosine", "warmup_steps": 5},
@@ -105,6 +105,7 @@ def test_eval_export_and_lm_eval(taam):
 
     out = babble("export", "run", "hf", "--branches", cwd=work).stdout
     assert "branches main, chck_" in out or "branches chck_" in out
+    assert json.loads((work / "hf" / "config.json").read_text())["architectures"] == ["GPT2LMHeadModel"]  # native
     card = (work / "hf" / "README.md").read_text()
     records = [json.loads(line) for line in (work / "run" / "metrics.jsonl").read_text().splitlines()]
     last = [r for r in records if "pi" in r][-1]
