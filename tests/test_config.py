@@ -86,3 +86,19 @@ def test_eval_rules_default_to_2026_and_read_the_year_as_a_number():
     assert load_config(PRESET, overrides=["eval.rules=2025"]).eval.rules == "2025"  # YAML reads 2025 as a number
     with pytest.raises(ConfigError, match=r"eval\.rules: expected one of '2026', '2025', got 2024"):
         load_config(PRESET, overrides=["eval.rules=2024"])
+
+
+def test_include_reads_the_other_file_first(tmp_path):
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump({"data": {"corpus": "c", "seq_len": 64}, "optim": {"lr": 1e-3},
+                                                        "mixing": {"languages": {"eng": {}, "nld": {}}, "eta": 0.3}}))
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "run.yaml").write_text("include: ../base.yaml\noptim: {lr: 2.0e-3}\nmixing: {eta: 0.5}\n")
+    cfg = load_config(tmp_path / "sub" / "run.yaml", ["data.seq_len=32"])
+    assert (cfg.optim.lr, cfg.data.seq_len, cfg.data.corpus) == (2e-3, 32, "c")  # this file's values, then --set, win
+    assert cfg.mixing.eta == 0.5 and list(cfg.mixing.languages) == ["eng", "nld"]  # mappings merged key by key
+    (tmp_path / "loop.yaml").write_text("include: loop.yaml\n")
+    with pytest.raises(ConfigError, match="loop.yaml: include: .*loop.yaml includes itself"):
+        load_config(tmp_path / "loop.yaml")
+    (tmp_path / "missing.yaml").write_text("include: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match="missing.yaml: include: config file not found: .*nowhere.yaml"):
+        load_config(tmp_path / "missing.yaml")

@@ -20,12 +20,12 @@ from eval_fixtures import write_eval_data, write_jsonl
 
 BABBLE = Path(sys.executable).parent / "babble"
 REPO = Path(__file__).resolve().parents[1]
+SRC = REPO / "src"  # the console script runs this checkout's sources
 
 
 def babble(*args, cwd: Path, expect: int = 0, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run the installed `babble` script; assert its exit status; return it (stdout, stderr)."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env = dict(os.environ, PYTHONPATH=str(SRC), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     proc = subprocess.run([str(BABBLE), *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env,
                           timeout=timeout, stdin=subprocess.DEVNULL)
     assert proc.returncode == expect, f"babble {' '.join(map(str, args))} -> {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
@@ -165,8 +165,67 @@ def test_babble_sweep(work, tmp_path):
 
 def test_babble_prior(tmp_path):
     out = babble("prior", "eng", "nld", "zho", cwd=tmp_path).stdout.splitlines()
-    assert out == ["eng: isolation 0.2619  pi0 0.2436", "nld: isolation 0.2651  pi0 0.2516",
-                   "zho: isolation 0.3348  pi0 0.5048"]
+    assert out[0] == ("URIEL features: syntax_knn + phonology_knn + inventory_knn, 289 known in every language, "
+                      "zho looked up as cmn")
+    assert out[1] == "pi0 = floor(softmax(isolation / 0.5), 0.1)"
+    assert [line.split() for line in out[5:8]] == [["eng", "0.0000", "0.1923", "0.3316"], ["nld", "0.1923", "0.0000", "0.3380"],
+                                                   ["zho", "0.3316", "0.3380", "0.0000"]]
+    assert out[-3:] == ["eng: isolation 0.2619  pi0 0.3213", "nld: isolation 0.2651  pi0 0.3227",
+                        "zho: isolation 0.3348  pi0 0.3560"]  # the reference's prior
+    out = babble("prior", "eng", "nld", "zho", "--reverse", "--temperature", "0.5", "--floor", "0.1", cwd=tmp_path).stdout
+    assert out.splitlines()[-3:] == ["eng: isolation 0.2619  pi0 0.3449", "nld: isolation 0.2651  pi0 0.3434",
+                                     "zho: isolation 0.3348  pi0 0.3117"]  # P2
+    err = babble("prior", "eng", "nld", "--features", "syntax", cwd=tmp_path, expect=2).stderr
+    assert err.startswith("error: unknown URIEL feature set 'syntax'; known: syntax_knn,") and len(err.splitlines()) == 1
+
+
+TINY_TAAM = ["data.corpus=corpus", "data.seq_len=32", "tokenizer.vocab_size=400", "tokenizer.sample_bytes=20000",
+             "model={arch: gpt2, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, "
+             "intermediate_size: 64, max_position_embeddings: 32}", "run.device=cpu", "train.batch_size=8", "train.log_every=5",
+             "train.save_every=0", "checkpoints.milestones=none", "mixing.budget=60000", "mixing.tokens=2560",
+             "mixing.eval_every=5", "mixing.reward_dev_tokens=160", "mixing.final_dev_tokens=256"]
+
+
+def test_babble_matrix(tmp_path):
+    """Three TAAM conditions (the presets: GPT-2 and SentencePiece, CPU-sized by --set) x two seeds: one table,
+    median (min-max) over seeds."""
+    import csv
+
+    from multilingual_corpus import write_corpus, write_dutch_pairs
+
+    write_corpus(tmp_path / "corpus")
+    write_dutch_pairs(tmp_path / "eval")
+    presets = [REPO / "configs" / "taam" / f"{name}.yaml" for name in ("TAAM", "TAAM_v2_deficit", "M_ZH")]
+    out = babble("matrix", *presets, "--seeds", "1", "2", "--out", "m", "--eval-data", "eval", "--no-progress",
+                 "--set", *TINY_TAAM, cwd=tmp_path).stdout
+    rows = list(csv.DictReader((tmp_path / "m" / "matrix.csv").open()))
+    runs = list(csv.DictReader((tmp_path / "m" / "runs.csv").open()))
+    assert [r["condition"] for r in rows] == ["TAAM", "TAAM_v2", "M_ZH"] and len(runs) == 6
+    assert set(rows[0]) == {"condition", "seeds"} | {f"{key}_{stat}" for stat in ("median", "min", "max") for key in (
+        "dev_loss_eng", "dev_loss_nld", "dev_loss_zho", "multiblimp_nld", "pi_eng", "pi_nld", "pi_zho")}
+    for row in rows:
+        mine = [r for r in runs if r["condition"] == row["condition"]]
+        assert row["seeds"] == "1 2" and [r["seed"] for r in mine] == ["1", "2"]
+        for key in ("dev_loss_zho", "multiblimp_nld", "pi_eng"):
+            values = sorted(float(r[key]) for r in mine)
+            assert [float(row[f"{key}_{stat}"]) for stat in ("min", "median", "max")] == pytest.approx(
+                [values[0], sum(values) / 2, values[1]])
+        for r in mine:  # the table's numbers are the runs' own: final dev slice and final pi
+            last = [json.loads(line) for line in (Path(r["run"]) if Path(r["run"]).is_absolute() else tmp_path / r["run"]
+                                                  ).joinpath("metrics.jsonl").open() if '"pi"' in line][-1]
+            assert float(r["dev_loss_nld"]) == pytest.approx(last["final_dev_loss"]["nld"])
+            assert float(r["pi_zho"]) == pytest.approx(last["pi"]["zho"])
+    assert float(rows[2]["pi_zho_min"]) == 1.0  # M_ZH: Mandarin only
+    assert float(rows[1]["pi_zho_median"]) != pytest.approx(1 / 3, abs=1e-3)  # TAAM v2 moved pi
+    manifests = {(tmp_path / "m" / f"{c}-s{s}" / "data" / "multilingual.json").read_text()
+                 for c in ("TAAM", "TAAM_v2", "M_ZH") for s in (1, 2)}
+    assert len(manifests) == 1  # one data preparation, copied to every run
+    table = (tmp_path / "m" / "matrix.md").read_text()
+    assert table in out + "\n" and table.startswith("| condition | seeds | final dev loss eng |")
+    assert "| M_ZH | 1 2 |" in table and "1.000 (1.000-1.000)" in table
+    again = babble("matrix", *presets, "--seeds", "1", "2", "--out", "m", "--no-progress", "--set", *TINY_TAAM,
+                   cwd=tmp_path).stdout  # finished runs are reused, not trained again
+    assert "matrix: training" not in again and "| TAAM | 1 2 |" in again
 
 
 def test_babble_eval(work, run, tmp_path):
@@ -221,7 +280,7 @@ def test_babble_serve(run):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env = dict(os.environ, PYTHONPATH=str(SRC))
     proc = subprocess.Popen([str(BABBLE), "serve", str(run), "--port", str(port), "--device", "cpu"], cwd=run, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

@@ -138,3 +138,10 @@ def test_schedule_command_writes_png(tmp_path):
     out = tmp_path / "lr.png"
     assert main(["schedule", str(cfg), "--steps", "500", "--out", str(out)]) == 0
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.stat().st_size > 5000
+
+
+def test_decay_all_decays_embeddings_and_norms_too():
+    for decay_all, plain in ((False, 0.0), (True, 0.1)):
+        cfg = _cfg(optim={"weight_decay": 0.1, "decay_all": decay_all})
+        groups = {g["family"]: g["weight_decay"] for g in build_optimizer(_model(cfg), cfg.optim).param_groups}
+        assert groups == {"adamw_decay": 0.1, "adamw_plain": plain}

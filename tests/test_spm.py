@@ -225,7 +225,7 @@ def gpt2_export(tmp_path_factory):
     raw["model"] = {"arch": "gpt2", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
                     "intermediate_size": 64, "max_position_embeddings": 32}
     raw["mixing"] = {"languages": {"eng": {}, "nld": {}, "zho": {}}, "budget": 60_000, "tokens": 4_000,
-                     "policy": "uniform", "eval_every": 10}
+                     "policy": "uniform", "eval_every": 10, "reward_dev_tokens": 160, "final_dev_tokens": 320}
     train(load_config(raw=raw), progress=False)
     sp = spm.SentencePieceProcessor(model_file=str(work / "run" / "data" / "tokenizer" / MODEL_FILE))
     return export_model(work / "run", work / "hf"), sp

@@ -114,13 +114,19 @@ def cmd_sweep(args) -> None:
     print(format_markdown(rows))
 
 
-def cmd_prior(args) -> None:
-    from .train.prior import isolation, typological_prior, uriel_features
+def cmd_matrix(args) -> None:
+    from .train.matrix import format_markdown, run_matrix
 
-    iso = isolation(uriel_features(args.languages))
-    pi0 = typological_prior(args.languages, args.temperature, args.min_pi)
-    for lang, i, p in zip(args.languages, iso, pi0):
-        print(f"{lang}: isolation {i:.4f}  pi0 {p:.4f}")
+    rows = run_matrix(args.configs, args.seeds, args.out, args.set, args.eval_data, progress=not args.no_progress)
+    print(format_markdown(rows))
+    print(f"table: {Path(args.out) / 'matrix.md'} (and matrix.csv; every run's numbers in runs.csv)")
+
+
+def cmd_prior(args) -> None:
+    from .train.prior import format_prior, typological_prior
+
+    prior = typological_prior(args.languages, args.temperature, args.floor, args.features, args.reverse)
+    print(format_prior(prior, args.temperature, args.floor, args.reverse))
 
 
 def cmd_eval(args) -> int:
@@ -310,10 +316,25 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-progress", action="store_true")
     sp.set_defaults(func=cmd_sweep)
 
-    sp = sub.add_parser("prior", help="the TAAM typological prior pi0 of some languages (URIEL via lang2vec)")
+    sp = sub.add_parser("matrix", help="train multilingual conditions (configs) x seeds; one table of per-language "
+                                       "final dev loss, MultiBLiMP and final pi, median (min-max) over seeds")
+    sp.add_argument("configs", nargs="+", help="one run YAML per condition, e.g. configs/taam/TAAM.yaml")
+    sp.add_argument("--seeds", nargs="+", type=int, required=True, help="e.g. 13 42 71 (the reference's)")
+    sp.add_argument("--out", required=True, help="matrix folder: one run folder per condition and seed, the tables")
+    sp.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY.PATH=VALUE",
+                    help="override config values of every condition")
+    sp.add_argument("--eval-data", help="folder with one <language>/ folder of MultiBLiMP pairs per language scored")
+    sp.add_argument("--no-progress", action="store_true")
+    sp.set_defaults(func=cmd_matrix)
+
+    sp = sub.add_parser("prior", help="the TAAM typological prior pi0 of some languages (URIEL via lang2vec), "
+                                      "with the cosine distances and isolation it comes from")
     sp.add_argument("languages", nargs="+", help="ISO 639-3 codes, e.g. eng nld zho")
-    sp.add_argument("--temperature", type=float, default=0.1)
-    sp.add_argument("--min-pi", type=float, default=0.05)
+    sp.add_argument("--temperature", type=float, default=0.5, help="softmax temperature (default 0.5)")
+    sp.add_argument("--floor", type=float, default=0.10, help="every pi0 >= this, by linear shrinkage (default 0.10)")
+    sp.add_argument("--features", nargs="+", default=["syntax_knn", "phonology_knn", "inventory_knn"], metavar="SET",
+                    help="lang2vec feature sets, concatenated (default: syntax_knn phonology_knn inventory_knn)")
+    sp.add_argument("--reverse", action="store_true", help="softmax(-isolation / T): the least isolated first (P2)")
     sp.set_defaults(func=cmd_prior)
 
     sp = sub.add_parser("eval", help="score a model (or every checkpoint of a run) on the BabyLM zero-shot tasks")

@@ -54,6 +54,15 @@ def language_corpus(mix: MixingSection, data_cfg: DataSection, lang: str) -> Pat
     return Path(mix.languages[lang].corpus or Path(data_cfg.corpus) / lang)
 
 
+def multilingual_config_hash(mix: MixingSection, data_cfg: DataSection, tok_cfg: TokenizerSection) -> str:
+    """The hash of every setting the prepared data depends on (not the mixing policy: runs that mix the
+    same languages differently share one preparation)."""
+    mixing = {"languages": {lang: dataclasses.asdict(sec) for lang, sec in mix.languages.items()},
+              "zho_variant": mix.zho_variant, "budget": mix.budget}
+    return hashlib.sha256(json.dumps({"mixing": mixing, "data": dataclasses.asdict(data_cfg),
+                                      "tokenizer": dataclasses.asdict(tok_cfg), "format": 1}, sort_keys=True).encode()).hexdigest()
+
+
 def prepare_multilingual(mix: MixingSection, data_cfg: DataSection, tok_cfg: TokenizerSection, out_dir,
                          progress: bool = False) -> dict:
     """Prepare (or reuse) every language's blocks and the shared tokenizer; return the manifest."""
@@ -68,8 +77,7 @@ def prepare_multilingual(mix: MixingSection, data_cfg: DataSection, tok_cfg: Tok
             log.warning("data: %s", skipped_summary(corpus, scans[lang][1]))
     files = {lang: scan[0] for lang, scan in scans.items()}
     skipped = {lang: [{"file": str(s.path), "reason": s.reason} for s in scan[1]] for lang, scan in scans.items()}
-    chash = hashlib.sha256(json.dumps({"mixing": dataclasses.asdict(mix), "data": dataclasses.asdict(data_cfg),
-                                       "tokenizer": dataclasses.asdict(tok_cfg), "format": 1}, sort_keys=True).encode()).hexdigest()
+    chash = multilingual_config_hash(mix, data_cfg, tok_cfg)
     inputs = {lang: sorted([str(f.path), file_sha256(f.path)] for f in fs) for lang, fs in files.items()}
     cached = _reusable(out_dir, chash, inputs, skipped)
     if cached is not None:

@@ -349,12 +349,12 @@ def _check_splits(splits: dict, budget: dict, carve: bool, seq_len: int) -> None
         log.warning("data: the dev data (%d tokens) is shorter than one block of %d tokens", splits["dev"]["tokens"], seq_len)
 
 
-def copy_prepared(prepared: str | Path, out_dir: str | Path) -> None:
+def copy_prepared(prepared: str | Path, out_dir: str | Path, manifest: str = MANIFEST) -> None:
     """Copy a prepared data folder into `out_dir` unless it already holds a manifest, so that another
     run with the same data config finds it there and reuses it (`prepare_data` still checks every
     hash). Copies, not links: a later re-preparation of one folder must not change the other."""
     out_dir = Path(out_dir)
-    if not (out_dir / MANIFEST).is_file():
+    if not (out_dir / manifest).is_file():
         shutil.copytree(prepared, out_dir, dirs_exist_ok=True)
 
 

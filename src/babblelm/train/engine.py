@@ -125,11 +125,12 @@ def build_model(cfg: RunConfig, tokenizer):
 
 
 @torch.inference_mode()
-def dev_loss(model, blocks, batch_size: int, max_batches: int, device: torch.device, precision: str = "fp32") -> float:
-    """Mean next-token loss over the first `max_batches` dev batches (a fixed subset)."""
+def dev_loss(model, blocks, batch_size: int, max_batches: int | None, device: torch.device,
+             precision: str = "fp32") -> float:
+    """Mean next-token loss over the first `max_batches` dev batches (a fixed subset; None: all blocks)."""
     model.eval()
     losses, weights = [], []
-    n = min(len(blocks.tokens), batch_size * max_batches)
+    n = len(blocks.tokens) if max_batches is None else min(len(blocks.tokens), batch_size * max_batches)
     for start in range(0, n, batch_size):
         x = torch.from_numpy(blocks.tokens[start : min(n, start + batch_size)].astype(np.int64)).to(device)
         with autocast(precision, device):
@@ -249,10 +250,11 @@ class Training:
         return {"step": step + 1, **self.source.seen(step), "loss": value, "lr": self.stepper.scheduler.get_last_lr()[0],
                 **lrs, "tokens_per_s": tokens_per_s, "elapsed_s": elapsed, **extra}
 
-    def measure(self, blocks) -> float:
-        """Rank 0's dev loss on `blocks`, on every rank."""
+    def measure(self, blocks, whole: bool = False) -> float:
+        """Rank 0's dev loss on `blocks` (the first train.dev_batches batches, or all), on every rank."""
         cfg = self.cfg.train
-        value = (dev_loss(self.model, blocks, cfg.batch_size, cfg.dev_batches, self.device, self.stepper.precision)
+        value = (dev_loss(self.model, blocks, cfg.batch_size, None if whole else cfg.dev_batches, self.device,
+                          self.stepper.precision)
                  if self.ctx.is_main else None)
         return distributed.from_main([value] if value is not None else None, 1, self.ctx, self.device)[0]
 

@@ -9,6 +9,7 @@ Parameter families (`split_parameters`):
   adamw_decay  other matrices (the output head when untied, learned key tables and sinks; every matrix
                under plain AdamW)
   adamw_plain  embeddings (tied heads included), norms, biases, gate vectors: no weight decay
+               (optim.decay_all: the same decay as every other parameter)
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ def build_optimizer(model: nn.Module, cfg: OptimSection) -> Optimizers:
     cuda = next(model.parameters()).is_cuda
     adamw_groups = [
         {"params": [p for _, p in families[f]], "names": [n for n, _ in families[f]], "weight_decay": wd, "family": f}
-        for f, wd in (("adamw_decay", cfg.weight_decay), ("adamw_plain", 0.0)) if families[f]
+        for f, wd in (("adamw_decay", cfg.weight_decay), ("adamw_plain", cfg.weight_decay if cfg.decay_all else 0.0))
+        if families[f]
     ]
     optimizers = {"adamw": torch.optim.AdamW(adamw_groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
                                              fused=True if cuda else None, foreach=None)}
