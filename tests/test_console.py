@@ -22,9 +22,10 @@ BABBLE = Path(sys.executable).parent / "babble"
 REPO = Path(__file__).resolve().parents[1]
 
 
-def babble(*args, cwd: Path, expect: int = 0, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run the installed `babble` script; assert its exit status; return it (stdout, stderr)."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+def babble(*args, cwd: Path, expect: int = 0, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the installed `babble` script (with `env` added to the environment; a PYTHONPATH naming a
+    checkout's sources stays, so they are what runs); assert its exit status; return it (stdout, stderr)."""
+    env = {**os.environ, **(env or {})}
     env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     proc = subprocess.run([str(BABBLE), *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env,
                           timeout=timeout, stdin=subprocess.DEVNULL)
