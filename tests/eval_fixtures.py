@@ -10,6 +10,9 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 SENTENCES = ["The cat sat on the mat.", "Who did the cat see?", "A dog ran to the house.", "The children were playing."]
+GLOBAL_PIQA = [("To dry a wet cat,", "use a towel.", "use the mat.", 0), ("To open the house,", "sit on the mat.",
+                "use the key.", 1), ("To find the dog,", "look in the garden.", "ran away.", 0),
+               ("To play with a ball,", "the cat sat.", "throw it.", 1)]
 READING_ROWS = 48  # more complete rows than the self-paced regression's 17 terms (24 rows left 14)
 
 
@@ -30,13 +33,18 @@ def write_eval_data(root: Path) -> Path:
             "Target1": "The mat is below the cat.", "Target2": "The mat is above the cat.",
             "ContextType": "x", "ContextDiff": "y", "TargetDiff": "z"}
     write_jsonl(root / "ewok_filtered" / "spatial.jsonl", [ewok, {**ewok, "Domain": "social", "Target2": "Who ran?"}])
-    entity = [{"input_prefix": "Box A has the cat. Box B has the dog. Box A contains", "options": [" the cat.", " the dog.", " nothing."],
-               "numops": n, "sample_id": k} for n in (0, 1) for k in range(2)]
+    entity = [{"input_prefix": "Box A has the cat. Box B has the dog. Box A contains",  # 2026 drops the k == 0 items
+               "options": [" the cat.", " the dog.", " nothing." if k == 0 else " the mat."], "numops": n, "sample_id": k}
+              for n in (0, 1) for k in range(2)]
     write_jsonl(root / "entity_tracking" / "regular.jsonl", entity)
     write_jsonl(root / "entity_tracking" / "ambiref.jsonl", entity[:2])
     write_jsonl(root / "comps" / "comps_base.jsonl", [
         {"prefix_acceptable": "A cat", "prefix_unacceptable": "A mat", "property_phrase": "can run."},
         {"prefix_acceptable": "The dog", "prefix_unacceptable": "The house", "property_phrase": "has a tail."}])
+    for folder, items in (("global_piqa_parallel", GLOBAL_PIQA[:3]), ("global_piqa_nonparallel", GLOBAL_PIQA[1:])):
+        write_jsonl(root / folder / "eng_latn.jsonl", [
+            {"example_id": f"{folder}_{k}", "prompt": prompt, "solution0": a, "solution1": b, "label": label}
+            for k, (prompt, a, b, label) in enumerate(items)])
     for folder, name in (("wug_adj_nominalization", "wug_adj"), ("wug_past_tense", "wug_past")):
         write_jsonl(root / folder / f"{name}.jsonl", [
             {"sentences": f"The cat {a}.\tThe cat {b}.", "ratio": r}

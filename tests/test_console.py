@@ -111,7 +111,7 @@ def test_babble_run(work, tmp_path):
         assert f"| {stage} | done |" in table, table
     run = tmp_path / "run"
     assert (run / "results" / "fast" / "learning_curves.md").is_file() and (run / "results" / "final" / "ewok.json").is_file()
-    assert "| task | score | ties counted wrong | items tied |" in (run / "results" / "report.md").read_text()
+    assert "| task | score | rules | ties counted right | ties counted wrong | items tied |" in (run / "results" / "report.md").read_text()
     assert "main" in babble("export", run, tmp_path / "check", "--branches", cwd=tmp_path).stdout
     again = babble("run", "run.yaml", "--no-progress", "--force", "report", cwd=tmp_path).stdout
     again = again[again.index("| stage | status |"):]

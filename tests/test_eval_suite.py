@@ -344,3 +344,35 @@ def test_a_failed_rescore_sets_the_stale_result_aside(data, tmp_path, monkeypatc
     assert run(force=True)["comps"]["failed"] == "RuntimeError: out of memory"
     assert (out / "comps.json").read_text() == stored and not (out / "comps.json.stale").exists()
     assert f"comps: kept {out / 'comps.json'}: it was computed from this run's inputs (re-scored for --force)" in logs
+
+
+def test_official_tasks_per_rules_and_one_line_per_missing_folder(run_dir, tmp_path, capsys):
+    """`--tasks official` is the rules' task list (2026: COMPS and Global PIQA, no WUG; 2025: WUG, no Global
+    PIQA); each task whose data is missing fails on one line naming the folder; results record the rules,
+    and a result scored under other rules is scored again."""
+    import shutil
+
+    model = str(run_dir / "checkpoints" / "chck_1M")
+    full = write_eval_data(tmp_path / "evaluation_data" / "full_eval")
+    shutil.rmtree(full / "comps")
+    shutil.rmtree(full / "global_piqa_nonparallel")
+    out = tmp_path / "out"
+    args = ["eval", model, "--tasks", "official", "--data", str(tmp_path / "evaluation_data"), "--device", "cpu",
+            "--out", str(out)]
+    assert main(args) == 1
+    err = capsys.readouterr().err.splitlines()
+    failed = [line for line in err if line.startswith("FAILED")]
+    assert len(failed) == 2 and "FAILED comps: EvalDataError: " in failed[0] and "no comps/ folder" in failed[0]
+    assert "no global_piqa_nonparallel/ folder for task 'global_piqa'" in failed[1]
+    written = sorted(p.name for p in out.glob("*.json"))
+    assert written == ["blimp.json", "entity_tracking.json", "ewok.json", "reading.json", "supplement.json"]
+    ewok = json.loads((out / "ewok.json").read_text())
+    assert ewok["rules"] == ewok["inputs"]["rules"] == "2026" and ewok["n_items"] == 4
+    assert {"ties", "scores_ties_right", "scores_ties_wrong"} <= ewok.keys()
+    write_jsonl(full / "comps" / "comps_base.jsonl", [
+        {"prefix_acceptable": "A cat", "prefix_unacceptable": "A mat", "property_phrase": "can run."}])
+    assert main([*args, "--rules", "2025"]) == 0
+    captured = capsys.readouterr().out
+    assert "re-scoring ewok: rules 2026 -> 2025" in captured
+    assert json.loads((out / "ewok.json").read_text())["n_items"] == 2
+    assert (out / "wug_adj.json").is_file() and json.loads((out / "wug_adj.json").read_text())["rules"] == "2025"

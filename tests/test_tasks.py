@@ -36,35 +36,74 @@ def test_loaders_follow_the_official_formats(data):
     assert {c.uid for c in entity} == {"ambiref_0_ops", "regular_0_ops", "regular_1_ops"}
     assert entity[0].options[1] == ("Box A has the cat. Box B has the dog. Box A contains", " the dog.")
     comps = tasks.load_comps(data / "comps")
-    assert comps[0].options == (("A cat", " can run."), ("A mat", " can run.")) and comps[0].uid == "comps_base"
+    assert comps[0].options == (("A cat ", "can run."), ("A mat ", "can run.")) and comps[0].uid == "base"
     wug = tasks.load_wug(data / "wug_past_tense")
     assert wug[0].options == (("", "The cat sat."), ("", "The cat sit.")) and wug[0].ratio == 0.9
     supplement = tasks.load_minimal_pairs(data / "supplement_filtered")
     assert supplement[0].uid == "hypernym" and supplement[0].group == "supplement"
 
 
-@pytest.mark.parametrize("name", ["blimp", "supplement", "ewok", "comps"])
-def test_accuracy_tasks_match_hand_computed_rule(model, tokenizer, data, name):
-    choices = tasks.TASKS[name].load(tasks.task_folder(name, data))
+def test_the_2026_loaders(data):
+    """EWoK: two context comparisons per row, gold first; entity tracking: items with a "nothing" option
+    dropped; Global PIQA: " " + each solution after the prompt, the labelled one first, UID = sub-set."""
+    rules = tasks.rules_of("2026")
+    ewok, _ = tasks.load_task("ewok", [data / "ewok_filtered"], rules)
+    assert ewok[0].options == (("The cat is on the mat.", " The mat is below the cat."),
+                               ("The cat is under the mat.", " The mat is below the cat."))
+    assert ewok[1].options == (("The cat is under the mat.", " The mat is above the cat."),
+                               ("The cat is on the mat.", " The mat is above the cat."))
+    assert [c.uid for c in ewok] == ["spatial", "spatial", "social", "social"]
+    entity, dropped = tasks.load_task("entity_tracking", tasks.task_folders("entity_tracking", data), rules)
+    assert dropped == 3 and len(entity) == 3 and all(c.options[2][1] == " the mat." for c in entity)
+    assert tasks.load_task("entity_tracking", [data / "entity_tracking"], tasks.rules_of("2025"))[1] == 0
+    piqa, _ = tasks.load_task("global_piqa", tasks.task_folders("global_piqa", data), rules)
+    assert [c.uid for c in piqa] == ["global_piqa_parallel"] * 3 + ["global_piqa_nonparallel"] * 3
+    assert piqa[1].options == (("To open the house,", " use the key."), ("To open the house,", " sit on the mat."))
+    assert piqa[0].key == "global_piqa_parallel_0"
+
+
+@pytest.mark.parametrize("rules", ["2026", "2025"])
+@pytest.mark.parametrize("name", ["blimp", "supplement", "ewok", "entity_tracking", "comps", "global_piqa"])
+def test_accuracy_tasks_match_hand_computed_rule(model, tokenizer, data, name, rules):
+    choices, _ = tasks.load_task(name, tasks.task_folders(name, data), tasks.rules_of(rules))
     right = {}
-    for choice in choices:  # gold wins ties; accuracy per UID, then the mean over UIDs
+    for choice in choices:  # 2025: gold wins ties; accuracy per UID, then the mean over UIDs
         scores = reference(model, tokenizer, choice)
         right.setdefault(choice.uid, []).append(scores[0] >= max(scores[1:]) - 1e-5)
-    expected = sum(100 * sum(v) / len(v) for v in right.values()) / len(right)
-    result = tasks.evaluate_task(model, tokenizer, name, data)
-    assert result["scores"][name] == pytest.approx(expected)
-    assert result["n_items"] == len(choices)
+    by_uid = {uid: 100 * sum(v) / len(v) for uid, v in right.items()}
+    result = tasks.evaluate_task(model, tokenizer, name, data, rules=rules)
+    assert result["n_items"] == len(choices) and result["rules"] == rules
+    assert result["by_uid"] == pytest.approx(by_uid)
+    if name == "global_piqa":  # one score per sub-set
+        assert result["scores"] == pytest.approx(by_uid)
+    elif name != "entity_tracking":
+        assert result["scores"][name] == pytest.approx(sum(by_uid.values()) / len(by_uid))
 
 
-def test_entity_tracking_averages_within_files_then_across(model, tokenizer, data):
-    result = tasks.evaluate_task(model, tokenizer, "entity_tracking", data)
+def test_ties_count_the_official_draw_in_expectation_and_both_bounds():
+    """2026: a tie among k options that include gold counts 1/k (NaN as -inf); 2025: a tie counts as
+    right. Both keep the bounds (ties right, ties wrong) and the number of items whose gold option ties."""
+    choices = [tasks.Choice((("", "a"), ("", "b"), ("", "c")), uid) for uid in "xxxxy"]
+    scores = [[-1.0, -1.0, -2.0], [-1.0, -1.0, -1.0], [-2.0, -1.0, -1.0], [-1.0, -3.0, -2.0],
+              [math.nan, math.nan, -1.0]]
+    for rules, x in (("2026", (1 / 2 + 1 / 3 + 0 + 1) / 4), ("2025", 3 / 4)):
+        result = tasks.summarize("blimp", choices, scores, rules)
+        assert result["by_uid"] == pytest.approx({"x": 100 * x, "y": 0.0}) and result["rules"] == rules
+        assert result["scores_ties_right"]["blimp"] == pytest.approx((100 * 3 / 4 + 0) / 2)
+        assert result["scores_ties_wrong"]["blimp"] == pytest.approx((100 * 1 / 4 + 0) / 2)
+        assert result["ties"] == 2 and result["tie_fraction"] == pytest.approx(2 / 5)
+    all_nan = [tasks.Choice((("", "a"), ("", "b")), "z")]
+    assert tasks.summarize("blimp", all_nan, [[math.nan, math.nan]], "2026")["by_uid"] == {"z": 50.0}
+
+
+@pytest.mark.parametrize("rules", ["2026", "2025"])
+def test_entity_tracking_averages_within_files_then_across(model, tokenizer, data, rules):
+    result = tasks.evaluate_task(model, tokenizer, "entity_tracking", data, rules=rules)
     uid = result["by_uid"]
     regular = (uid["regular_0_ops"] + uid["regular_1_ops"]) / 2
     assert result["by_group"] == {"regular": pytest.approx(regular), "ambiref": uid["ambiref_0_ops"]}
     assert result["scores"]["entity_tracking"] == pytest.approx((regular + uid["ambiref_0_ops"]) / 2)
-    choice = tasks.load_entity_tracking(data / "entity_tracking")[0]
-    scores = reference(model, tokenizer, choice)
-    assert uid["ambiref_0_ops"] == (100.0 if scores[0] >= max(scores[1:]) else 0.0)  # both items are identical
+    assert ("dropped" in result) == (rules == "2026")
 
 
 def test_wug_is_spearman_of_gold_probability_against_ratio(model, tokenizer, data):
@@ -338,3 +377,76 @@ def test_reading_rows_need_a_word_and_finite_numbers(model, tokenizer, tmp_path)
         path.write_text("\n".join([*lines[:2], ",".join(cells), *lines[3:]]) + "\n", encoding="utf-8")
         with pytest.raises(EvalDataError, match=expected):
             evaluate_reading(model, tokenizer, path)
+
+
+def write_2026_layout(root):
+    """The official `evaluation_data`: full_eval (the fixtures) and fast_eval, its EWoK data in
+    `ewok_fast.zip` under the nested path the official archive uses, password-protected where `zip` is."""
+    import json
+    import shutil
+    import subprocess
+    import zipfile
+
+    full = write_eval_data(root / "full_eval")
+    fast = root / "fast_eval"
+    for source, target in (("blimp_filtered", "blimp_fast"), ("supplement_filtered", "supplement_fast"),
+                           ("global_piqa_parallel", "global_piqa_parallel"), ("reading", "reading"),
+                           ("global_piqa_nonparallel", "global_piqa_nonparallel")):
+        shutil.copytree(full / source, fast / target)
+    write_jsonl(fast / "entity_tracking_fast" / "regular.jsonl",
+                (full / "entity_tracking" / "regular.jsonl").read_text().splitlines())
+    inner = root / "zip" / "evaluation_data" / "fast_eval" / "ewok_fast"
+    rows = [json.loads(line) for line in (full / "ewok_filtered" / "spatial.jsonl").read_text().splitlines()]
+    write_jsonl(inner / "spatial.jsonl", rows[:1])
+    write_jsonl(inner / "social.jsonl", rows[1:])
+    if shutil.which("zip"):
+        subprocess.run(["zip", "-q", "-r", "-P", "BabyLM2025", fast / "ewok_fast.zip", "evaluation_data"],
+                       cwd=root / "zip", check=True)
+    else:
+        with zipfile.ZipFile(fast / "ewok_fast.zip", "w") as archive:
+            for path in sorted(inner.iterdir()):
+                archive.write(path, path.relative_to(root / "zip"))
+    return full, fast
+
+
+def test_the_2026_data_layout_reads_full_and_fast_folders_and_the_ewok_zip(model, tokenizer, tmp_path):
+    root = tmp_path / "evaluation_data"
+    full, fast = write_2026_layout(root)
+    assert tasks.data_layout(root) == tasks.data_layout(full) == tasks.data_layout(fast) == (full, fast)
+    assert tasks.data_layout(tmp_path / "other") == (tmp_path / "other", None)
+    assert tasks.task_folders("blimp", root) == [full / "blimp_filtered"]
+    assert tasks.task_folders("blimp", root, fast=True) == [fast / "blimp_fast"]
+    assert tasks.task_folders("global_piqa", full, fast=True) == [fast / "global_piqa_parallel",
+                                                                 fast / "global_piqa_nonparallel"]
+    assert tasks.task_folders("ewok", root, fast=True) == [fast / "ewok_fast"]  # extracted from the zip
+    assert sorted(p.name for p in (fast / "ewok_fast").iterdir()) == ["social.jsonl", "spatial.jsonl"]
+    result = tasks.evaluate_task(model, tokenizer, "ewok", root, fast=True)
+    assert result["n_items"] == 4 and set(result["by_uid"]) == {"spatial", "social"}  # two comparisons per row
+    fast_entity = tasks.evaluate_task(model, tokenizer, "entity_tracking", root, fast=True)
+    assert fast_entity["n_items"] == 2 and fast_entity["dropped"]["items"] == 2  # regular only, filtered
+    assert tasks.evaluate_task(model, tokenizer, "entity_tracking", root)["n_items"] == 3  # full: every file
+    with pytest.raises(EvalDataError, match=r"fast_eval: task 'comps' has no fast evaluation data"):
+        tasks.task_folders("comps", root, fast=True)
+    (fast / "global_piqa_nonparallel" / "eng_latn.jsonl").unlink()
+    (fast / "global_piqa_nonparallel").rmdir()
+    with pytest.raises(EvalDataError, match=r"fast_eval: no global_piqa_nonparallel/ folder for task 'global_piqa' "
+                                            r"\(fast evaluation\)"):
+        tasks.task_folders("global_piqa", root, fast=True)
+
+
+def test_fast_subsets_of_the_full_data_follow_the_rules(model, tokenizer, tmp_path):
+    """Without a fast_eval folder the fast items come from the full data: 2026 takes 100 EWoK rows (200
+    comparisons) per domain and only the regular entity-tracking file; 2025 takes 100 EWoK items."""
+    rows = [{"Domain": "d", "Context1": f"The cat saw {k} dogs.", "Context2": "The cat ran.",
+             "Target1": "The dog sat.", "Target2": "The dog ran."} for k in range(120)]
+    write_jsonl(tmp_path / "ewok_filtered" / "d.jsonl", rows)
+    choices, _ = tasks.load_task("ewok", [tmp_path / "ewok_filtered"], tasks.rules_of("2026"))
+    assert len(tasks.fast_subset("ewok", choices, tasks.rules_of("2026"))) == 200
+    choices, _ = tasks.load_task("ewok", [tmp_path / "ewok_filtered"], tasks.rules_of("2025"))
+    assert len(tasks.fast_subset("ewok", choices, tasks.rules_of("2025"))) == 100
+    write_eval_data(tmp_path)
+    fast = tasks.evaluate_task(model, tokenizer, "entity_tracking", tmp_path, fast=True)
+    assert set(fast["by_group"]) == {"regular"} and fast["n_items"] == 2
+    with pytest.raises(ValueError, match=r"task 'wug_adj' has no fast subset under the 2026 rules"):
+        tasks.evaluate_task(model, tokenizer, "wug_adj", tmp_path, fast=True)
+    assert tasks.evaluate_task(model, tokenizer, "wug_adj", tmp_path, fast=True, rules="2025")["n_items"] == 4

@@ -127,11 +127,12 @@ def cmd_eval(args) -> int:
     from .eval.tasks import parse_task_list
     from .rundir import RunDir
 
-    tasks = parse_task_list(args.tasks or args.task)
+    tasks = parse_task_list(args.tasks or args.task, args.rules)
     if not args.data:
         raise ValueError("--data DIR is required: the evaluation data folder (official full_eval layout, "
                          "or one task's folder of *.jsonl files)")
-    options = dict(batch_size=args.batch_size, force=args.force, progress=True, shared_prefix=args.shared_prefix)
+    options = dict(batch_size=args.batch_size, force=args.force, progress=True, shared_prefix=args.shared_prefix,
+                   rules=args.rules)
     if args.all_checkpoints:
         summary = evaluate_all_checkpoints(args.model, tasks, args.data, args.out and Path(args.out), device=args.device,
                                            **options)
@@ -319,7 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("eval", help="score a model (or every checkpoint of a run) on the BabyLM zero-shot tasks")
     sp.add_argument("model", help="run folder, checkpoint folder or exported Hugging Face folder")
-    sp.add_argument("--tasks", help="comma-separated: blimp,supplement,multiblimp,ewok,entity_tracking,comps,wug_adj,wug_past,reading")
+    sp.add_argument("--tasks", help="comma-separated: blimp,supplement,multiblimp,ewok,entity_tracking,comps,"
+                                    "global_piqa,wug_adj,wug_past,reading; official: the rules' official tasks")
     sp.add_argument("--task", default="blimp", help="one task (kept for compatibility; --tasks wins)")
     sp.add_argument("--data", help="evaluation data folder (official full_eval layout, or one task's folder)")
     sp.add_argument("--checkpoint", help="checkpoint name inside a run folder (default: final)")
@@ -329,6 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--shared-prefix", action=argparse.BooleanOptionalAction, default=True,
                     help="run the shared context of EWoK/entity tracking/WUG options once (KV cache; default on, "
                          "--no-shared-prefix scores every option's whole text as the official loop does)")
+    sp.add_argument("--rules", choices=["2026", "2025"], default="2026",
+                    help="the official pipeline whose scoring rules apply (ties, EWoK, entity tracking, tasks; "
+                         "default 2026): docs/evaluation.md")
     sp.add_argument("--batch-size", type=int, default=64)
     sp.add_argument("--device", default="auto")
     sp.add_argument("--out", help="results folder (default: <run>/results[/<checkpoint>])")

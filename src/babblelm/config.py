@@ -147,6 +147,8 @@ class EvalSection:
     tasks: list[str] = field(default_factory=lambda: ["blimp"])
     data: str | None = None
     batch_size: int = field(default=64, metadata={"min": 1})
+    rules: Literal["2026", "2025"] = field(default="2026", metadata={
+        "help": "whose official scoring rules (ties, EWoK, entity tracking, tasks, fast subsets): docs/evaluation.md"})
 
 
 # --- multilingual mixing (TAAM): see docs/multilingual.md ---

@@ -71,6 +71,8 @@ def _convert(value: Any, tp: Any, path: str, problems: list) -> Any:
     if origin is Literal:
         if value in get_args(tp):
             return value
+        if isinstance(value, int) and not isinstance(value, bool) and str(value) in get_args(tp):
+            return str(value)  # YAML reads `rules: 2026` as a number
         problems.append((path, f"expected {_type_name(tp)}, got {value!r}"))
         return None
     if origin is list:

@@ -4,10 +4,12 @@
 
 - data: the prepared corpus (reused when its inputs and settings are unchanged);
 - train: with the word-milestone checkpoints; continued from its resume point when interrupted;
-- fast: every `chck_*` scored on the official fast subsets (eval/tasks.py, `FAST_ITEMS`), for
-  the learning curves the BabyLM pipeline's fast evaluation draws;
-- full: the final model on the configured zero-shot tasks (`eval.tasks`, data in `eval.data`);
-- report: `results/report.md`, each score beside its value with ties counted wrong;
+- fast: every `chck_*` scored on the official fast data of `eval.rules` (eval/rules.py, `Rules.fast`:
+  the fast_eval folder when `eval.data` has one, else subsets of the full data), for the learning
+  curves the BabyLM pipeline's fast evaluation draws;
+- full: the final model on the configured zero-shot tasks (`eval.tasks`, data in `eval.data`,
+  scored under `eval.rules`);
+- report: `results/report.md`, each score beside its bounds with ties counted right and wrong;
 - export: `<run>/hf`, a git repository with the final model on `main` and a branch per `chck_*`.
 
 A rerun continues where the last one stopped; `--force STAGE` redoes one stage (and, for data
@@ -109,14 +111,17 @@ def _train(cfg, run, redo, progress, summary, log):
 
 
 def _fast(cfg, run, redo, progress, summary, log):
+    from .eval.rules import rules_of
     from .eval.suite import evaluate_all_checkpoints
-    from .eval.tasks import FAST_ITEMS
+    from .eval.tasks import parse_task_list
 
-    tasks = [t for t in cfg.eval.tasks if t in FAST_ITEMS]
+    fast = rules_of(cfg.eval.rules).fast
+    tasks = [t for t in parse_task_list(",".join(cfg.eval.tasks), cfg.eval.rules) if t in fast]
     if not cfg.eval.data or not tasks or not run.milestones():
         return "skipped", _why_not(cfg, tasks, run)
     result = evaluate_all_checkpoints(run.path, tasks, cfg.eval.data, run.results / "fast", batch_size=cfg.eval.batch_size,
-                                      device=cfg.run.device, force=redo, progress=progress, fast=True, log=lambda _: None)
+                                      device=cfg.run.device, force=redo, progress=progress, fast=True, log=lambda _: None,
+                                      rules=cfg.eval.rules)
     summary.failed.update({f"fast/{c}/{t}": e for c, failed in result["failed"].items() for t, e in failed.items()})
     return "done", f"{len(result['checkpoints'])} checkpoints x {', '.join(tasks)}; curves in {run.results / 'fast'}"
 
@@ -124,10 +129,12 @@ def _fast(cfg, run, redo, progress, summary, log):
 def _full(cfg, run, redo, progress, summary, log):
     from .eval.report import failures, scores_of
     from .eval.suite import evaluate_model
+    from .eval.tasks import parse_task_list
 
     if not cfg.eval.data:
         return "skipped", _why_not(cfg, cfg.eval.tasks, run)
-    results, out = evaluate_model(run.path, cfg.eval.tasks, cfg.eval.data, device=cfg.run.device,
+    tasks = parse_task_list(",".join(cfg.eval.tasks), cfg.eval.rules)
+    results, out = evaluate_model(run.path, tasks, cfg.eval.data, device=cfg.run.device, rules=cfg.eval.rules,
                                   batch_size=cfg.eval.batch_size, force=redo, progress=progress, log=lambda _: None)
     summary.scores = scores_of(results)
     summary.failed.update(failures(results))

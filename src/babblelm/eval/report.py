@@ -50,30 +50,35 @@ def csv_table(rows: dict[str, dict[str, float]], first: str = "model") -> str:
 
 
 def ties_table(results: dict[str, dict]) -> str:
-    """Markdown: each score as the official pipeline counts it (a tie counts as right) beside the same
-    score with ties counted wrong, the share of items tied, and a flag where ties are many."""
-    lines = ["| task | score | ties counted wrong | items tied | |", "|---|---|---|---|---|"]
+    """Markdown: each score as its rules count it (2026: a tie among k options counts 1/k, the expectation
+    of the official random draw; 2025: a tie counts as right) beside its two bounds, ties counted right
+    and ties counted wrong, the share of items whose gold option ties, and a flag where ties are many."""
+    lines = ["| task | score | rules | ties counted right | ties counted wrong | items tied | |",
+             "|---|---|---|---|---|---|---|"]
     for task, result in results.items():
         if "failed" in result:
-            lines.append(f"| {task} | failed | | | {result['failed']} |")
+            lines.append(f"| {task} | failed | | | | | {result['failed']} |")
             continue
-        strict = result.get("scores_ties_wrong", {})
+        right, wrong = result.get("scores_ties_right", {}), result.get("scores_ties_wrong", {})
         for name, value in result["scores"].items():
             fraction = result.get("tie_fraction")
-            flag = f"many ties (> {TIE_WARNING:.0%}): the official score overstates" if (fraction or 0) > TIE_WARNING else ""
+            flag = f"many ties (> {TIE_WARNING:.0%}): the bounds are far apart" if (fraction or 0) > TIE_WARNING else ""
             tied = f"{result['ties']:,} ({fraction:.1%})" if fraction is not None else ""
-            lines.append(f"| {name} | {_cell(value)} | {_cell(strict.get(name))} | {tied} | {flag} |")
+            lines.append(f"| {name} | {_cell(value)} | {result.get('rules', '')} | {_cell(right.get(name))} | "
+                         f"{_cell(wrong.get(name))} | {tied} | {flag} |")
     return "\n".join(lines) + "\n"
 
 
 def write_run_report(results: dict[str, dict], path: Path) -> Path:
-    """The run's report (`babble run`): the final model's scores with and without ties counted right."""
+    """The run's report (`babble run`): the final model's scores beside their bounds for ties."""
     path.parent.mkdir(parents=True, exist_ok=True)
     scores = scores_of(results)
     average_line = f"Average of {len(scores) - 1} scores: {scores['average']:.2f}.\n\n" if scores else ""
     path.write_text("# Zero-shot results of the final model\n\n" + average_line + ties_table(results) +
-                    "\nThe official pipeline counts an item whose options score exactly alike as right; the third "
-                    "column counts it wrong.\n", encoding="utf-8")
+                    "\nAn item whose best options score exactly alike is a tie. The 2026 rules draw one of them at "
+                    "random (the score is the expectation: 1/k for a tie of k options that include the gold one); "
+                    "the 2025 rules count it as right. The two bound columns count every tie right, then wrong.\n",
+                    encoding="utf-8")
     return path
 
 

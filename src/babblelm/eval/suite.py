@@ -26,7 +26,7 @@ from . import report
 from .aoa import curve_fitness, load_cdi, load_words, word_surprisals
 from .. import __version__
 from .records import files_sha256
-from .tasks import evaluate_task, task_inputs
+from .tasks import data_layout, evaluate_task, task_inputs
 
 MODEL_FILES = ("*.safetensors", "pytorch_model*.bin", "config.json", "tokenizer.json", "tokenizer_config.json",
                "special_tokens_map.json", "vocab.json", "merges.txt", "tokenizer.model")
@@ -96,7 +96,7 @@ def _set_aside(name: str, path: Path, why: str, log) -> None:
 
 
 def plan_tasks(tasks: list[str], data_dir, out_dir: Path, identity: dict, shared_prefix: bool = True,
-               force: bool = False, log=print, fast: bool = False) -> tuple[dict[str, dict], dict[str, dict]]:
+               force: bool = False, log=print, fast: bool = False, rules=None) -> tuple[dict[str, dict], dict[str, dict]]:
     """(results settled without scoring: reused or failed on their data, {task: inputs} to score).
 
     A result in `out_dir/<task>.json` is reused when its recorded inputs equal this run's (`identity`
@@ -105,7 +105,7 @@ def plan_tasks(tasks: list[str], data_dir, out_dir: Path, identity: dict, shared
     for task in tasks:
         path = out_dir / f"{task}.json"
         try:
-            inputs = {**task_inputs(task, data_dir, len(tasks) == 1, shared_prefix, fast), **identity,
+            inputs = {**task_inputs(task, data_dir, len(tasks) == 1, shared_prefix, fast, rules), **identity,
                       "babblelm": __version__}  # a new release may score differently: never reuse across
         except Exception as err:  # noqa: BLE001 (reported as the task's failure)
             settled[task] = _failed(task, err, log)
@@ -146,7 +146,8 @@ def score_task(model, tokenizer, task: str, data_dir, out_dir: Path, inputs: dic
     path = out_dir / f"{task}.json"
     try:
         result = evaluate_task(model, tokenizer, task, data_dir, batch_size=batch_size, progress=progress,
-                               shared_prefix=inputs["shared_prefix"], alone=alone, fast=inputs["fast"])
+                               shared_prefix=inputs["shared_prefix"], alone=alone, fast=inputs["fast"],
+                               rules=inputs["rules"])
     except Exception as err:  # noqa: BLE001 (one task's failure must not cost the others; it is reported)
         failed = _failed(task, err, log)
         if path.exists() and what_changed(_stored(path), inputs) is None:
@@ -164,8 +165,9 @@ def score_task(model, tokenizer, task: str, data_dir, out_dir: Path, inputs: dic
 
 def evaluate_tasks(model, tokenizer, tasks: list[str], data_dir, out_dir: Path, batch_size: int = 64,
                    force: bool = False, progress: bool = False, log=print, shared_prefix: bool = True,
-                   model_dir=None) -> dict[str, dict]:
-    """Results per task for one loaded model (from `model_dir`, if given); each written to
+                   model_dir=None, rules=None) -> dict[str, dict]:
+    """Results per task for one loaded model (from `model_dir`, if given), under `rules` (a year; default
+    2026); each written to
     `out_dir/<task>.json`, or reused from there when computed from the same inputs (`plan_tasks`).
 
     A task that fails (bad data, a text longer than the model can take, ...) is reported as
@@ -173,7 +175,7 @@ def evaluate_tasks(model, tokenizer, tasks: list[str], data_dir, out_dir: Path, 
     out_dir.mkdir(parents=True, exist_ok=True)
     tasks = list(dict.fromkeys(tasks))
     identity = model_identity(model_dir) if model_dir else loaded_model_identity(model)
-    results, todo = plan_tasks(tasks, data_dir, out_dir, identity, shared_prefix, force, log)
+    results, todo = plan_tasks(tasks, data_dir, out_dir, identity, shared_prefix, force, log, rules=rules)
     for task, inputs in todo.items():
         results[task] = score_task(model, tokenizer, task, data_dir, out_dir, inputs, len(tasks) == 1,
                                    batch_size, progress, log)
@@ -209,7 +211,8 @@ def run_checkpoints(run_dir: Path) -> list[Path]:
 
 def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, out_dir: Path | None = None,
                              batch_size: int = 64, device: str = "auto", force: bool = False,
-                             progress: bool = False, log=print, shared_prefix: bool = True, fast: bool = False) -> dict:
+                             progress: bool = False, log=print, shared_prefix: bool = True, fast: bool = False,
+                             rules=None) -> dict:
     """Score every checkpoint (with the first one's tokenizer), then learning curves, AoA and the best
     checkpoint; the summary also says which tasks failed where. Results (and AoA surprisals) already
     on disk are reused when computed from the same inputs (`plan_tasks`).
@@ -225,7 +228,7 @@ def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, out_dir: Path 
     checkpoints = run_checkpoints(run_dir)
     tokenizer = load_tokenizer(checkpoints[0])
     device = resolve_device(device)
-    aoa_dir = Path(data_dir) / "aoa"
+    aoa_dir = data_layout(data_dir)[0] / "aoa"
     aoa_words = aoa_cdi = aoa_data = aoa_failed = None
     if aoa_dir.is_dir():
         words_file = aoa_dir / "cdi_childes.json"
@@ -240,7 +243,7 @@ def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, out_dir: Path 
         folder.mkdir(parents=True, exist_ok=True)
         identity = model_identity(checkpoint)
         results, todo = plan_tasks(tasks, data_dir, folder, identity, shared_prefix, force,
-                                   log=lambda line, name=checkpoint.name: log(f"{name}: {line}"), fast=fast)
+                                   log=lambda line, name=checkpoint.name: log(f"{name}: {line}"), fast=fast, rules=rules)
         aoa_path = folder / "aoa_surprisal.json"
         aoa_inputs = {**aoa_data, **identity} if aoa_data is not None and aoa_failed is None else None
         need_aoa = aoa_inputs is not None and (force or what_changed(_stored(aoa_path), aoa_inputs) is not None)
