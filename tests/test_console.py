@@ -118,7 +118,7 @@ def test_babble_run(work, tmp_path):
     assert all(f"| {stage} | reused |" in again for stage in ("data", "train", "export"))
     assert "| report | done |" in again and "| fast | done |" in again  # fast and full reuse every result file
     err = babble("run", "run.yaml", "--force", "nope", cwd=tmp_path, expect=2).stderr
-    assert "--force: unknown stage(s) nope; stages: data, train, fast, full, report, export" in err
+    assert "--force: unknown stage(s) nope; stages: data, train, fast, full, report, export, submit" in err
 
 
 def test_babble_train(run):

@@ -194,6 +194,28 @@ def cmd_finetune(args) -> None:
     print(f"results in {out}")
 
 
+def cmd_submit(args) -> int:
+    from .submit import submit, submit_multilingual
+
+    if args.track == "multilingual":
+        if not args.tasks_dir:
+            raise ValueError("--track multilingual needs --tasks-dir PATH: the lm-eval task folder (official "
+                             "multilingual/tasks)")
+        report = submit_multilingual(args.model, args.tasks_dir, args.out, program=args.lm_eval, device=args.device,
+                                     batch_size=args.batch_size, force=args.force)
+    else:
+        if not args.data:
+            raise ValueError("--data DIR is required: the official evaluation_data folder (full_eval, fast_eval) "
+                             "or its full_eval folder")
+        report = submit(args.model, args.data, args.track, args.out, device=args.device, batch_size=args.batch_size,
+                        force=args.force, progress=not args.no_progress)
+    for line in report.problems:
+        print(f"NOT READY {line}", file=sys.stderr)
+    verdict = "passes the official size checks" if report.ok else f"has {len(report.problems)} problem(s) above"
+    print(f"submission in {report.folder}: upload {report.collated} ({verdict})")
+    return 0 if report.ok else 1
+
+
 def cmd_report(args) -> None:
     from .eval.suite import compare_runs
 
@@ -284,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = with_config(sub.add_parser("run", help="the whole run: data, training, evaluation of every checkpoint, "
                                                  "report and export, each stage skipped when already done"))
     sp.add_argument("--force", nargs="+", default=[], metavar="STAGE",
-                    help="redo these stages: data, train, fast, full, report, export (data and train redo what follows)")
+                    help="redo these stages: data, train, fast, full, report, export, submit (data and train redo what follows)")
     sp.add_argument("--no-progress", action="store_true", help="no progress bars")
     sp.set_defaults(func=cmd_run)
 
@@ -363,6 +385,20 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--device", default="auto")
     sp.add_argument("--out", help="results folder (default: results/<model>/finetune)")
     sp.set_defaults(func=cmd_finetune)
+
+    sp = sub.add_parser("submit", help="the files the BabyLM leaderboard takes (official layout and collation), "
+                                       "evaluating what is missing; names every missing or short task and revision")
+    sp.add_argument("model", help="run folder (final model + every chck_*) or model folder (final model only)")
+    sp.add_argument("--track", choices=("strict-small", "strict", "multilingual"), default="strict-small")
+    sp.add_argument("--data", help="strict tracks: the official evaluation_data folder (or its full_eval)")
+    sp.add_argument("--tasks-dir", help="multilingual: the lm-eval task folder (official multilingual/tasks)")
+    sp.add_argument("--lm-eval", help="multilingual: the lm_eval executable (default: lm_eval on the PATH)")
+    sp.add_argument("--out", help="submission folder (default: <run>/submission, else ./submission)")
+    sp.add_argument("--force", action="store_true", help="evaluate again what has results from the same inputs")
+    sp.add_argument("--batch-size", type=int, default=64)
+    sp.add_argument("--device", default="auto")
+    sp.add_argument("--no-progress", action="store_true")
+    sp.set_defaults(func=cmd_submit)
 
     sp = sub.add_parser("report", help="side-by-side table (runs x tasks + average), plots and model-card section")
     sp.add_argument("runs", nargs="+", help="run folders (or results folders) already evaluated")

@@ -54,3 +54,69 @@ def evaluate_multilingual_model(model, tasks_dir, out_dir=None, **options) -> di
     out = Path(out_dir) if out_dir else (run.results if run.is_run() else Path("results") / run.path.name) / "multilingual"
     revisions = hf_revisions(model, out / "models", log=options.get("log", print))
     return evaluate_multilingual(revisions, tasks_dir, out, **options)
+
+
+SUBMISSION_RULES = "2026"  # the leaderboard this writes for
+
+
+def full_evaluation_gaps(data) -> list[str]:
+    """The folders a strict-track submission reads that `data` (an evaluation_data or full_eval folder)
+    lacks; empty when it is a full evaluation folder."""
+    from .eval.submission import TASKS
+    from .eval.tasks import TASK_FOLDERS, data_layout
+
+    full = data_layout(data)[0]
+    needed = [folder for task in TASKS for folder in TASK_FOLDERS[task]] + ["aoa", "glue_filtered"]
+    return [f"{folder}/" for folder in dict.fromkeys(needed) if not (full / folder).is_dir()]
+
+
+def submit(model, data, track: str = "strict-small", out=None, device: str = "auto", batch_size: int = 64,
+           force: bool = False, progress: bool = False, log=print):
+    """Evaluate what a strict-track submission of `model` (a run, or a model folder: then without
+    revisions) lacks, under the 2026 rules, and write it (`eval.submission.write_submission`) to `out`
+    (default `<run>/submission`, else `submission/`); returns the Report."""
+    from .eval.finetune import finetune_tasks
+    from .eval.report import read_results
+    from .eval.submission import FAST_TASKS, GLUE, TASKS, write_submission
+    from .eval.suite import evaluate_all_checkpoints, evaluate_model
+    from .eval.tasks import data_layout
+
+    run = RunDir(model)
+    options = dict(batch_size=batch_size, force=force, progress=progress, rules=SUBMISSION_RULES)
+    log("== full evaluation of the final model")
+    final, final_dir = evaluate_model(model, list(TASKS), data, device=device, log=log, **options)
+    fast, aoa = {}, {}
+    if run.is_run() and run.milestones():
+        log("== fast evaluation of every chck_* (and AoA surprisals in context)")
+        summary = evaluate_all_checkpoints(run.path, list(FAST_TASKS), data, run.fast_results, device=device, fast=True,
+                                           aoa_contexts=True, log=log, **options)
+        for checkpoint in run.milestones():
+            folder = run.fast_results / checkpoint.name
+            fast[checkpoint.name] = {**read_results(folder), **{task: {"failed": error} for task, error in
+                                                                summary["failed"].get(checkpoint.name, {}).items()}}
+            if (folder / "aoa_contexts.json").is_file():
+                aoa[checkpoint.name] = json.loads((folder / "aoa_contexts.json").read_text(encoding="utf-8"))["surprisal"]
+    log("== GLUE fine-tuning of the final model")
+    glue = {}
+    for task in GLUE:
+        try:
+            glue |= finetune_tasks(resolve_checkpoint(model), [task], data_layout(data)[0] / "glue_filtered",
+                                   final_dir / "finetune", device=device, force=force, log=log, progress=progress,
+                                   rules=SUBMISSION_RULES)
+        except (ValueError, FileNotFoundError) as err:  # e.g. its data files are missing: named in the report
+            glue[task] = {"failed": str(err)}
+            log(f"{task}: FAILED: {err}")
+    out = Path(out) if out else (run.submission if run.is_run() else Path("submission"))
+    return write_submission(out, run.path.name, data, final, fast, glue, aoa, track)
+
+
+def submit_multilingual(model, tasks_dir, out=None, **options):
+    """The multilingual track's submission of `model` (`eval.multilingual.write_submission`), evaluating
+    with lm-eval what it lacks (`evaluate_multilingual_model`); `out` defaults as `submit`'s."""
+    from .eval.multilingual import write_submission
+    from .eval.submission import official_sizes
+
+    run = RunDir(model)
+    summary = evaluate_multilingual_model(model, tasks_dir, **options)
+    out = Path(out) if out else (run.submission if run.is_run() else Path("submission"))
+    return write_submission(summary, out, run.path.name, official_sizes()["revisions"]["multilingual"])

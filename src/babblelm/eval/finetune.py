@@ -23,9 +23,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 from transformers import AutoModel
+from transformers.utils import logging as hf_logging
 
 from ..device import resolve_device
-from ..models.registry import register_auto_classes
+from ..models.registry import hf_progress_bars_off, register_auto_classes
 from .load import load_tokenizer
 from .records import EvalDataError, field, files_sha256, jsonl_records
 
@@ -107,7 +108,13 @@ def classifier(model_dir, n_labels: int, rules: str = "2026"):
     tokenizer = load_tokenizer(model_dir)
     tokenizer.padding_side = side
     register_auto_classes()
-    decoder = AutoModel.from_pretrained(model_dir, trust_remote_code=True)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the checkpoint's LM head is not the decoder's: expected, not news
+    try:
+        with hf_progress_bars_off():
+            decoder = AutoModel.from_pretrained(model_dir, trust_remote_code=True)
+    finally:
+        hf_logging.set_verbosity(verbosity)
     return SequenceClassifier(decoder, n_labels, position), tokenizer
 
 

@@ -181,3 +181,35 @@ def markdown_table(table: dict[str, dict[str, dict]]) -> str:
                      _cells(table[r].get(language, {}).get("group_acc") for r in revisions) + " |")
     lines.append("| **overall** (mean of the languages' averages) | " + _cells(overall(table[r]) for r in revisions) + " |")
     return "\n".join(lines) + "\n"
+
+
+def write_submission(summary: dict, out, name: str, revisions: list[str]):
+    """The multilingual track's submission files, as its `collate_results.py` writes them, under `out`:
+    `<name>_submission.json` ({task: {task: accuracy}} of the final model, every direct member of the
+    language groups) and `<name>_predictions.json` (lm-eval's raw results of the final model, no
+    fine-tuning predictions, and per revision {task: accuracy} as `fast_eval_results`). The report names
+    a missing final model, a language group member without an accuracy, and each missing revision."""
+    from .submission import Report
+
+    out, problems = Path(out), []
+    table = summary["revisions"]
+    main = table.get(MAIN)
+    if main is None:
+        problems.append(f"{MAIN}: missing: {summary['failed'].get(MAIN, 'not evaluated')}")
+    stored = json.loads((Path(summary["out"]) / MAIN / "zeroshot.json").read_text(encoding="utf-8")) if main else {}
+    groups = stored.get("results", {}).get("group_subtasks", {})
+    for language, scores in (main or {}).items():
+        absent = [task for task in groups.get(group_name(language), []) if task not in scores["tasks"]]
+        if absent:
+            problems.append(f"{group_name(language)}: missing: no accuracy for {', '.join(absent)}")
+    fast = []
+    for revision in revisions:
+        if revision not in table:
+            problems.append(f"{revision}: missing: {summary['failed'].get(revision, 'no checkpoint ' + revision)}")
+        fast.append({task: acc for scores in table.get(revision, {}).values() for task, acc in scores["tasks"].items()})
+    accuracies = {task: {task: acc} for scores in (main or {}).values() for task, acc in scores["tasks"].items()}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}_submission.json").write_text(json.dumps(accuracies, indent=2), encoding="utf-8")
+    predictions = {"zeroshot": stored.get("results", {}).get("results", {}), "finetune": {}, "fast_eval_results": fast}
+    (out / f"{name}_predictions.json").write_text(json.dumps(predictions, indent=2), encoding="utf-8")
+    return Report(out, out / f"{name}_submission.json", problems)
