@@ -162,3 +162,28 @@ def test_the_multilingual_suite_runs_lm_eval_per_checkpoint_and_language(taam):
     assert "| **overall** (mean of the languages' averages) |" in out
     again = babble(*args, cwd=work).stdout
     assert again.count(": reusing ") == len(summary["revisions"]) and "lm-eval on" not in again and "exporting" not in again
+
+
+def test_the_multilingual_submission_is_what_collate_results_writes(taam):
+    """`babble submit --track multilingual`: {task: {task: accuracy}} of the final model and the predictions
+    file with lm-eval's raw results and one {task: accuracy} per official revision; each of the 28
+    official revisions the tiny run lacks is named on its own line."""
+    work, _, _ = taam
+    tasks = work / "ml" / "tasks" if (work / "ml" / "tasks").is_dir() else write_lm_eval_tasks(work / "ml")
+    lm_eval = envs.python("lm-eval").parent / "lm_eval"
+    proc = babble("submit", "run", "--track", "multilingual", "--tasks-dir", tasks, "--lm-eval", lm_eval, "--device", "cpu",
+                  "--out", "sub", cwd=work, env={"HF_DATASETS_OFFLINE": "1"}, expect=1)
+    summary = json.loads((work / "run" / "results" / "multilingual" / "multilingual.json").read_text())
+    submission = json.loads((work / "sub" / "run_submission.json").read_text())
+    main = summary["revisions"]["main"]
+    assert submission == {t: {t: acc} for lang in ("eng", "nld", "zho") for t, acc in main[lang]["tasks"].items()}
+    predictions = json.loads((work / "sub" / "run_predictions.json").read_text())
+    stored = json.loads((work / "run" / "results" / "multilingual" / "main" / "zeroshot.json").read_text())
+    assert predictions["zeroshot"] == stored["results"]["results"] and predictions["finetune"] == {}
+    assert len(predictions["fast_eval_results"]) == 28
+    assert predictions["fast_eval_results"][0] == {t: a for lang in summary["revisions"]["chck_1M"].values()
+                                                   for t, a in lang["tasks"].items()}
+    problems = [line for line in proc.stderr.splitlines() if line.startswith("NOT READY ")]
+    absent = [f"chck_{m}M" for m in [*range(1, 10), *range(10, 100, 10), *range(100, 1001, 100)]
+              if f"chck_{m}M" not in summary["revisions"]]
+    assert problems == [f"NOT READY {name}: missing: no checkpoint {name}" for name in absent]

@@ -71,10 +71,11 @@ def full_evaluation_gaps(data) -> list[str]:
 
 
 def submit(model, data, track: str = "strict-small", out=None, device: str = "auto", batch_size: int = 64,
-           force: bool = False, progress: bool = False, log=print):
+           force: bool = False, progress: bool = False, log=print, sizes: dict | None = None):
     """Evaluate what a strict-track submission of `model` (a run, or a model folder: then without
-    revisions) lacks, under the 2026 rules, and write it (`eval.submission.write_submission`) to `out`
-    (default `<run>/submission`, else `submission/`); returns the Report."""
+    revisions) lacks, under the 2026 rules, and write it (`eval.submission.write_submission`, checked
+    against `sizes`, default the official tables) to `out` (default `<run>/submission`, else
+    `submission/`); returns the Report."""
     from .eval.finetune import finetune_tasks
     from .eval.report import read_results
     from .eval.submission import FAST_TASKS, GLUE, TASKS, write_submission
@@ -107,7 +108,7 @@ def submit(model, data, track: str = "strict-small", out=None, device: str = "au
             glue[task] = {"failed": str(err)}
             log(f"{task}: FAILED: {err}")
     out = Path(out) if out else (run.submission if run.is_run() else Path("submission"))
-    return write_submission(out, run.path.name, data, final, fast, glue, aoa, track)
+    return write_submission(out, run.path.name, data, final, fast, glue, aoa, track, sizes)
 
 
 def submit_multilingual(model, tasks_dir, out=None, **options):
