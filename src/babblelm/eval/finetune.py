@@ -105,9 +105,9 @@ def classifier(model_dir, n_labels: int, rules: str = "2026"):
     if rules not in POOLING:
         raise ValueError(f"unknown rules {rules!r}; known: {', '.join(POOLING)}")
     side, position = POOLING[rules]
+    register_auto_classes()  # before the tokenizer: it reads config.json's model_type
     tokenizer = load_tokenizer(model_dir)
     tokenizer.padding_side = side
-    register_auto_classes()
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the checkpoint's LM head is not the decoder's: expected, not news
     try:
