@@ -79,3 +79,10 @@ def test_set_takes_several_overrides_and_repeats():
 
     args = build_parser().parse_args(["train", "run.yaml", "--set", "optim.lr=1e-3", "train.epochs=2", "--set", "run.seed=3"])
     assert args.config == "run.yaml" and args.set == ["optim.lr=1e-3", "train.epochs=2", "run.seed=3"]
+
+
+def test_eval_rules_default_to_2026_and_read_the_year_as_a_number():
+    assert load_config(PRESET).eval.rules == "2026"
+    assert load_config(PRESET, overrides=["eval.rules=2025"]).eval.rules == "2025"  # YAML reads 2025 as a number
+    with pytest.raises(ConfigError, match=r"eval\.rules: expected one of '2026', '2025', got 2024"):
+        load_config(PRESET, overrides=["eval.rules=2024"])

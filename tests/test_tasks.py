@@ -450,3 +450,11 @@ def test_fast_subsets_of_the_full_data_follow_the_rules(model, tokenizer, tmp_pa
     with pytest.raises(ValueError, match=r"task 'wug_adj' has no fast subset under the 2026 rules"):
         tasks.evaluate_task(model, tokenizer, "wug_adj", tmp_path, fast=True)
     assert tasks.evaluate_task(model, tokenizer, "wug_adj", tmp_path, fast=True, rules="2025")["n_items"] == 4
+
+
+def test_every_task_the_rules_name_is_registered_and_has_fast_data():
+    from babblelm.eval.rules import RULES
+
+    for rules in RULES.values():
+        assert set(rules.official_tasks) <= set(tasks.ALL_TASKS)
+        assert set(rules.fast) <= set(tasks.ALL_TASKS) and set(rules.fast) <= set(tasks.FAST_FOLDERS)

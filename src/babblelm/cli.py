@@ -148,7 +148,8 @@ def cmd_eval(args) -> int:
                                   language=args.language, device=args.device, **options)
     scores = scores_of(results)
     if scores:
-        print(f"average ({len(scores) - 1} scores): {scores['average']:.2f}; results in {out}")
+        print(f"average ({len(scores) - 1} scores): {scores['average']:.2f} under the {args.rules} rules; "
+              f"results in {out}")
     return _report_failures(failures(results))
 
 
