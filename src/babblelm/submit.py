@@ -24,17 +24,18 @@ def _loads_without_babblelm(folder: Path) -> bool:
 def hf_revisions(model, work_dir: Path, log=print) -> list[tuple[str, Path]]:
     """(revision, Hugging Face folder): `main` (the final model) then every `chck_*` of a run.
 
-    A run's checkpoints are exported into `work_dir/<revision>/` (again only when the checkpoint's
-    weights changed); a model folder that loads without babblelm (an export) is used as it is."""
+    A checkpoint that loads without babblelm (an export, a Llama) is used as it is; the others are
+    exported into `work_dir/<revision>/` (again only when the checkpoint's weights changed)."""
     from .eval.multilingual import MAIN
     from .eval.suite import model_identity
 
     run = RunDir(model)
-    if not run.is_run() and _loads_without_babblelm(resolve_checkpoint(model)):
-        return [(MAIN, Path(model))]
     sources = [(MAIN, resolve_checkpoint(model))] + [(folder.name, folder) for folder in run.milestones()]
     revisions = []
     for revision, source in sources:
+        if _loads_without_babblelm(source):
+            revisions.append((revision, source))
+            continue
         out, identity = work_dir / revision, model_identity(source)
         stamp = out / SOURCE_STAMP
         if not (stamp.is_file() and json.loads(stamp.read_text(encoding="utf-8")) == identity):
@@ -48,8 +49,9 @@ def hf_revisions(model, work_dir: Path, log=print) -> list[tuple[str, Path]]:
 def evaluate_multilingual_model(model, tasks_dir, out_dir=None, **options) -> dict:
     """`eval.multilingual.evaluate_multilingual` over `model`'s revisions (`hf_revisions`); results go to
     `out_dir`, else `<run>/results/multilingual` (or `results/<model folder>/multilingual`)."""
-    from .eval.multilingual import evaluate_multilingual
+    from .eval.multilingual import evaluate_multilingual, lm_eval_program
 
+    options["program"] = lm_eval_program(options.get("program"))  # before any export: a missing harness fails first
     run = RunDir(model)
     out = Path(out_dir) if out_dir else (run.results if run.is_run() else Path("results") / run.path.name) / "multilingual"
     revisions = hf_revisions(model, out / "models", log=options.get("log", print))
