@@ -140,3 +140,24 @@ def test_a_missing_revision_and_a_missing_task_are_named_one_line_each(strict_sm
     assert report.problems[2] == "chck_7M: missing: no checkpoint chck_7M (or no fast results for it)"
     collated = json.loads((copy / "submission" / "tiny" / COLLATED).read_text())
     assert collated["aoa_surprisals"] is None and "wsc" not in collated["glue"] and collated["fast_eval_results"]["blimp"][6] is None
+
+
+def test_babble_run_ends_with_the_submission(small_corpus, tmp_path):
+    """`babble run` with a full evaluation folder ends with the submit stage; against the official sizes
+    this small data is short everywhere, so the stage fails and each problem is one FAILED line."""
+    import yaml
+
+    from conftest import tiny_raw
+    from test_console import babble
+
+    data = write_full_eval(tmp_path / "evaluation_data" / "full_eval").parent
+    raw = tiny_raw(small_corpus, tmp_path / "run", train={"epochs": 0.3})
+    raw["eval"] = {"tasks": ["official"], "data": str(data)}
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(raw))
+    proc = babble("run", "run.yaml", "--no-progress", cwd=tmp_path, expect=1)
+    table = proc.stdout[proc.stdout.index("| stage | status |"):]
+    assert "| submit | failed |" in table and f"files in {tmp_path / 'run' / 'submission' / 'run'} |" in table
+    failed = [line for line in proc.stderr.splitlines() if line.startswith("FAILED submit/")]
+    assert "FAILED submit/reading: short: reading has 48 predictions of 1726" in failed
+    assert any(line.startswith("FAILED submit/chck_100M: missing: no checkpoint chck_100M") for line in failed)
+    assert (tmp_path / "run" / "submission" / "run" / COLLATED).is_file()

@@ -167,12 +167,15 @@ def _export(cfg, run, redo, progress, summary, log):
 
 
 def _submit(cfg, run, redo, progress, summary, log):
-    from .submit import full_evaluation_gaps, submit
+    from .submit import SUBMISSION_RULES, full_evaluation_gaps, submit
 
     if not cfg.eval.data:
         return "skipped", _why_not(cfg, [], run)
     if cfg.data.track not in ("strict-small", "strict"):
         return "skipped", f"data.track is {cfg.data.track}: no strict leaderboard track to submit to"
+    if cfg.eval.rules != SUBMISSION_RULES:
+        return "skipped", (f"eval.rules is {cfg.eval.rules}; the leaderboard takes the {SUBMISSION_RULES} rules "
+                           f"(`babble submit` scores under them)")
     gaps = full_evaluation_gaps(cfg.eval.data)
     if gaps:
         return "skipped", f"eval.data is not a full evaluation folder (it lacks {', '.join(gaps)})"
