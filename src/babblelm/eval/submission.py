@@ -192,11 +192,12 @@ def write_submission(out: Path, name: str, data_dir, final: dict[str, dict], fas
         return None if found else contents
 
     for entry in ENTRIES:
-        contents = _task_file(entry, final.get(entry.task), data_dir, fast=False)
-        if isinstance(contents, str):
-            problems.append(f"{entry.key}: missing: {contents}")
+        picked = _picked(entry.task, final.get(entry.task), data_dir, fast=False)
+        if isinstance(picked, str):
+            problems.append(f"{entry.key}: missing: {picked}")
             collated[entry.key] = None
             continue
+        contents = prediction_file(entry, *picked, final[entry.task]["rules"])
         _write(main.joinpath(*entry.path, "predictions.json"), contents)
         collated[entry.key] = checked(entry.key, contents, sizes["full"][entry.key])
     if "failed" in final.get("reading", {"failed": "not evaluated"}):
@@ -221,17 +222,17 @@ def write_submission(out: Path, name: str, data_dir, final: dict[str, dict], fas
     return Report(root, root / COLLATED, problems)
 
 
-def _task_file(entry: Entry, result: dict | None, data_dir, fast: bool) -> dict | str:
-    """The prediction file of `entry` from its task's result, or why there is none."""
+def _picked(task: str, result: dict | None, data_dir, fast: bool):
+    """(the items of a task's result in data order, the option picked on each), or why there are none."""
     if result is None:
         return "not evaluated"
     if "failed" in result:
         return result["failed"]
-    choices = task_choices(entry.task, data_dir, alone=False, fast=fast, rules=result["rules"])[0]
+    choices = task_choices(task, data_dir, alone=False, fast=fast, rules=result["rules"])[0]
     if len(choices) != len(result.get("items", ())):
         return (f"its result holds {len(result.get('items', ()))} predictions for {len(choices)} items of the data: "
                 "score it again")
-    return prediction_file(entry, choices, result["items"], result["rules"])
+    return choices, result["items"]
 
 
 def _aoa(name, data_dir, aoa, revisions, sizes, main: Path, problems: list[str]):
@@ -262,17 +263,17 @@ def _fast(root: Path, fast: dict, data_dir, revisions, sizes, problems: list[str
             continue
         folder = root / revision / "zero_shot" / BACKEND
         for entry in (e for e in ENTRIES if e.fast_path):
-            contents = _task_file(entry, results.get(entry.task), data_dir, fast=True)
-            short = [] if isinstance(contents, str) else size_problems(entry.key, contents, sizes["fast"][entry.key])
-            if isinstance(contents, str) or short:
-                found.append(f"{entry.key} " + (f"missing ({contents})" if isinstance(contents, str) else
-                                                f"short ({'; '.join(short[:2])})"))
+            picked = _picked(entry.task, results.get(entry.task), data_dir, fast=True)
+            if isinstance(picked, str):
+                found.append(f"{entry.key} missing ({picked})")
                 scores[entry.key].append(None)
                 continue
+            rules = results[entry.task]["rules"]
+            contents = prediction_file(entry, *picked, rules)
             _write(folder.joinpath(*entry.fast_path, "predictions.json"), contents)
-            result = results[entry.task]
-            choices = task_choices(entry.task, data_dir, alone=False, fast=True, rules=result["rules"])[0]
-            scores[entry.key].append(fast_scores(entry, choices, result["items"], result["rules"]))
+            short = size_problems(entry.key, contents, sizes["fast"][entry.key])
+            found += [f"{entry.key} short ({'; '.join(short[:2])})"] if short else []
+            scores[entry.key].append(None if short else fast_scores(entry, *picked, rules))
         reading = results.get("reading")
         if reading is None or "failed" in reading:
             found.append("reading missing")
