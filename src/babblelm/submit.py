@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from .export import export_model
-from .rundir import FINAL, RunDir, resolve_checkpoint
+from .rundir import RunDir, resolve_checkpoint
 
 SOURCE_STAMP = "babble_source.json"  # in an exported revision: which checkpoint (and weights) it came from
 
@@ -26,7 +26,7 @@ def hf_revisions(model, work_dir: Path, log=print) -> list[tuple[str, Path]]:
 
     A checkpoint that loads without babblelm (an export, a Llama) is used as it is; the others are
     exported into `work_dir/<revision>/` (again only when the checkpoint's weights changed)."""
-    from .eval.multilingual import MAIN
+    from .eval.submission import MAIN
     from .eval.suite import model_identity
 
     run = RunDir(model)

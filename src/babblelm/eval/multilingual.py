@@ -37,9 +37,9 @@ from .. import __version__
 from ..device import resolve_device
 from ..rundir import milestone_count
 from .records import files_sha256
+from .submission import MAIN, Report  # MAIN: the final model, named as the official scripts name it
 
 LANGUAGES = ("eng", "nld", "zho")
-MAIN = "main"  # the final model, named as the official scripts name the default revision
 
 
 def group_name(language: str) -> str:
@@ -189,8 +189,6 @@ def write_submission(summary: dict, out, name: str, revisions: list[str]):
     language groups) and `<name>_predictions.json` (lm-eval's raw results of the final model, no
     fine-tuning predictions, and per revision {task: accuracy} as `fast_eval_results`). The report names
     a missing final model, a language group member without an accuracy, and each missing revision."""
-    from .submission import Report
-
     out, problems = Path(out), []
     table = summary["revisions"]
     main = table.get(MAIN)
