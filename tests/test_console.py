@@ -16,16 +16,18 @@ import yaml
 
 from babblelm.cli import build_parser
 from conftest import tiny_raw
-from eval_fixtures import write_eval_data, write_jsonl
+from eval_fixtures import write_eval_data, write_full_eval, write_jsonl
 
 BABBLE = Path(sys.executable).parent / "babble"
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"  # the console script runs this checkout's sources
 
 
-def babble(*args, cwd: Path, expect: int = 0, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run the installed `babble` script; assert its exit status; return it (stdout, stderr)."""
-    env = dict(os.environ, PYTHONPATH=str(SRC), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+def babble(*args, cwd: Path, expect: int = 0, timeout: int = 600, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the installed `babble` script on this checkout's sources (with `env` added to the environment);
+    assert its exit status; return it (stdout, stderr)."""
+    env = {**os.environ, **(env or {}), "PYTHONPATH": str(SRC)}
+    env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     proc = subprocess.run([str(BABBLE), *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env,
                           timeout=timeout, stdin=subprocess.DEVNULL)
     assert proc.returncode == expect, f"babble {' '.join(map(str, args))} -> {proc.returncode}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
@@ -110,6 +112,7 @@ def test_babble_run(work, tmp_path):
     table = out[out.index("| stage | status |"):]
     for stage in ("data", "train", "fast", "full", "report", "export"):
         assert f"| {stage} | done |" in table, table
+    assert "| submit | skipped |" in table and "eval.data is not a full evaluation folder (it lacks aoa/, glue_filtered/)" in table
     run = tmp_path / "run"
     assert (run / "results" / "fast" / "learning_curves.md").is_file() and (run / "results" / "final" / "ewok.json").is_file()
     assert "| task | score | rules | ties counted right | ties counted wrong | items tied |" in (run / "results" / "report.md").read_text()
@@ -119,7 +122,7 @@ def test_babble_run(work, tmp_path):
     assert all(f"| {stage} | reused |" in again for stage in ("data", "train", "export"))
     assert "| report | done |" in again and "| fast | done |" in again  # fast and full reuse every result file
     err = babble("run", "run.yaml", "--force", "nope", cwd=tmp_path, expect=2).stderr
-    assert "--force: unknown stage(s) nope; stages: data, train, fast, full, report, export" in err
+    assert "--force: unknown stage(s) nope; stages: data, train, fast, full, report, export, submit" in err
 
 
 def test_babble_train(run):
@@ -241,6 +244,23 @@ def test_babble_finetune(work, run, tmp_path):
                  "--device", "cpu", "--out", tmp_path, cwd=work).stdout
     result = json.loads((tmp_path / "rte.json").read_text())
     assert f"| rte | {result['metric']} | {result['scores']['rte']:.2f} |" in out
+
+
+def test_babble_submit(run, tmp_path):
+    data = write_full_eval(tmp_path / "evaluation_data" / "full_eval").parent
+    proc = babble("submit", run, "--data", data, "--out", tmp_path / "sub", "--device", "cpu", "--no-progress", cwd=run,
+                  expect=1)
+    collated = tmp_path / "sub" / "run" / "all_full_preds_and_fast_scores_causal.json"
+    assert f"submission in {tmp_path / 'sub' / 'run'}: upload {collated} (has " in proc.stdout
+    problems = [line[len("NOT READY "):] for line in proc.stderr.splitlines() if line.startswith("NOT READY ")]
+    # this small data is far from the leaderboard's sizes, and the tiny run stops before chck_100M
+    assert problems[0].startswith("blimp: short: agreement is not a key of the leaderboard's; superlative_quantifiers_2 has none of 986")
+    assert "reading: short: reading has 48 predictions of 1726" in problems
+    absent = [name for name in json.loads((REPO / "src" / "babblelm" / "eval" / "leaderboard_sizes.json").read_text())
+              ["revisions"]["strict-small"] if not (run / "checkpoints" / name).is_dir()]
+    assert absent and all(f"{name}: missing: no checkpoint {name} (or no fast results for it)" in problems for name in absent)
+    assert json.loads(collated.read_text())["blimp"] is None
+    assert (tmp_path / "sub" / "run" / "main" / "zero_shot" / "causal" / "blimp" / "blimp_filtered" / "predictions.json").is_file()
 
 
 def test_babble_report(work, run, tmp_path):

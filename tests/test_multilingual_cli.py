@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 import envs
-from multilingual_corpus import write_corpus, write_dutch_pairs
+from multilingual_corpus import write_corpus, write_dutch_pairs, write_lm_eval_tasks
 from test_console import babble
 
 GAMMA = 0.1
@@ -137,3 +137,57 @@ def test_a_budget_a_language_cannot_fill_is_refused(taam, tmp_path):
     err = babble("train", "big.yaml", "--no-progress", cwd=tmp_path, expect=2).stderr
     assert re.search(r"error: mixing.budget: (eng|nld|zho) has [\d,]+ bytes of clean training text .* short of its share", err)
     assert "Traceback" not in err
+
+
+def test_the_multilingual_suite_runs_lm_eval_per_checkpoint_and_language(taam):
+    """`babble eval --suite multilingual` over the run's final model and every chck_*: lm-eval (in its own
+    environment, offline) on a task folder in the official layout with local datasets; the table per
+    language is lm-eval's own numbers, and a second run reuses every result."""
+    work, _, _ = taam
+    tasks = write_lm_eval_tasks(work / "ml")
+    lm_eval = envs.python("lm-eval").parent / "lm_eval"
+    args = ["eval", "run", "--suite", "multilingual", "--tasks-dir", tasks, "--lm-eval", lm_eval, "--device", "cpu",
+            "--batch-size", "8"]
+    out = babble(*args, cwd=work, env={"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}).stdout
+    summary = json.loads((work / "run" / "results" / "multilingual" / "multilingual.json").read_text())
+    milestones = sorted(p.name for p in (work / "run" / "checkpoints").glob("chck_*"))
+    assert sorted(summary["revisions"]) == sorted(["main", *milestones]) and not summary["failed"]
+    for revision, languages in summary["revisions"].items():
+        stored = json.loads((work / "run" / "results" / "multilingual" / revision / "zeroshot.json").read_text())
+        rows = stored["results"]["results"]
+        assert set(languages) == {"eng", "nld", "zho"}
+        assert set(languages["eng"]["tasks"]) == {"blimp_tiny", "multiblimp_eng"}
+        for lang, scores in languages.items():
+            assert scores["tasks"] == {t: rows[t]["acc,none"] for t in scores["tasks"]}
+            assert scores["average"] == pytest.approx(sum(scores["tasks"].values()) / len(scores["tasks"]))
+            assert scores["group_acc"] == rows[f"zeroshot_{lang}"]["acc,none"]
+    main = summary["revisions"]["main"]
+    assert f"| multiblimp_nld | {100 * main['nld']['tasks']['multiblimp_nld']:.2f} |" in out
+    assert "| **overall** (mean of the languages' averages) |" in out
+    again = babble(*args, cwd=work).stdout
+    assert again.count(": reusing ") == len(summary["revisions"]) and "lm-eval on" not in again and "exporting" not in again
+
+
+def test_the_multilingual_submission_is_what_collate_results_writes(taam):
+    """`babble submit --track multilingual`: {task: {task: accuracy}} of the final model and the predictions
+    file with lm-eval's raw results and one {task: accuracy} per official revision; each of the 28
+    official revisions the tiny run lacks is named on its own line."""
+    work, _, _ = taam
+    tasks = work / "ml" / "tasks" if (work / "ml" / "tasks").is_dir() else write_lm_eval_tasks(work / "ml")
+    lm_eval = envs.python("lm-eval").parent / "lm_eval"
+    proc = babble("submit", "run", "--track", "multilingual", "--tasks-dir", tasks, "--lm-eval", lm_eval, "--device", "cpu",
+                  "--out", "sub", cwd=work, env={"HF_DATASETS_OFFLINE": "1"}, expect=1)
+    summary = json.loads((work / "run" / "results" / "multilingual" / "multilingual.json").read_text())
+    submission = json.loads((work / "sub" / "run_submission.json").read_text())
+    main = summary["revisions"]["main"]
+    assert submission == {t: {t: acc} for lang in ("eng", "nld", "zho") for t, acc in main[lang]["tasks"].items()}
+    predictions = json.loads((work / "sub" / "run_predictions.json").read_text())
+    stored = json.loads((work / "run" / "results" / "multilingual" / "main" / "zeroshot.json").read_text())
+    assert predictions["zeroshot"] == stored["results"]["results"] and predictions["finetune"] == {}
+    assert len(predictions["fast_eval_results"]) == 28
+    assert predictions["fast_eval_results"][0] == {t: a for lang in summary["revisions"]["chck_1M"].values()
+                                                   for t, a in lang["tasks"].items()}
+    problems = [line for line in proc.stderr.splitlines() if line.startswith("NOT READY ")]
+    absent = [f"chck_{m}M" for m in [*range(1, 10), *range(10, 100, 10), *range(100, 1001, 100)]
+              if f"chck_{m}M" not in summary["revisions"]]
+    assert problems == [f"NOT READY {name}: missing: no checkpoint {name}" for name in absent]

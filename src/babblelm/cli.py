@@ -130,6 +130,8 @@ def cmd_prior(args) -> None:
 
 
 def cmd_eval(args) -> int:
+    if args.suite == "multilingual":
+        return _eval_multilingual(args)
     from .eval.report import failures, scores_of
     from .eval.suite import evaluate_all_checkpoints, evaluate_model
     from .eval.tasks import parse_task_list
@@ -161,6 +163,22 @@ def cmd_eval(args) -> int:
     return _report_failures(failures(results))
 
 
+def _eval_multilingual(args) -> int:
+    from .eval.multilingual import parse_languages
+    from .submit import evaluate_multilingual_model
+
+    if not args.tasks_dir:
+        raise ValueError("--suite multilingual needs --tasks-dir PATH: the lm-eval task folder (the official "
+                         "multilingual/tasks, which defines zeroshot_eng, zeroshot_nld and zeroshot_zho)")
+    summary = evaluate_multilingual_model(args.model, args.tasks_dir, args.out, languages=parse_languages(args.languages),
+                                          program=args.lm_eval, device=args.device, batch_size=args.batch_size,
+                                          force=args.force)
+    out = Path(summary["out"])
+    print((out / "multilingual.md").read_text(encoding="utf-8"))
+    print(f"tables in {out / 'multilingual.md'} and {out / 'multilingual.json'}")
+    return _report_failures(summary["failed"])
+
+
 def _report_failures(failed: dict[str, str]) -> int:
     """Print the tasks that failed (stderr); the exit code: 1 if any failed, else 0."""
     for task, error in failed.items():
@@ -181,9 +199,32 @@ def cmd_finetune(args) -> None:
     model_dir = resolve_checkpoint(args.model, args.checkpoint)
     out = Path(args.out) if args.out else Path("results") / model_dir.name / "finetune"
     results = finetune_tasks(model_dir, tasks, args.data, out, lr=args.lr, batch_size=args.batch_size,
-                             epochs=args.epochs, max_length=args.max_length, seed=args.seed, device=args.device)
+                             epochs=args.epochs, max_length=args.max_length, seed=args.seed, device=args.device,
+                             rules=args.rules, force=args.force)
     print(format_results(results))
     print(f"results in {out}")
+
+
+def cmd_submit(args) -> int:
+    from .submit import submit, submit_multilingual
+
+    if args.track == "multilingual":
+        if not args.tasks_dir:
+            raise ValueError("--track multilingual needs --tasks-dir PATH: the lm-eval task folder (official "
+                             "multilingual/tasks)")
+        report = submit_multilingual(args.model, args.tasks_dir, args.out, program=args.lm_eval, device=args.device,
+                                     batch_size=args.batch_size, force=args.force)
+    else:
+        if not args.data:
+            raise ValueError("--data DIR is required: the official evaluation_data folder (full_eval, fast_eval) "
+                             "or its full_eval folder")
+        report = submit(args.model, args.data, args.track, args.out, device=args.device, batch_size=args.batch_size,
+                        force=args.force, progress=not args.no_progress)
+    for line in report.problems:
+        print(f"NOT READY {line}", file=sys.stderr)
+    verdict = "passes the official size checks" if report.ok else f"has {len(report.problems)} problem(s) above"
+    print(f"submission in {report.folder}: upload {report.collated} ({verdict})")
+    return 0 if report.ok else 1
 
 
 def cmd_report(args) -> None:
@@ -288,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = with_config(sub.add_parser("run", help="the whole run: data, training, evaluation of every checkpoint, "
                                                  "report and export, each stage skipped when already done"))
     sp.add_argument("--force", nargs="+", default=[], metavar="STAGE",
-                    help="redo these stages: data, train, fast, full, report, export (data and train redo what follows)")
+                    help="redo these stages: data, train, fast, full, report, export, submit (data and train redo what follows)")
     sp.add_argument("--no-progress", action="store_true", help="no progress bars")
     sp.set_defaults(func=cmd_run)
 
@@ -357,6 +398,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--device", default="auto")
     sp.add_argument("--out", help="results folder (default: <run>/results[/<checkpoint>])")
     sp.add_argument("--language", help="language tag (e.g. nld): reads DATA/<lang>/ if present, writes OUT/<lang>/")
+    sp.add_argument("--suite", choices=("babylm", "multilingual"), default="babylm",
+                    help="babylm: the strict-track zero-shot tasks (default); multilingual: lm-eval with the "
+                         "multilingual track's task folder over the final model and every chck_*")
+    sp.add_argument("--tasks-dir", help="--suite multilingual: the lm-eval task folder (official multilingual/tasks)")
+    sp.add_argument("--languages", default="eng,nld,zho", help="--suite multilingual: zeroshot_<lang> groups to run")
+    sp.add_argument("--lm-eval", help="--suite multilingual: the lm_eval executable (default: lm_eval on the PATH)")
     sp.set_defaults(func=cmd_eval)
 
     sp = sub.add_parser("finetune", help="fine-tune a classification head on the GLUE tasks (official defaults)")
@@ -369,9 +416,27 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--epochs", type=int, default=None, help="default: 10 (30 for wsc)")
     sp.add_argument("--max-length", type=int, default=512)
     sp.add_argument("--seed", type=int, default=42)
+    sp.add_argument("--rules", choices=("2026", "2025"), default="2026",
+                    help="pooling: 2026 reads the last real token of a left-padded batch (official --padding_side left "
+                         "--take_final); 2025 the first position of a right-padded one (the 2025 defaults)")
+    sp.add_argument("--force", action="store_true", help="fine-tune again tasks whose result has the same inputs")
     sp.add_argument("--device", default="auto")
     sp.add_argument("--out", help="results folder (default: results/<model>/finetune)")
     sp.set_defaults(func=cmd_finetune)
+
+    sp = sub.add_parser("submit", help="the files the BabyLM leaderboard takes (official layout and collation), "
+                                       "evaluating what is missing; names every missing or short task and revision")
+    sp.add_argument("model", help="run folder (final model + every chck_*) or model folder (final model only)")
+    sp.add_argument("--track", choices=("strict-small", "strict", "multilingual"), default="strict-small")
+    sp.add_argument("--data", help="strict tracks: the official evaluation_data folder (or its full_eval)")
+    sp.add_argument("--tasks-dir", help="multilingual: the lm-eval task folder (official multilingual/tasks)")
+    sp.add_argument("--lm-eval", help="multilingual: the lm_eval executable (default: lm_eval on the PATH)")
+    sp.add_argument("--out", help="submission folder (default: <run>/submission, else ./submission)")
+    sp.add_argument("--force", action="store_true", help="evaluate again what has results from the same inputs")
+    sp.add_argument("--batch-size", type=int, default=64)
+    sp.add_argument("--device", default="auto")
+    sp.add_argument("--no-progress", action="store_true")
+    sp.set_defaults(func=cmd_submit)
 
     sp = sub.add_parser("report", help="side-by-side table (runs x tasks + average), plots and model-card section")
     sp.add_argument("runs", nargs="+", help="run folders (or results folders) already evaluated")

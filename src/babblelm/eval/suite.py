@@ -23,7 +23,7 @@ from ..models.registry import hf_progress_bars_off, register_auto_classes
 from ..device import resolve_device
 from ..rundir import RunDir, milestone_count, resolve_checkpoint
 from . import report
-from .aoa import curve_fitness, load_cdi, load_words, word_surprisals
+from .aoa import context_surprisals, curve_fitness, load_cdi, load_contexts, load_words, word_surprisals
 from .. import __version__
 from .records import files_sha256
 from .tasks import data_layout, evaluate_task, task_inputs
@@ -121,7 +121,7 @@ def plan_tasks(tasks: list[str], data_dir, out_dir: Path, identity: dict, shared
             except OSError:
                 pass  # then it is scored again
         if path.exists():
-            change = "--force" if force else what_changed(_stored(path), inputs)
+            change = "--force" if force else what_changed(_stored(path), inputs) or _lacks_items(_stored(path))
             if change is None:
                 settled[task] = _stored(path)
                 log(f"reusing {path} (same data, model and options)")
@@ -129,6 +129,12 @@ def plan_tasks(tasks: list[str], data_dir, out_dir: Path, identity: dict, shared
             log(f"re-scoring {task}: {change}")
         todo[task] = inputs
     return settled, todo
+
+
+def _lacks_items(stored: dict) -> str | None:
+    if "items" not in stored:
+        return "its result records no per-item predictions (written by an older babblelm)"
+    return None
 
 
 def _failed(task: str, err: Exception, log) -> dict:
@@ -212,7 +218,7 @@ def run_checkpoints(run_dir: Path) -> list[Path]:
 def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, out_dir: Path | None = None,
                              batch_size: int = 64, device: str = "auto", force: bool = False,
                              progress: bool = False, log=print, shared_prefix: bool = True, fast: bool = False,
-                             rules=None) -> dict:
+                             rules=None, aoa_contexts: bool = False) -> dict:
     """Score every checkpoint (with the first one's tokenizer), then learning curves, AoA and the best
     checkpoint; the summary also says which tasks failed where. Results (and AoA surprisals) already
     on disk are reused when computed from the same inputs (`plan_tasks`).
@@ -220,7 +226,9 @@ def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, out_dir: Path 
     AoA runs when `data_dir/aoa/` exists and fails on its own, like a task: its files are read first
     (a bad one costs no scoring), and any AoA error (bad data, surprisals a checkpoint cannot score,
     the fit) is summary["failed"]["all_checkpoints"]["aoa"]; the tasks, learning curves and best
-    checkpoint are still written, and an earlier `aoa.json` is set aside (`aoa.json.stale`)."""
+    checkpoint are still written, and an earlier `aoa.json` is set aside (`aoa.json.stale`). With
+    `aoa_contexts`, each checkpoint's `aoa_contexts.json` also holds every word's surprisal after each of
+    its contexts (`aoa.context_surprisals`, the official AoA run's default; what a submission holds)."""
     from .load import load_tokenizer
 
     register_auto_classes()
@@ -229,11 +237,12 @@ def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, out_dir: Path 
     tokenizer = load_tokenizer(checkpoints[0])
     device = resolve_device(device)
     aoa_dir = data_layout(data_dir)[0] / "aoa"
-    aoa_words = aoa_cdi = aoa_data = aoa_failed = None
+    aoa_words = aoa_cdi = aoa_data = aoa_failed = word_contexts = None
     if aoa_dir.is_dir():
         words_file = aoa_dir / "cdi_childes.json"
         try:
             aoa_words, aoa_cdi = load_words(words_file), load_cdi(aoa_dir)
+            word_contexts = load_contexts(words_file) if aoa_contexts else None
             aoa_data = {"data": str(words_file.resolve()), "data_sha256": files_sha256([words_file])}
         except Exception as err:  # noqa: BLE001 (AoA fails on its own, like a task)
             aoa_failed = _aoa_failed(f"{type(err).__name__}: {err}", log)
@@ -247,8 +256,11 @@ def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, out_dir: Path 
         aoa_path = folder / "aoa_surprisal.json"
         aoa_inputs = {**aoa_data, **identity} if aoa_data is not None and aoa_failed is None else None
         need_aoa = aoa_inputs is not None and (force or what_changed(_stored(aoa_path), aoa_inputs) is not None)
+        contexts_path = folder / "aoa_contexts.json"
+        need_contexts = (aoa_contexts and aoa_inputs is not None
+                         and (force or what_changed(_stored(contexts_path), aoa_inputs) is not None))
         model = None
-        if todo or need_aoa:
+        if todo or need_aoa or need_contexts:
             log(f"== {checkpoint.name}")
             with hf_progress_bars_off():
                 model = AutoModelForCausalLM.from_pretrained(checkpoint, trust_remote_code=True).to(device).eval()
@@ -261,6 +273,9 @@ def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, out_dir: Path 
                 if need_aoa:
                     surprisal = word_surprisals(model, tokenizer, aoa_words, batch_size)
                     aoa_path.write_text(json.dumps({"inputs": aoa_inputs, "surprisal": surprisal}), encoding="utf-8")
+                if need_contexts:
+                    surprisal = context_surprisals(model, tokenizer, word_contexts, batch_size)
+                    contexts_path.write_text(json.dumps({"inputs": aoa_inputs, "surprisal": surprisal}), encoding="utf-8")
                 surprisal_curves[checkpoint.name] = _stored(aoa_path)["surprisal"]
             except Exception as err:  # noqa: BLE001 (the other checkpoints' tasks still run; AoA is not scored on)
                 aoa_failed = _aoa_failed(f"{checkpoint.name}: {type(err).__name__}: {err}", log)

@@ -24,7 +24,7 @@ from .blimp import load_blimp
 from .metrics import accuracy_by, macro, spearman
 from .reading import READING_FOLDER, evaluate_reading, reading_file
 from .records import EvalDataError, field, files_sha256, jsonl_records, task_files, text
-from .rules import Rules, credit, gold_tied, rules_of
+from .rules import Rules, credit, gold_tied, picks, rules_of
 from .scoring import score_continuations
 
 ENTITY_TRACKING_SPLITS = ("regular", "ambiref", "move_contents")
@@ -432,7 +432,8 @@ def _accuracy(name: str, choices: list[Choice], hits: list[float]) -> tuple[dict
 def evaluate_task(model, tokenizer, name: str, data_dir, batch_size: int = 64, progress: bool = False,
                   shared_prefix: bool = True, alone: bool = True, fast: bool = False, rules=None) -> dict:
     """Load, score and summarize one task under `rules` (a year; default 2026) -> {"task", "scores",
-    "by_uid", ..., "rules", "n_items", "data", "seconds"}.
+    "by_uid", ..., "rules", "n_items", "data", "items", "seconds"}; "items" holds, per item of
+    `task_choices` in order, the option the official pipeline would predict (`rules.picks`).
 
     `shared_prefix`: run the options' shared context once (KV cache) on tasks that have one: the
     same scores up to float rounding, and faster (BENCHMARKS.md, "Evaluation speed against the official pipeline").
@@ -442,14 +443,12 @@ def evaluate_task(model, tokenizer, name: str, data_dir, batch_size: int = 64, p
     if name not in ALL_TASKS:
         raise ValueError(f"unknown task {name!r}; known: {', '.join(ALL_TASKS)}")
     rules = rules_of(rules)
-    folders = task_folders(name, data_dir, alone, fast)
     if name == "reading":
-        return {**evaluate_reading(model, tokenizer, folders[0], batch_size=batch_size, progress=progress),
+        folder = task_folders(name, data_dir, alone, fast)[0]
+        return {**evaluate_reading(model, tokenizer, folder, batch_size=batch_size, progress=progress),
                 "rules": rules.year}
     start = time.perf_counter()
-    choices, dropped = load_task(name, folders, rules)
-    if fast and data_layout(data_dir)[1] is None:
-        choices = fast_subset(name, choices, rules)
+    choices, folders, dropped = task_choices(name, data_dir, alone, fast, rules.year)
     if not choices:
         raise EvalDataError(f"{', '.join(map(str, folders))}: no {name} items left to score under the {rules.year} "
                             f"rules ({dropped} dropped: an option contains \"nothing\")")
@@ -459,7 +458,18 @@ def evaluate_task(model, tokenizer, name: str, data_dir, batch_size: int = 64, p
     if name == "entity_tracking" and rules.drop_nothing:
         summary["dropped"] = {"items": dropped, "why": 'an option contains "nothing" (2026 entity tracking)'}
     return {"task": name, **summary, "n_items": len(choices), "data": ", ".join(map(str, folders)),
-            "seconds": time.perf_counter() - start}
+            "items": picks(scores, rules.ties), "seconds": time.perf_counter() - start}
+
+
+def task_choices(name: str, data_dir, alone: bool = True, fast: bool = False, rules=None):
+    """(the items task `name` scores, in order, the folders they come from, how many the rules dropped):
+    the full data, or with `fast` the fast_eval folder's items, else the full data's `fast_subset`."""
+    rules = rules_of(rules)
+    folders = task_folders(name, data_dir, alone, fast)
+    choices, dropped = load_task(name, folders, rules)
+    if fast and data_layout(data_dir)[1] is None:
+        choices = fast_subset(name, choices, rules)
+    return choices, folders, dropped
 
 
 def average(scores: dict[str, float]) -> float:
