@@ -4,6 +4,7 @@ here fails `test_every_verb_is_covered`."""
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -70,10 +71,11 @@ def run(work) -> Path:
 
 def test_babble_demo(tmp_path):
     out = babble("demo", "--quick", "--out", tmp_path / "demo", cwd=tmp_path).stdout
-    line = next(line for line in out.splitlines() if line.startswith("minimal-pair accuracy:"))
+    line = next(line for line in out.splitlines() if line.startswith("demo minimal-pair accuracy (demo_pairs; "))
     assert "% before -> " in line and "sample from the exported model: 'the little dog" in out
     assert (tmp_path / "demo" / "run" / "hf" / "model.safetensors").is_file()
-    assert (tmp_path / "demo" / "run" / "results" / "final" / "blimp.json").is_file()
+    assert (tmp_path / "demo" / "run" / "results" / "final" / "demo_pairs.json").is_file()
+    assert not (tmp_path / "demo" / "run" / "results" / "final" / "blimp.json").exists()
     assert "| stage | status | time | detail |" in out and (tmp_path / "demo" / "run" / "results" / "report.md").is_file()
 
 
@@ -86,6 +88,9 @@ def test_babble_data_prepare(work, tmp_path):
     out = babble("data", "prepare", "config.yaml", "--out", tmp_path / "prepared", cwd=work).stdout
     manifest = json.loads((tmp_path / "prepared" / "manifest.json").read_text())
     assert f"prepared {manifest['splits']['train']['words']:,} training words into {tmp_path / 'prepared'}" in out
+    for name, alloc in manifest["allocations"].items():  # what each source gave, one line each
+        assert re.search(rf"^  {name} +{alloc['words']:,} words +{alloc['lines']:,} lines", out, re.M), out
+    assert "next: `babble data stats" in out
 
 
 def test_babble_data_audit(run):
@@ -105,6 +110,7 @@ def test_babble_run(work, tmp_path):
     cfg["eval"] = {"tasks": ["blimp", "ewok"], "data": str(work / "eval")}
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
     out = babble("run", "run.yaml", "--no-progress", cwd=tmp_path).stdout
+    assert "sources (" in out and "next: `babble generate" in out
     table = out[out.index("| stage | status |"):]
     for stage in ("data", "train", "fast", "full", "report", "export"):
         assert f"| {stage} | done |" in table, table
