@@ -86,3 +86,34 @@ def test_eval_rules_default_to_2026_and_read_the_year_as_a_number():
     assert load_config(PRESET, overrides=["eval.rules=2025"]).eval.rules == "2025"  # YAML reads 2025 as a number
     with pytest.raises(ConfigError, match=r"eval\.rules: expected one of '2026', '2025', got 2024"):
         load_config(PRESET, overrides=["eval.rules=2024"])
+
+
+def test_threads_as_asked_else_the_free_cores(monkeypatch, tmp_path):
+    """`run.threads` / `--threads N` as given; else OMP_NUM_THREADS; else the cores the load average leaves
+    free (at least 1); `babble train --threads` records it in the run's config and applies it."""
+    import torch
+
+    from babblelm import device
+    from babblelm.cli import _load_cfg, build_parser
+
+    assert device.cpu_threads(3) == (3, "as asked")
+    with pytest.raises(ValueError, match="at least 1"):
+        device.cpu_threads(0)
+    with pytest.raises(ConfigError, match="run.threads: must be >= 1"):
+        load_config(PRESET, overrides=["run.threads=0"])
+    monkeypatch.setattr(device.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    for load, threads in ((0.1, 2), (1.0, 1), (3.5, 1)):
+        monkeypatch.setattr(device.os, "getloadavg", lambda load=load: (load, load, load))
+        assert device.cpu_threads(None)[0] == threads, load
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert device.cpu_threads(None) == (1, "OMP_NUM_THREADS")
+
+    before = torch.get_num_threads()
+    try:
+        args = build_parser().parse_args(["train", str(PRESET), "--threads", "1"])
+        assert _load_cfg(args).run.threads == 1 and torch.get_num_threads() == 1
+        args = build_parser().parse_args(["train", str(PRESET), "--set", "run.threads=2"])
+        assert _load_cfg(args).run.threads == 2 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

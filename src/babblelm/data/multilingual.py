@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ..config import DataSection, MixingSection, TokenizerSection
 from .blocks import MANIFEST, token_dtype, write_blocks
-from .corpus import DataError
+from .corpus import DataError, warn_once
 from .mixing import round_robin
 from .prepare import (_budget, _check_out_dir, _check_splits, _source_settings, _split_streams, _survey, _write_json,
                       file_sha256)
@@ -65,7 +65,7 @@ def prepare_multilingual(mix: MixingSection, data_cfg: DataSection, tok_cfg: Tok
         _check_out_dir(str(corpus), out_dir)
         scans[lang] = scan_corpus(corpus, exclude=out_dir)
         if scans[lang][1]:
-            log.warning("data: %s", skipped_summary(corpus, scans[lang][1]))
+            warn_once(log, skipped_summary(corpus, scans[lang][1]))
     files = {lang: scan[0] for lang, scan in scans.items()}
     skipped = {lang: [{"file": str(s.path), "reason": s.reason} for s in scan[1]] for lang, scan in scans.items()}
     chash = hashlib.sha256(json.dumps({"mixing": dataclasses.asdict(mix), "data": dataclasses.asdict(data_cfg),
