@@ -169,8 +169,11 @@ def test_server_completions(client):
                                      top_p=0.9, seed=5)
     assert [c.index for c in many.choices] == [0, 1, 2, 3]
 
-    stopped = client.completions.create(model="tiny", prompt="the dog", max_tokens=20, temperature=0, stop=[" "])
-    assert " " not in stopped.choices[0].text
+    stopped = client.completions.create(model="tiny", prompt="the dog", max_tokens=20, temperature=0, stop=[" "],
+                                        logprobs=1)
+    text, lp = stopped.choices[0].text, stopped.choices[0].logprobs
+    assert " " not in text and stopped.choices[0].finish_reason == "stop"
+    assert "".join(lp.tokens).startswith(text) and all(o < len("the dog") + len(text) for o in lp.text_offset)
 
     chunks = list(client.completions.create(model="tiny", prompt="the dog", max_tokens=6, temperature=0, stream=True,
                                             stream_options={"include_usage": True}))
