@@ -89,7 +89,7 @@ def test_eval_rules_default_to_2026_and_read_the_year_as_a_number():
 
 
 def test_threads_as_asked_else_the_free_cores(monkeypatch, tmp_path):
-    """`run.threads` / `--threads N` as given; else OMP_NUM_THREADS; else the cores the load average leaves
+    """`run.threads` / `--threads N` as given; else OMP_NUM_THREADS; else the cores other processes leave
     free (at least 1); `babble train --threads` records it in the run's config and applies it."""
     import torch
 
@@ -101,11 +101,12 @@ def test_threads_as_asked_else_the_free_cores(monkeypatch, tmp_path):
         device.cpu_threads(0)
     with pytest.raises(ConfigError, match="run.threads: must be >= 1"):
         load_config(PRESET, overrides=["run.threads=0"])
+    assert 0.0 <= device.busy_cores() <= len(device.os.sched_getaffinity(0))  # measured from /proc/stat
     monkeypatch.setattr(device.os, "sched_getaffinity", lambda pid: {0, 1})
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    for load, threads in ((0.1, 2), (1.0, 1), (3.5, 1)):
-        monkeypatch.setattr(device.os, "getloadavg", lambda load=load: (load, load, load))
-        assert device.cpu_threads(None)[0] == threads, load
+    for busy, threads in ((0.1, 2), (1.0, 1), (1.9, 1)):
+        monkeypatch.setattr(device, "busy_cores", lambda busy=busy: busy)
+        assert device.cpu_threads(None) == (threads, f"auto: 2 cores, {busy:.1f} busy with other work"), busy
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert device.cpu_threads(None) == (1, "OMP_NUM_THREADS")
 
