@@ -43,6 +43,19 @@ def verbs(parser=None, prefix="") -> set[str]:
     return found
 
 
+def test_help_gives_defaults_and_descriptions():
+    """Options a newcomer asked about say what they do and their default in `--help`."""
+    def option(verb: str, flag: str):
+        sub = next(a for a in build_parser()._subparsers._group_actions).choices[verb]
+        return next(a for a in sub._actions if flag in a.option_strings)
+
+    for verb, flag, default in (("serve", "--port", "8000"), ("generate", "--max-new-tokens", "40"),
+                                ("eval", "--batch-size", "64"), ("demo", "--seed", "0"), ("finetune", "--tasks", "boolq")):
+        assert f"(default: {default}" in option(verb, flag).help, (verb, flag)
+    for verb in ("demo", "run", "train", "sweep", "eval", "finetune", "generate", "serve"):
+        assert "CPU threads" in option(verb, "--threads").help, verb
+
+
 def test_every_verb_is_covered():
     tested = {name[len("test_babble_"):] for name in globals() if name.startswith("test_babble_")}
     assert verbs() <= tested, f"verbs without a console-script test: {sorted(verbs() - tested)}"
