@@ -156,9 +156,8 @@ def _data(run: RunDir) -> str:
             f"({train.get('tokens', 0):,} tokens) from {len(manifest.get('inputs', {}).get('train', []))} file(s).")
     allocations = manifest.get("allocations", {})
     if allocations:
-        total = budget.get("max_words") or budget.get("max_bytes")
-        how = f"`{budget.get('allocation')}` allocation of {total:,} {next(iter(allocations.values())).get('unit')}" \
-            if total else "no budget: all the cleaned text"
+        total, unit = budget.get("max_words") or budget.get("max_bytes"), next(iter(allocations.values())).get("unit")
+        how = f"`{budget.get('allocation')}` allocation of {total:,} {unit}" if total else "no budget: all the cleaned text"
         rows = [(name, f"{a.get('available', 0):,} {a.get('unit')}", f"{a.get('words', 0):,}", f"{a.get('lines', 0):,}")
                 for name, a in allocations.items()]
         text += (f"\n\nSources ({how}; from `data/manifest.json`):\n\n"
@@ -197,11 +196,11 @@ def _zero_shot(results: dict[str, dict]) -> str:
     """One folder's task results: what they were scored on and how, a table, and what any unofficial task is."""
     from .eval.tasks import TASKS
 
-    data = sorted({str(r.get("inputs", {}).get("data", "")) for r in results.values()} - {""})
+    data = sorted({Path(r["inputs"]["data"]).name for r in results.values() if r.get("inputs", {}).get("data")})
     rules = sorted({str(r["rules"]) for r in results.values() if r.get("rules")})
-    head = (f"Scored as the official BabyLM pipeline scores causal models"
-            + (f", {' and '.join(rules)} rules" if rules else "") + (f", on {', '.join(f'`{Path(d).name}`' for d in data)}" if data else "")
-            + ".")
+    head = "Scored as the official BabyLM pipeline scores causal models"
+    head += f", {' and '.join(rules)} rules" if rules else ""
+    head += f", on {', '.join(f'`{name}`' for name in data)}." if data else "."
     rows = [(task, name, f"{value:.2f}") for task, r in results.items() for name, value in r["scores"].items()]
     notes = [f"`{task}`: {TASKS[task].about}." for task in results if task in TASKS and TASKS[task].about]
     return "\n\n".join([head, _table(rows, ("task", "score", "value")), *notes])
