@@ -29,6 +29,8 @@ class RunSection:
     out_dir: str = field(default="runs/{name}", metadata={"help": "run folder; {name} is replaced by run.name"})
     seed: int = field(default=1337, metadata={"min": 0})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N"})
+    threads: int | None = field(default=None, metadata={
+        "min": 1, "help": "CPU threads (torch); null: the cores other processes leave free (docs/training.md)"})
 
     def validate(self):
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
@@ -58,7 +60,8 @@ class DataSection:
     track: Literal["strict-small", "strict", "none"] = "strict-small"
     max_words: int | None = field(default=None, metadata={"min": 1, "help": "use at most this many training words"})
     max_bytes: int | None = field(default=None, metadata={"min": 1, "help": "or at most this many bytes of cleaned text"})
-    allocation: Literal["corpus_order", "proportional", "equal", "weighted", "listed"] = "corpus_order"
+    allocation: Literal["proportional", "corpus_order", "equal", "weighted", "listed"] = field(
+        default="proportional", metadata={"help": "how data.max_words / max_bytes is split between sources"})
     order: Literal["concat", "round_robin"] = field(default="concat", metadata={"help": "how selected sources are mixed"})
     text_field: str = field(default="text", metadata={"help": "the text field of .jsonl records"})
     max_line_bytes: int = field(default=1_000_000, metadata={"min": 1, "help": "longer lines are skipped and counted"})
@@ -69,7 +72,7 @@ class DataSection:
 
         if self.max_words is not None and self.max_bytes is not None:
             yield "max_bytes", "set data.max_words or data.max_bytes, not both"
-        if self.allocation in ("proportional", "equal", "weighted") and self.max_words is None and self.max_bytes is None:
+        if self.allocation in ("equal", "weighted") and self.max_words is None and self.max_bytes is None:
             yield "allocation", f"{self.allocation!r} divides a total: set data.max_words or data.max_bytes"
         if self.allocation == "listed" and self.max_bytes is not None:
             yield "max_bytes", "allocation 'listed' takes words per source (data.sources.<name>.words)"

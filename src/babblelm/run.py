@@ -21,6 +21,7 @@ and train, everything after it). The end is one summary table.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -85,6 +86,8 @@ def run_all(cfg: RunConfig, force: list[str] | None = None, progress: bool = Tru
 
 
 def _data(cfg, run, redo, progress, summary, log):
+    from .data.blocks import MANIFEST
+    from .data.prepare import format_allocation
     from .train.loop import source_for
 
     if redo and run.data.exists():
@@ -96,6 +99,8 @@ def _data(cfg, run, redo, progress, summary, log):
     before = manifests() if run.data.is_dir() else {}
     run.path.mkdir(parents=True, exist_ok=True)
     source_for(cfg).prepare(cfg, run, progress)
+    if (run.data / MANIFEST).is_file():  # one corpus (a multilingual run says its shares when it trains)
+        log(format_allocation(json.loads((run.data / MANIFEST).read_text(encoding="utf-8"))))
     return ("reused" if before and before == manifests() else "done"), f"{run.data}"
 
 
@@ -114,12 +119,10 @@ def _train(cfg, run, redo, progress, summary, log):
 
 
 def _fast(cfg, run, redo, progress, summary, log):
-    from .eval.rules import rules_of
     from .eval.suite import evaluate_all_checkpoints
-    from .eval.tasks import parse_task_list
+    from .eval.tasks import has_fast, parse_task_list
 
-    fast = rules_of(cfg.eval.rules).fast
-    tasks = [t for t in parse_task_list(",".join(cfg.eval.tasks), cfg.eval.rules) if t in fast]
+    tasks = [t for t in parse_task_list(",".join(cfg.eval.tasks), cfg.eval.rules) if has_fast(t, cfg.eval.rules)]
     if not cfg.eval.data or not tasks or not run.milestones():
         return "skipped", _why_not(cfg, tasks, run)
     result = evaluate_all_checkpoints(run.path, tasks, cfg.eval.data, run.fast_results, batch_size=cfg.eval.batch_size,

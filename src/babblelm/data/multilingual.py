@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..config import DataSection, MixingSection, TokenizerSection
 from .blocks import MANIFEST, token_dtype, write_blocks
-from .corpus import DataError
+from .corpus import DataError, warn_once
 from .prepare import (_budget, _check_out_dir, _check_splits, _source_settings, _split_streams, _survey, _write_json,
                       file_sha256)
 from .readers import scan_corpus, skipped_summary
@@ -74,7 +74,7 @@ def prepare_multilingual(mix: MixingSection, data_cfg: DataSection, tok_cfg: Tok
         _check_out_dir(str(corpus), out_dir)
         scans[lang] = scan_corpus(corpus, exclude=out_dir)
         if scans[lang][1]:
-            log.warning("data: %s", skipped_summary(corpus, scans[lang][1]))
+            warn_once(log, skipped_summary(corpus, scans[lang][1]))
     files = {lang: scan[0] for lang, scan in scans.items()}
     skipped = {lang: [{"file": str(s.path), "reason": s.reason} for s in scan[1]] for lang, scan in scans.items()}
     chash = multilingual_config_hash(mix, data_cfg, tok_cfg)

@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from ..config import TRACK_WORDS, DataSection, SourceSection, TokenizerSection
 from .blocks import MANIFEST, token_dtype, write_blocks
-from .corpus import DataError, ReadStats
+from .corpus import DataError, ReadStats, warn_once
 from .filters import FilterChain, chain_names, merge_reports
 from .mixing import allocate, measure, round_robin, take_within
 from .readers import CorpusFile, Skipped, canonical_source, read_text, scan_corpus, skipped_summary
@@ -82,11 +82,11 @@ def prepare_data(data_cfg: DataSection, tok_cfg: TokenizerSection, out_dir: str 
         log.info("data: reusing %s (same config hash %s, inputs and outputs unchanged)", out_dir, chash[:12])
         for message in cached["warnings"]:
             if message not in warnings:  # the others were just logged again
-                log.warning("data: %s", message)
+                warn_once(log, message)
         return cached
     if not_read:
         warnings.append(skipped_summary(data_cfg.corpus, not_read) + "; all listed in manifest.skipped_files")
-        log.warning("data: %s", warnings[-1])
+        warn_once(log, warnings[-1])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MANIFEST).unlink(missing_ok=True)
     shutil.rmtree(out_dir / CLEAN_DIR, ignore_errors=True)
@@ -156,10 +156,30 @@ def prepare_data(data_cfg: DataSection, tok_cfg: TokenizerSection, out_dir: str 
     return manifest
 
 
+def format_allocation(manifest: dict) -> str:
+    """What each source gave to the training text (`allocations`), one line per source, under a line
+    naming the budget and how it was split (`data.allocation`)."""
+    budget, allocations = manifest["budget"], manifest["allocations"]
+    unit = next(iter(allocations.values()))["unit"]
+    total = budget["max_bytes"] if unit == "bytes" else budget["max_words"]
+    head = (f"{budget['allocation']} allocation of {total:,} {unit}" if total is not None
+            else "no data.max_words or data.max_bytes: all the cleaned text")
+    width = max(map(len, allocations))
+    lines = [f"sources ({head}):"]
+    for name, a in allocations.items():
+        share = a[unit] / a["available"] if a["available"] else 0.0
+        lines.append(f"  {name:<{width}}  {a['words']:>12,} words  {a['lines']:>10,} lines  "
+                     f"({share:.0%} of its {a['available']:,} clean {unit})")
+    return "\n".join(lines)
+
+
 def _given_tokenizer(folder: Path, tok_dir: Path):
     """The tokenizer of a model folder, copied to `tok_dir`; it must know its BOS and EOS tokens (blocks frame lines)."""
     from transformers import AutoTokenizer
 
+    from ..models.registry import register_auto_classes
+
+    register_auto_classes()  # an export's config names a babblelm model type: no remote-code prompt
     tokenizer = AutoTokenizer.from_pretrained(folder)
     if tokenizer.bos_token_id is None or tokenizer.eos_token_id is None:
         raise DataError(f"{folder}: its tokenizer has no BOS or EOS token (bos_token, eos_token in "
@@ -179,7 +199,7 @@ def _source_settings(data_cfg: DataSection, files: list[CorpusFile], warnings: l
     present = sorted({f.source for f in files})
     for name in sorted(set(configured) - set(present)):  # presets list sources a corpus may not have
         warnings.append(f"data.sources.{name}: no such source in {data_cfg.corpus} (its sources: {present}); unused")
-        log.warning("data: %s", warnings[-1])
+        warn_once(log, warnings[-1])
     settings = {}
     for source in present:
         sec = configured.get(source, SourceSection())
@@ -215,7 +235,7 @@ def _survey(file: CorpusFile, index: int, setting: dict, data_cfg: DataSection, 
     }  # fmt: skip
     for message in _read_warnings(record, stats, data_cfg.max_line_bytes):
         warnings.append(f"{file.path}: {message}")
-        log.warning("data: %s", warnings[-1])
+        warn_once(log, warnings[-1])
     return record
 
 

@@ -205,6 +205,7 @@ class Task:
     load: Callable[[Path], list[Choice]]  # one folder's items
     metric: str  # "accuracy" or "spearman"
     shared_prefix: bool  # do the options share their context (run it once)?
+    about: str = ""  # only for a task that is not an official BabyLM task: what it is (said beside its scores)
 
 
 TASKS = {
@@ -219,6 +220,8 @@ TASKS = {
         Task("global_piqa", ("global_piqa_parallel", "global_piqa_nonparallel"), load_global_piqa, "accuracy", True),
         Task("wug_adj", ("wug_adj_nominalization",), load_wug, "spearman", True),
         Task("wug_past", ("wug_past_tense",), load_wug, "spearman", True),
+        Task("demo_pairs", ("demo_pairs",), load_minimal_pairs, "accuracy", False,
+             about="held-out minimal pairs generated from babble demo's grammar (synthetic; not BLiMP)"),
     )
 }
 ALL_TASKS = [*TASKS, "reading"]  # reading lives in reading.py (a regression, not a choice task)
@@ -335,10 +338,18 @@ def load_task(name: str, folders: list[Path], rules: Rules) -> tuple[list[Choice
     return choices, 0
 
 
+def has_fast(name: str, rules=None) -> bool:
+    """Can task `name` run in the fast evaluation under `rules`? The rules' fast tasks, and every task
+    that is not an official one (`Task.about`: scored whole)."""
+    return name in rules_of(rules).fast or bool(name in TASKS and TASKS[name].about)
+
+
 def fast_subset(name: str, choices: list[Choice], rules: Rules) -> list[Choice]:
     """The items of the full data that the official fast evaluation scores under `rules` (`Rules.fast`):
     the first items of each UID (or of the task, or of some groups) in file order, so a subset is the
-    same on every run."""
+    same on every run; every item of a task that is not an official one."""
+    if name in TASKS and TASKS[name].about:
+        return choices
     if name not in rules.fast:
         raise ValueError(f"task {name!r} has no fast subset under the {rules.year} rules; fast tasks: "
                          f"{', '.join(rules.fast)}")
@@ -367,9 +378,19 @@ def task_inputs(name: str, data_dir, alone: bool = True, shared_prefix: bool = T
     else:
         files = [path for folder in folders for path in task_files(folder, name)]
         root, shared = Path(os.path.commonpath(folders)), TASKS[name].shared_prefix and shared_prefix
-    data = files[0] if name == "reading" else folders[0] if len(folders) == 1 else root
-    return {"data": str(data.resolve()), "data_sha256": files_sha256(files, root), "shared_prefix": shared,
+    return {"data": _data_path(name, folders, files), "data_sha256": files_sha256(files, root), "shared_prefix": shared,
             "fast": fast, "rules": rules_of(rules).year}
+
+
+def task_data(name: str, data_dir, alone: bool = True, fast: bool = False) -> str:
+    """The data path a result of task `name` on `data_dir` records (`task_inputs`' "data"), without hashing."""
+    folders = task_folders(name, data_dir, alone, fast)
+    return _data_path(name, folders, [reading_file(folders[0])] if name == "reading" else [])
+
+
+def _data_path(name: str, folders: list[Path], files: list[Path]) -> str:
+    data = files[0] if name == "reading" else folders[0] if len(folders) == 1 else Path(os.path.commonpath(folders))
+    return str(data.resolve())
 
 
 def parse_task_list(spec: str, rules=None) -> list[str]:

@@ -26,7 +26,8 @@ from tqdm.auto import tqdm
 
 from ..config import RunConfig, save_config
 from ..configbase import to_dict
-from ..models.registry import count_parameters, hf_progress_bars_off, init_folder, parse_model_section
+from ..models.registry import (count_parameters, hf_progress_bars_off, init_folder, parse_model_section,
+                               register_auto_classes)
 from ..rundir import FINAL, LAST, RunDir
 from . import changes
 from . import checkpoints as ckpt
@@ -112,6 +113,7 @@ def build_model(cfg: RunConfig, tokenizer):
     if init_tokenizer(cfg) is not None:
         from transformers import AutoTokenizer
 
+        register_auto_classes()  # an export's config names a babblelm model type: no remote-code prompt
         if AutoTokenizer.from_pretrained(folder).get_vocab() != tokenizer.get_vocab():
             raise ValueError(f"model.init_from: the run's tokenizer is not the one of {folder}, which its weights "
                              "were trained with (only monolingual runs encode their text with it)")

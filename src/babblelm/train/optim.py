@@ -15,6 +15,7 @@ Parameter families (`split_parameters`):
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 from torch import nn
@@ -94,14 +95,24 @@ def build_optimizer(model: nn.Module, cfg: OptimSection) -> Optimizers:
 
 
 def describe(optimizers: Optimizers) -> str:
-    """Which parameter went to which optimizer, one line per parameter group."""
+    """Which parameter went to which optimizer, one line per parameter group (the layers' tensors by name
+    pattern: `model.layers.*.mlp.up_proj.weight x4` for one tensor in each of 4 layers)."""
     lines = []
     for opt_name, opt in optimizers.optimizers.items():
         for g in opt.param_groups:
             n = sum(p.numel() for p in g["params"])
             lines.append(f"  {opt_name} [{g['family']}] peak lr {g.get('peak_lr', g['lr']):g} wd {g['weight_decay']:g}: "
-                         f"{len(g['params'])} tensors, {n:,} parameters: {', '.join(g['names'])}")
+                         f"{len(g['params'])} tensors, {n:,} parameters: {name_patterns(g['names'])}")
     return "optimizer parameter groups:\n" + "\n".join(lines)
+
+
+def name_patterns(names: list[str]) -> str:
+    """Tensor names with their layer numbers as `*`, each pattern once, with its count when above one."""
+    counts: dict[str, int] = {}
+    for name in names:
+        pattern = re.sub(r"\.\d+\.", ".*.", name)
+        counts[pattern] = counts.get(pattern, 0) + 1
+    return ", ".join(pattern + (f" x{n}" if n > 1 else "") for pattern, n in counts.items())
 
 
 def warmup_steps(total_steps: int, cfg: ScheduleSection) -> int:
