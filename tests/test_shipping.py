@@ -12,6 +12,7 @@ from babblelm.data.tokenizer import train_tokenizer
 from babblelm.generate import load_for_generation, stream_text
 from babblelm.serve.engine import Engine, Token, eos_ids
 from babblelm.serve.sampling import Sampling
+from babblelm.models.native import NATIVE
 from babblelm.models.registry import get, names, parse_model_section
 from babblelm.train.loop import train
 from conftest import tiny_raw
@@ -139,14 +140,16 @@ def test_generate_prompts_file(run_dir, tmp_path, capsys):
     assert "a PROMPT or --prompts FILE" in capsys.readouterr().err
 
 
-def test_native_export_loads_back_for_the_engine(run_dir, tmp_path):
-    """A Transformer exported as a native Llama folder is generated from as babblelm's own model."""
+@pytest.mark.parametrize("arch_name", sorted(NATIVE))
+def test_native_export_loads_back_for_the_engine(arch_name, tokenizer_dir, tmp_path):
+    """A native export (LlamaForCausalLM, GPT2LMHeadModel) is generated from as babblelm's own model."""
     from babblelm.export import export_model
 
-    exported = export_model(run_dir, tmp_path / "hf")
-    assert json.loads((exported / "config.json").read_text())["model_type"] == "llama"
+    folder = random_model_folder(arch_name, tokenizer_dir, tmp_path / "model")
+    exported = export_model(folder, tmp_path / "hf", log=lambda *_: None)
+    assert json.loads((exported / "config.json").read_text())["model_type"] == NATIVE[arch_name].model_type
     native, tok = load_for_generation(exported, device="cpu")
-    original, _ = load_for_generation(run_dir, device="cpu")
+    original, _ = load_for_generation(folder, device="cpu")
     assert type(native) is type(original)
     ids = torch.tensor([tok("the dog sees the ball").input_ids])
     with torch.no_grad():

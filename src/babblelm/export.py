@@ -3,8 +3,9 @@
 The folder loads on every transformers from the official BabyLM pipeline's pin (4.51.3) to the
 newest, with only torch and transformers installed:
 
-- the Transformer is written as a native `LlamaForCausalLM` (no remote code; see models/native.py),
-  unless `remote_code=True` or the mapping fails its logits check, which is then said;
+- the Transformer is written as a native `LlamaForCausalLM` and GPT-2 as a native `GPT2LMHeadModel`
+  (no remote code; see models/native.py), unless `remote_code=True` or the mapping fails its logits
+  check, which is then said;
 - every other architecture carries its modeling code (the module, `layers.py`, BLaLM's `mlstm.py`)
   with an `auto_map` for `AutoConfig`, `AutoModel` (the bare decoder: `last_hidden_state`, as the
   official GLUE fine-tuning reads it) and `AutoModelForCausalLM`.
@@ -22,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from .card import model_card
-from .models.native import as_llama, llama_config
+from .models.native import NATIVE, as_native
 from .models.registry import arch_for_folder, hf_progress_bars_off, register_auto_classes
 from .rundir import RunDir, resolve_checkpoint
 from .train.checkpoints import HYPERPARAMETERS, hyperparameters
@@ -47,18 +48,19 @@ def export_model(path: str | Path, out_dir: str | Path, checkpoint: str | None =
     out.mkdir(parents=True, exist_ok=True)
     generation = GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                                   pad_token_id=tokenizer.pad_token_id)
-    native, why = (None, "remote code requested") if remote_code or arch.name != "transformer" else as_llama(model)
+    mapping = NATIVE.get(arch.name)
+    native, why = (None, "remote code requested") if remote_code or mapping is None else as_native(arch.name, model)
     if native is not None:
         _save_weights(native, out, generation)
-        (out / "config.json").write_text(json.dumps(llama_config(model.config), indent=2), encoding="utf-8")
+        (out / "config.json").write_text(json.dumps(mapping.config(model.config), indent=2), encoding="utf-8")
     else:
-        if arch.name == "transformer" and not remote_code:
-            log(f"exporting as babblelm remote code, not as LlamaForCausalLM: {why}")
+        if mapping is not None and not remote_code:
+            log(f"exporting as babblelm remote code, not as {mapping.class_name}: {why}")
         _save_weights(model, out, generation)
         _write_auto_map(out / "config.json", model)
     _save_tokenizer(tokenizer, out)
     _write_hyperparameters(src, out / HYPERPARAMETERS)
-    (out / "README.md").write_text(model_card(src, model, arch.name, native=native is not None), encoding="utf-8")
+    (out / "README.md").write_text(model_card(src, model, arch.name, native=mapping.class_name if native is not None else None), encoding="utf-8")
     if (run := RunDir.of(src)) is not None and (run.path / "mixing.png").exists():
         (out / "mixing.png").write_bytes((run.path / "mixing.png").read_bytes())
     return out

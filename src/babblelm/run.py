@@ -1,6 +1,6 @@
 """`babble run CONFIG`: a whole run in one command, each stage skipped when its outputs are there.
 
-    data -> train -> fast eval of every chck_* -> full eval of final -> report -> export
+    data -> train -> fast eval of every chck_* -> full eval of final -> report -> export -> submit
 
 - data: the prepared corpus (reused when its inputs and settings are unchanged);
 - train: with the word-milestone checkpoints; continued from its resume point when interrupted;
@@ -10,7 +10,10 @@
 - full: the final model on the configured zero-shot tasks (`eval.tasks`, data in `eval.data`,
   scored under `eval.rules`);
 - report: `results/report.md`, each score beside its bounds with ties counted right and wrong;
-- export: `<run>/hf`, a git repository with the final model on `main` and a branch per `chck_*`.
+- export: `<run>/hf`, a git repository with the final model on `main` and a branch per `chck_*`;
+- submit: when `eval.data` is a full evaluation folder, `<run>/submission`: the leaderboard's files
+  for `data.track` (`babble submit`: what they need and the stages above did not score is scored
+  now, every result already there reused), each missing or short task and revision a failure.
 
 A rerun continues where the last one stopped; `--force STAGE` redoes one stage (and, for data
 and train, everything after it). The end is one summary table.
@@ -18,6 +21,7 @@ and train, everything after it). The end is one summary table.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -26,7 +30,7 @@ from pathlib import Path
 from .config import RunConfig
 from .rundir import FINAL, RunDir
 
-STAGES = ("data", "train", "fast", "full", "report", "export")
+STAGES = ("data", "train", "fast", "full", "report", "export", "submit")
 
 
 @dataclass
@@ -82,6 +86,8 @@ def run_all(cfg: RunConfig, force: list[str] | None = None, progress: bool = Tru
 
 
 def _data(cfg, run, redo, progress, summary, log):
+    from .data.blocks import MANIFEST
+    from .data.prepare import format_allocation
     from .train.loop import source_for
 
     if redo and run.data.exists():
@@ -93,6 +99,8 @@ def _data(cfg, run, redo, progress, summary, log):
     before = manifests() if run.data.is_dir() else {}
     run.path.mkdir(parents=True, exist_ok=True)
     source_for(cfg).prepare(cfg, run, progress)
+    if (run.data / MANIFEST).is_file():  # one corpus (a multilingual run says its shares when it trains)
+        log(format_allocation(json.loads((run.data / MANIFEST).read_text(encoding="utf-8"))))
     return ("reused" if before and before == manifests() else "done"), f"{run.data}"
 
 
@@ -111,19 +119,17 @@ def _train(cfg, run, redo, progress, summary, log):
 
 
 def _fast(cfg, run, redo, progress, summary, log):
-    from .eval.rules import rules_of
     from .eval.suite import evaluate_all_checkpoints
-    from .eval.tasks import parse_task_list
+    from .eval.tasks import has_fast, parse_task_list
 
-    fast = rules_of(cfg.eval.rules).fast
-    tasks = [t for t in parse_task_list(",".join(cfg.eval.tasks), cfg.eval.rules) if t in fast]
+    tasks = [t for t in parse_task_list(",".join(cfg.eval.tasks), cfg.eval.rules) if has_fast(t, cfg.eval.rules)]
     if not cfg.eval.data or not tasks or not run.milestones():
         return "skipped", _why_not(cfg, tasks, run)
-    result = evaluate_all_checkpoints(run.path, tasks, cfg.eval.data, run.results / "fast", batch_size=cfg.eval.batch_size,
+    result = evaluate_all_checkpoints(run.path, tasks, cfg.eval.data, run.fast_results, batch_size=cfg.eval.batch_size,
                                       device=cfg.run.device, force=redo, progress=progress, fast=True, log=lambda _: None,
                                       rules=cfg.eval.rules)
     summary.failed.update({f"fast/{c}/{t}": e for c, failed in result["failed"].items() for t, e in failed.items()})
-    return "done", f"{len(result['checkpoints'])} checkpoints x {', '.join(tasks)}; curves in {run.results / 'fast'}"
+    return "done", f"{len(result['checkpoints'])} checkpoints x {', '.join(tasks)}; curves in {run.fast_results}"
 
 
 def _full(cfg, run, redo, progress, summary, log):
@@ -163,6 +169,27 @@ def _export(cfg, run, redo, progress, summary, log):
     return "done", f"{out}: branches {', '.join(branches(out))}"
 
 
+def _submit(cfg, run, redo, progress, summary, log):
+    from .submit import SUBMISSION_RULES, full_evaluation_gaps, submit
+
+    if not cfg.eval.data:
+        return "skipped", _why_not(cfg, [], run)
+    if cfg.data.track not in ("strict-small", "strict"):
+        return "skipped", f"data.track is {cfg.data.track}: no strict leaderboard track to submit to"
+    if cfg.eval.rules != SUBMISSION_RULES:
+        return "skipped", (f"eval.rules is {cfg.eval.rules}; the leaderboard takes the {SUBMISSION_RULES} rules "
+                           f"(`babble submit` scores under them)")
+    gaps = full_evaluation_gaps(cfg.eval.data)
+    if gaps:
+        return "skipped", f"eval.data is not a full evaluation folder (it lacks {', '.join(gaps)})"
+    report = submit(run.path, cfg.eval.data, cfg.data.track, device=cfg.run.device, batch_size=cfg.eval.batch_size,
+                    force=redo, progress=progress, log=lambda _: None)
+    summary.failed.update({f"submit/{line.split(':', 1)[0]}": line.split(": ", 1)[1] for line in report.problems})
+    if report.problems:
+        return "failed", f"{len(report.problems)} missing or short task(s) or revision(s); files in {report.folder}"
+    return "done", f"upload {report.collated}"
+
+
 def _why_not(cfg, tasks, run) -> str:
     if not cfg.eval.data:
         return "no eval.data: set it to the evaluation data folder (official full_eval layout)"
@@ -171,4 +198,5 @@ def _why_not(cfg, tasks, run) -> str:
     return "the run has no chck_* checkpoints"
 
 
-STEPS = {"data": _data, "train": _train, "fast": _fast, "full": _full, "report": _report, "export": _export}
+STEPS = {"data": _data, "train": _train, "fast": _fast, "full": _full, "report": _report, "export": _export,
+         "submit": _submit}

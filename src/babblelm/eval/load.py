@@ -41,7 +41,9 @@ def _check_folder(folder: Path) -> Path:
 
 
 def load_tokenizer(path):
-    """The folder's tokenizer with right padding; with no pad token it pads with EOS (as the pipeline)."""
+    """The folder's tokenizer with right padding; with no pad token it pads with EOS (as the pipeline).
+    babblelm's architectures are registered first, so an export's config needs no remote-code prompt."""
+    register_auto_classes()
     tokenizer = AutoTokenizer.from_pretrained(_check_folder(Path(path)), padding_side="right")
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token
