@@ -68,16 +68,20 @@ def cmd_data_stats(args) -> None:
 
 
 def cmd_run(args) -> int:
+    from .interrupts import exit_code
     from .run import run_all
 
-    summary = run_all(_load_cfg(args), force=args.force, progress=not args.no_progress)
+    summary = run_all(_load_cfg(args), force=args.force, progress=not args.no_progress, overwrite=args.overwrite)
     for task, error in summary.failed.items():
         print(f"FAILED {task}: {error}", file=sys.stderr)
+    if summary.signal is not None:
+        return exit_code(summary.signal)
     interrupted = any(s.status == "interrupted" for s in summary.stages)
     return 1 if summary.failed or interrupted else 0
 
 
-def cmd_train(args) -> None:
+def cmd_train(args) -> int:
+    from .interrupts import exit_code, name
     from .train.loop import train
 
     cfg = _load_cfg(args)
@@ -85,11 +89,15 @@ def cmd_train(args) -> None:
         raise ValueError("--allow-changes applies to --resume")
     result = train(cfg, resume=args.resume, progress=not args.no_progress, stop_after_steps=args.stop_after,
                    overwrite=args.overwrite, allow_changes=args.allow_changes)
+    code = exit_code(result.signal) if result.signal is not None else 0  # 130 / 143: stopped by SIGINT / SIGTERM
     if int(os.environ.get("RANK", "0")):
-        return  # under torchrun only rank 0 reports
+        return code  # under torchrun only rank 0 reports
     state = "interrupted" if result.interrupted else "finished"
+    if result.signal is not None:
+        state += f" ({name(result.signal)})"
     print(f"{state} after {result.steps:,} steps, {result.words_seen:,} words, {result.seconds:.0f}s; "
           f"model: {result.final_dir if not result.interrupted else cfg.out_dir / 'checkpoints' / 'last'}")
+    return code
 
 
 def cmd_plot(args) -> None:
@@ -134,7 +142,7 @@ def cmd_eval(args) -> int:
         raise ValueError("--data DIR is required: the evaluation data folder (official full_eval layout, "
                          "or one task's folder of *.jsonl files)")
     options = dict(batch_size=args.batch_size, force=args.force, progress=True, shared_prefix=args.shared_prefix,
-                   rules=args.rules)
+                   rules=args.rules, trust_remote_code=args.trust_remote_code)
     if args.all_checkpoints:
         summary = evaluate_all_checkpoints(args.model, tasks, args.data, args.out and Path(args.out), device=args.device,
                                            **options)
@@ -175,7 +183,8 @@ def cmd_finetune(args) -> None:
     model_dir = resolve_checkpoint(args.model, args.checkpoint)
     out = Path(args.out) if args.out else Path("results") / model_dir.name / "finetune"
     results = finetune_tasks(model_dir, tasks, args.data, out, lr=args.lr, batch_size=args.batch_size,
-                             epochs=args.epochs, max_length=args.max_length, seed=args.seed, device=args.device)
+                             epochs=args.epochs, max_length=args.max_length, seed=args.seed, device=args.device,
+                             trust_remote_code=args.trust_remote_code)
     print(format_results(results))
     print(f"results in {out}")
 
@@ -222,7 +231,8 @@ def cmd_import(args) -> None:
 def cmd_generate(args) -> None:
     from .generate import Sampling, load_for_generation, stream_text
 
-    model, tokenizer = load_for_generation(args.model, args.checkpoint, device=args.device)
+    model, tokenizer = load_for_generation(args.model, args.checkpoint, device=args.device,
+                                           trust_remote_code=args.trust_remote_code)
     sampling = Sampling(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed)
     pieces = stream_text(model, tokenizer, args.prompt, sampling)  # checks the settings before printing
     print(args.prompt, end="", flush=True)
@@ -239,7 +249,12 @@ def cmd_serve(args) -> None:
     limits = Limits(max_body_bytes=args.max_body_bytes, max_prompt_tokens=args.max_prompt_tokens,
                     max_tokens=args.max_tokens, max_n=args.max_n, max_choices=args.max_choices,
                     max_active=args.max_active, max_queue=args.max_queue, request_timeout=args.request_timeout)
-    serve(args.model, args.checkpoint, host=args.host, port=args.port, limits=limits, device=args.device, name=args.name)
+    serve(args.model, args.checkpoint, host=args.host, port=args.port, limits=limits, device=args.device, name=args.name,
+          trust_remote_code=args.trust_remote_code)
+
+
+TRUST_HELP = ("run the model folder's own Python code (its auto_map) when its architecture is neither babblelm's "
+              "nor one transformers implements; only for folders from a source you trust")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -282,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "report and export, each stage skipped when already done"))
     sp.add_argument("--force", nargs="+", default=[], metavar="STAGE",
                     help="redo these stages: data, train, fast, full, report, export (data and train redo what follows)")
+    sp.add_argument("--overwrite", action="store_true",
+                    help="start over in a run folder that holds a run: deletes what the run wrote, keeps every other file")
     sp.add_argument("--no-progress", action="store_true", help="no progress bars")
     sp.set_defaults(func=cmd_run)
 
@@ -289,7 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
     sp.add_argument("--allow-changes", nargs="+", default=[], metavar="KEY",
                     help="with --resume: config keys (or sections) whose new values apply from here on, recorded")
-    sp.add_argument("--overwrite", action="store_true", help="start over in a run folder that holds a run (deletes it)")
+    sp.add_argument("--overwrite", action="store_true",
+                    help="start over in a run folder that holds a run: deletes what the run wrote, keeps every other file")
     sp.add_argument("--no-progress", action="store_true", help="no progress bar")
     sp.add_argument("--stop-after", type=int, metavar="STEPS", help="stop after this many steps, saving a resume point")
     sp.set_defaults(func=cmd_train)
@@ -335,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--device", default="auto")
     sp.add_argument("--out", help="results folder (default: <run>/results[/<checkpoint>])")
     sp.add_argument("--language", help="language tag (e.g. nld): reads DATA/<lang>/ if present, writes OUT/<lang>/")
+    sp.add_argument("--trust-remote-code", action="store_true", help=TRUST_HELP)
     sp.set_defaults(func=cmd_eval)
 
     sp = sub.add_parser("finetune", help="fine-tune a classification head on the GLUE tasks (official defaults)")
@@ -349,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=42)
     sp.add_argument("--device", default="auto")
     sp.add_argument("--out", help="results folder (default: results/<model>/finetune)")
+    sp.add_argument("--trust-remote-code", action="store_true", help=TRUST_HELP)
     sp.set_defaults(func=cmd_finetune)
 
     sp = sub.add_parser("report", help="side-by-side table (runs x tasks + average), plots and model-card section")
@@ -382,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--top-p", type=float, default=None, help="sample within the top-p probability mass")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--device", default="auto")
+    sp.add_argument("--trust-remote-code", action="store_true", help=TRUST_HELP)
     sp.set_defaults(func=cmd_generate)
 
     sp = sub.add_parser("serve", help="serve a model through an OpenAI-compatible HTTP API (/v1/completions)")
@@ -400,19 +421,59 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--request-timeout", type=float, default=10.0,
                     help="seconds a connection may take to send one request in full; idle connections close then too")
     sp.add_argument("--device", default="auto")
+    sp.add_argument("--trust-remote-code", action="store_true", help=TRUST_HELP)
     sp.set_defaults(func=cmd_serve)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; its exit status (errors.py), with one line on stderr for every error."""
+    from .interrupts import exit_code, name, raise_on_sigterm, signal_of
+
     args = build_parser().parse_args(argv)
+    restore = raise_on_sigterm()
     try:
         return args.func(args) or 0  # a handler may return an exit code (1: some work failed)
-    except (ValueError, FileNotFoundError, ImportError, FloatingPointError) as err:  # bad input, a missing extra, divergence
-        if os.environ.get("BABBLE_DEBUG"):
+    except KeyboardInterrupt as err:  # SIGINT, or SIGTERM: what was written whole stays, nothing half-written
+        print(f"interrupted by {name(signal_of(err))}", file=sys.stderr)
+        return exit_code(signal_of(err))
+    except Exception as err:
+        code = _exit_status(err)
+        if code is None or os.environ.get("BABBLE_DEBUG"):
             raise
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        return code
+    finally:
+        restore()
+
+
+def _exit_status(err: Exception) -> int | None:
+    """1: the work could not be done with what was found (a damaged or busy folder, a failed write or git
+    command); 2: the command or its config is wrong (a missing input, a missing extra, divergence
+    included); None: a bug, shown with its traceback."""
+    from .errors import NotUsable
+
+    if isinstance(err, NotUsable) or isinstance(err, OSError) and not isinstance(err, FileNotFoundError):
+        return 1
+    if isinstance(err, (FileNotFoundError, ValueError, ImportError, FloatingPointError)):
         return 2
+    return None
+
+
+def _one_line(err: Exception) -> str:
+    """An OSError as `path: cause` (a file in the way of a folder named as such), anything else as its
+    message, on one line."""
+    if isinstance(err, OSError) and err.filename and err.strerror:
+        text = f"{err.filename}: {err.strerror}"
+        if isinstance(err, (NotADirectoryError, FileExistsError)):
+            path = Path(err.filename)
+            blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+            if blocker is not None:
+                text = f"{blocker}: is a file, so {path} cannot be written" if blocker != path else \
+                    f"{path}: exists and is a file, where a folder was expected"
+    else:
+        text = str(err)
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

@@ -17,10 +17,9 @@ from pathlib import Path
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import AutoModelForCausalLM
 
 from ..device import resolve_device
-from ..models.registry import register_auto_classes
+from ..modelfolder import load_model
 from .load import load_tokenizer
 from .records import EvalDataError, field, jsonl_records
 
@@ -88,16 +87,15 @@ def metric(task: str, predictions: list[int], labels: list[int]) -> float:
 
 
 def finetune(model_dir, task: str, data_dir, lr=3e-5, batch_size=32, epochs=None, max_length=512, seed=42,
-             device="cpu", progress=True) -> dict:
+             device="cpu", progress=True, trust_remote_code: bool = False) -> dict:
     """Fine-tune a fresh copy of the model on one task -> {"task", "scores", "metric", "predictions", ...}."""
     start = time.perf_counter()
     epochs = epochs or (30 if task == "wsc" else 10)
-    tokenizer = load_tokenizer(model_dir)
+    tokenizer = load_tokenizer(model_dir, trust_remote_code)
     train_texts, train_labels = load_split(data_dir, task, "train")
     valid_texts, valid_labels = load_split(data_dir, task, "valid")
     torch.manual_seed(seed)
-    register_auto_classes()
-    lm = AutoModelForCausalLM.from_pretrained(model_dir, trust_remote_code=True)
+    lm = load_model(model_dir, trust_remote_code=trust_remote_code)
     model = SequenceClassifier(lm, GLUE_TASKS[task][2]).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     steps = epochs * -(-len(train_texts) // batch_size)

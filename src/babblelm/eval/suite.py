@@ -17,11 +17,11 @@ import math
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM
 
-from ..models.registry import hf_progress_bars_off, register_auto_classes
 from ..device import resolve_device
-from ..rundir import RunDir, milestone_count, resolve_checkpoint
+from ..errors import NotUsable
+from ..modelfolder import load_model
+from ..rundir import RunDir, milestone_count, plain_name, resolve_checkpoint
 from . import report
 from .aoa import curve_fitness, load_cdi, load_words, word_surprisals
 from .. import __version__
@@ -183,7 +183,8 @@ def evaluate_tasks(model, tokenizer, tasks: list[str], data_dir, out_dir: Path, 
 
 
 def evaluate_model(model_path, tasks: list[str], data_dir, checkpoint: str | None = None, out_dir=None,
-                   language: str | None = None, device: str = "auto", **options) -> tuple[dict[str, dict], Path]:
+                   language: str | None = None, device: str = "auto", trust_remote_code: bool = False,
+                   **options) -> tuple[dict[str, dict], Path]:
     """Score a run's checkpoint (default `final`) or a model folder; (results per task, results folder).
 
     Results go to `out_dir`, else `<run>/results/<checkpoint>` for a run, else `results/<folder name>`.
@@ -195,9 +196,10 @@ def evaluate_model(model_path, tasks: list[str], data_dir, checkpoint: str | Non
     run = RunDir.of(model_dir)
     out = Path(out_dir) if out_dir else (run.results if run else Path("results")) / model_dir.name
     if language:
+        plain_name(language, "--language", "a language tag such as nld")
         data_dir = Path(data_dir) / language if (Path(data_dir) / language).is_dir() else data_dir
         out = out / language
-    model, tokenizer = load_model_and_tokenizer(model_dir, device=device)
+    model, tokenizer = load_model_and_tokenizer(model_dir, device=device, trust_remote_code=trust_remote_code)
     return evaluate_tasks(model, tokenizer, tasks, data_dir, out, model_dir=model_dir, **options), out
 
 
@@ -212,10 +214,11 @@ def run_checkpoints(run_dir: Path) -> list[Path]:
 def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, out_dir: Path | None = None,
                              batch_size: int = 64, device: str = "auto", force: bool = False,
                              progress: bool = False, log=print, shared_prefix: bool = True, fast: bool = False,
-                             rules=None) -> dict:
+                             rules=None, trust_remote_code: bool = False) -> dict:
     """Score every checkpoint (with the first one's tokenizer), then learning curves, AoA and the best
     checkpoint; the summary also says which tasks failed where. Results (and AoA surprisals) already
-    on disk are reused when computed from the same inputs (`plan_tasks`).
+    on disk are reused when computed from the same inputs (`plan_tasks`). A checkpoint that does not
+    load (a damaged file) fails its tasks and the AoA curve; the other checkpoints are still scored.
 
     AoA runs when `data_dir/aoa/` exists and fails on its own, like a task: its files are read first
     (a bad one costs no scoring), and any AoA error (bad data, surprisals a checkpoint cannot score,
@@ -223,10 +226,9 @@ def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, out_dir: Path 
     checkpoint are still written, and an earlier `aoa.json` is set aside (`aoa.json.stale`)."""
     from .load import load_tokenizer
 
-    register_auto_classes()
     out_dir = Path(out_dir) if out_dir else RunDir(run_dir).results
     checkpoints = run_checkpoints(run_dir)
-    tokenizer = load_tokenizer(checkpoints[0])
+    tokenizer = load_tokenizer(checkpoints[0], trust_remote_code)
     device = resolve_device(device)
     aoa_dir = data_layout(data_dir)[0] / "aoa"
     aoa_words = aoa_cdi = aoa_data = aoa_failed = None
@@ -250,8 +252,19 @@ def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, out_dir: Path 
         model = None
         if todo or need_aoa:
             log(f"== {checkpoint.name}")
-            with hf_progress_bars_off():
-                model = AutoModelForCausalLM.from_pretrained(checkpoint, trust_remote_code=True).to(device).eval()
+            try:
+                model = load_model(checkpoint, trust_remote_code=trust_remote_code).to(device).eval()
+            except (NotUsable, OSError) as err:  # one damaged checkpoint costs its own scores only
+                def say(line, name=checkpoint.name):
+                    log(f"{name}: {line}")
+
+                for task, inputs in todo.items():
+                    results[task] = _failed(task, err, say)
+                    if (folder / f"{task}.json").exists() and what_changed(_stored(folder / f"{task}.json"), inputs):
+                        _set_aside(task, folder / f"{task}.json", "its checkpoint no longer loads", say)
+                todo, need_aoa = {}, False
+                if aoa_inputs is not None:
+                    aoa_failed, aoa_inputs = _aoa_failed(f"{checkpoint.name}: {type(err).__name__}: {err}", log), None
         for task, inputs in todo.items():
             results[task] = score_task(model, tokenizer, task, data_dir, folder, inputs, len(tasks) == 1,
                                        batch_size, progress, tables=False,
