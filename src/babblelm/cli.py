@@ -428,13 +428,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; its exit status (errors.py), with one line on stderr for every error."""
-    from .interrupts import exit_code, name, raise_on_sigterm, signal_of
+    from .interrupts import SIGNALS, exit_code, name, raise_on_signals, received, signal_of
 
     args = build_parser().parse_args(argv)
-    restore = raise_on_sigterm()
+    restore = raise_on_signals()
     try:
-        return args.func(args) or 0  # a handler may return an exit code (1: some work failed)
-    except KeyboardInterrupt as err:  # SIGINT, or SIGTERM: what was written whole stays, nothing half-written
+        code = args.func(args) or 0  # a handler may return an exit code (1: some work failed)
+        if received() is not None and code not in (exit_code(s) for s in SIGNALS):  # a raise lost in a finalizer
+            print(f"interrupted by {name(received())} (after the work in progress finished)", file=sys.stderr)
+            return exit_code(received())
+        return code
+    except KeyboardInterrupt as err:  # SIGINT or SIGTERM: what was written whole stays, nothing half-written
         print(f"interrupted by {name(signal_of(err))}", file=sys.stderr)
         return exit_code(signal_of(err))
     except Exception as err:

@@ -1,8 +1,10 @@
 """SIGINT (Ctrl-C) and SIGTERM (what SLURM, Docker and Kubernetes send before a kill).
 
-`babble` turns SIGTERM into `Interrupted`, raised like the `KeyboardInterrupt` of SIGINT (which it
-subclasses), so every command unwinds the same way on both and exits with 128 + the signal's number
-(130, 143). Training defers them instead (`deferred`): the first signal only sets a flag that the
+`babble` turns both into `Interrupted`, a `KeyboardInterrupt`, so every command unwinds the same way
+on both and exits with 128 + the signal's number (130, 143). Each one is also recorded (`received`):
+Python drops an exception raised inside a finalizer (`__del__`, a weakref callback), so a signal
+that lands there would otherwise go unnoticed; `babble run` checks the record between stages and
+`babble` before it exits. Training defers them instead (`deferred`): the first signal only sets a flag that the
 loop reads between optimizer steps, so a step and a checkpoint being written always finish; the run
 then saves an exact resume point and stops. A second signal stops at once (`Interrupted`), saving
 nothing: the newest complete checkpoint is the resume point.
@@ -38,16 +40,32 @@ def name(signum: int) -> str:
     return signal.Signals(signum).name
 
 
-def raise_on_sigterm() -> Callable[[], None]:
-    """SIGTERM raises `Interrupted` (in the main thread), as SIGINT raises KeyboardInterrupt; returns the
-    function that puts the previous handler back."""
+_received: list[int] = []  # the signals `_raise` turned into `Interrupted`, in order
+
+
+def raise_on_signals() -> Callable[[], None]:
+    """SIGINT and SIGTERM raise `Interrupted` (in the main thread) and are recorded; returns the function
+    that puts the previous handlers back and forgets the record."""
+    _received.clear()
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
-    previous = signal.signal(signal.SIGTERM, _raise)
-    return lambda: signal.signal(signal.SIGTERM, previous)
+    previous = {sig: signal.signal(sig, _raise) for sig in SIGNALS}
+
+    def restore():
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        _received.clear()
+
+    return restore
+
+
+def received() -> int | None:
+    """The last signal raised as `Interrupted` since `raise_on_signals`, even if the raise was lost."""
+    return _received[-1] if _received else None
 
 
 def _raise(signum, frame):
+    _received.append(signum)
     raise Interrupted(signum)
 
 
@@ -60,15 +78,17 @@ class Pending:
 @contextmanager
 def deferred() -> Iterator[Pending]:
     """Within the block, the first SIGINT or SIGTERM sets `pending.signum` and nothing else; a second
-    one raises `Interrupted`. Outside the main thread (where signals cannot be caught) a no-op."""
+    one raises `Interrupted`. One received before the block whose raise was lost counts as the first.
+    Outside the main thread (where signals cannot be caught) a no-op."""
     pending = Pending()
+    pending.signum = received()
     if threading.current_thread() is not threading.main_thread():
         yield pending
         return
 
     def handler(signum, frame):
         if pending.signum is not None:
-            raise Interrupted(signum)
+            _raise(signum, frame)
         pending.signum = signum
 
     previous = {sig: signal.signal(sig, handler) for sig in SIGNALS}

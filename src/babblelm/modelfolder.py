@@ -213,11 +213,21 @@ def _stored(folder: Path) -> tuple[dict[str, tuple[tuple, torch.dtype, Path]], s
                         dtype = part.get_dtype()
                         stored[key] = (tuple(part.get_shape()), _SAFETENSORS_DTYPES.get(dtype, dtype), file)
             else:
-                for key, tensor in torch.load(file, map_location="cpu", weights_only=True, mmap=True).items():
+                for key, tensor in _load_bin(file).items():
                     stored[key] = (tuple(tensor.shape), tensor.dtype, file)
         except Exception as err:  # noqa: BLE001 (a truncated or foreign file)
             raise ModelFolderError(f"{file}: not a readable weights file ({_one_line(err)})") from None
     return stored, ", ".join(f.name for f in files)
+
+
+def _load_bin(file: Path) -> dict:
+    """A pickled weights file, as tensors only (weights_only: no code runs); memory-mapped when its format allows."""
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as err:
+        if "mmap" not in str(err):
+            raise
+        return torch.load(file, map_location="cpu", weights_only=True)  # the legacy (non-zip) format
 
 
 def _check_weights(folder: Path, expected: Expected, declared: torch.dtype) -> None:

@@ -103,6 +103,7 @@ def run_all(cfg: RunConfig, force: list[str] | None = None, progress: bool = Tru
                     blocked[stage] = f"{stage} {status}"
             summary.stages.append(StageResult(stage, status, time.perf_counter() - start, detail))
             log(f"   {status}: {detail}" if detail else f"   {status}")
+            summary.signal = summary.signal or interrupts.received()  # also one whose raise was lost in a finalizer
             if summary.signal is not None:
                 break
     log("\n" + summary.table())
