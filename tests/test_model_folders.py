@@ -1,14 +1,16 @@
 """Model folders are checked when they are loaded (eval, generate, serve, export, fine-tuning): damaged weights,
 configs and tokenizers are one-line errors naming the file and tensor, exit 1, with nothing written; a folder's own
-code runs only with --trust-remote-code unless babblelm or transformers implements its architecture."""
+code runs only with --trust-remote-code unless babblelm or transformers implements its architecture. The kinds of
+damage are benchmarks/damaged_models.py's (which also tries held-out kinds on a llama-26m-sized export)."""
 
 import json
 import re
 import shutil
+import sys
+from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
 
 from babblelm.cli import main
 from babblelm.data.tokenizer import train_tokenizer
@@ -16,10 +18,13 @@ from babblelm.export import export_model
 from babblelm.models.registry import get, parse_model_section
 from eval_fixtures import write_eval_data
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from damaged_models import DAMAGE, damage  # noqa: E402  (the kinds of damage, shared with the benchmark)
+
 LINES = ["the dog sees the ball .", "a cat is on the mat .", "where is the little dog ?", "she likes the red ball ."] * 50
 
 
-def checkpoint(arch_name: str, tokenizer_dir, out, vocab: int | None = None):
+def checkpoint(arch_name: str, tokenizer_dir, out):
     """A random model of `arch_name` saved as training saves a checkpoint (modeling code, auto_map, tokenizer)."""
     from transformers import AutoTokenizer
 
@@ -28,8 +33,7 @@ def checkpoint(arch_name: str, tokenizer_dir, out, vocab: int | None = None):
     arch.config_class.register_for_auto_class()
     arch.model_class.register_for_auto_class("AutoModelForCausalLM")
     torch.manual_seed(0)
-    model = arch.model_class(arch.make_config(args, vocab or len(tok), tok.bos_token_id, tok.eos_token_id,
-                                              tok.pad_token_id))
+    model = arch.model_class(arch.make_config(args, len(tok), tok.bos_token_id, tok.eos_token_id, tok.pad_token_id))
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out
@@ -49,57 +53,8 @@ def folders(tmp_path_factory):
             "big": root / "big"}
 
 
-def tensors(folder):
-    return load_file(folder / "model.safetensors")
-
-
 def config(folder) -> dict:
     return json.loads((folder / "config.json").read_text())
-
-
-def damage(folder, kind: str, big_tokenizer) -> str:
-    """Damage `folder` in place; the text the error must name."""
-    weights, cfg = folder / "model.safetensors", config(folder)
-    if kind == "renamed weights":
-        save_file({k.replace("model.", "transformer."): v for k, v in tensors(folder).items()}, weights)
-        return "unexpected tensor 'transformer."
-    if kind == "one more layer in config.json":
-        (folder / "config.json").write_text(json.dumps({**cfg, "num_hidden_layers": cfg["num_hidden_layers"] + 1}))
-        return f"tensor 'model.layers.{cfg['num_hidden_layers']}."
-    if kind == "NaN weights":
-        save_file({k: torch.full_like(v, float("nan")) for k, v in tensors(folder).items()}, weights)
-        return "NaN or infinite"
-    if kind == "int8 weights":
-        save_file({k: v.to(torch.int8) for k, v in tensors(folder).items()}, weights)
-        return "is stored as int8; expected float32"
-    if kind == "bad config.json":
-        (folder / "config.json").write_text((folder / "config.json").read_text()[:40])
-        return f"{folder / 'config.json'}: not valid JSON"
-    if kind == "broken tokenizer.json":
-        (folder / "tokenizer.json").write_text('{"version": "1.0", "model": {"type": "nope"}}')
-        return "its tokenizer files do not load"
-    if kind == "eos id beyond the vocabulary":
-        (folder / "config.json").write_text(json.dumps({**cfg, "eos_token_id": cfg["vocab_size"] + 5}))
-        return f"eos_token_id {cfg['vocab_size'] + 5} is outside the vocabulary"
-    if kind == "truncated weights":
-        weights.write_bytes(weights.read_bytes()[:5000])
-        return f"{weights}: not a readable weights file"
-    if kind == "missing weights":
-        weights.unlink()
-        return "no weights"
-    if kind == "vocabulary mismatch":
-        for name in ("tokenizer.json", "tokenizer_config.json"):
-            shutil.copy(big_tokenizer / name, folder / name)
-        return "the tokenizer has"
-    if kind == "heads do not divide the width":
-        (folder / "config.json").write_text(json.dumps({**cfg, "num_attention_heads": 3}))
-        return str(folder / "config.json")  # refused by LlamaConfig, or by the weights' shapes (transformers 4.x)
-    raise AssertionError(kind)
-
-
-DAMAGE = ["renamed weights", "one more layer in config.json", "NaN weights", "int8 weights", "bad config.json",
-          "broken tokenizer.json", "eos id beyond the vocabulary", "truncated weights", "missing weights",
-          "vocabulary mismatch", "heads do not divide the width"]
 
 
 @pytest.mark.parametrize("kind", DAMAGE)

@@ -20,7 +20,9 @@ problem is a `ModelFolderError`: one line naming the file and the tensor or key.
 from __future__ import annotations
 
 import json
+import pickle
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,6 +93,7 @@ def load_model(folder: str | Path, model_class=None, trust_remote_code: bool = F
     remote = runs_own_code(folder, raw, trust_remote_code) if auto else False
     trust = {"trust_remote_code": remote} if auto else {}
     path = folder / "config.json"
+    _check_ids(raw, raw.get("vocab_size"), path)  # before transformers reads it (and warns about the same)
     try:
         config = (AutoConfig.from_pretrained(folder, **trust) if auto else model_class.config_class.from_pretrained(folder))
     except Exception as err:  # noqa: BLE001 (a config its class refuses, e.g. heads that do not divide the width)
@@ -215,6 +218,8 @@ def _stored(folder: Path) -> tuple[dict[str, tuple[tuple, torch.dtype, Path]], s
             else:
                 for key, tensor in _load_bin(file).items():
                     stored[key] = (tuple(tensor.shape), tensor.dtype, file)
+        except ModelFolderError:
+            raise
         except Exception as err:  # noqa: BLE001 (a truncated or foreign file)
             raise ModelFolderError(f"{file}: not a readable weights file ({_one_line(err)})") from None
     return stored, ", ".join(f.name for f in files)
@@ -222,12 +227,18 @@ def _stored(folder: Path) -> tuple[dict[str, tuple[tuple, torch.dtype, Path]], s
 
 def _load_bin(file: Path) -> dict:
     """A pickled weights file, as tensors only (weights_only: no code runs); memory-mapped when its format allows."""
-    try:
-        return torch.load(file, map_location="cpu", weights_only=True, mmap=True)
-    except RuntimeError as err:
-        if "mmap" not in str(err):
-            raise
-        return torch.load(file, map_location="cpu", weights_only=True)  # the legacy (non-zip) format
+    with warnings.catch_warnings():  # torch's notes on pickle protocols: the error below says what matters
+        warnings.simplefilter("ignore")
+        try:
+            try:
+                return torch.load(file, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as err:
+                if "mmap" not in str(err):
+                    raise
+                return torch.load(file, map_location="cpu", weights_only=True)  # the legacy (non-zip) format
+        except pickle.UnpicklingError:
+            raise ModelFolderError(f"{file}: holds pickled objects other than tensors (code, classes), which babblelm "
+                                   "never loads; convert it to safetensors where you trust it") from None
 
 
 def _check_weights(folder: Path, expected: Expected, declared: torch.dtype) -> None:
