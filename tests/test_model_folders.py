@@ -71,6 +71,32 @@ def test_a_damaged_export_is_refused_by_eval_and_generate(folders, tmp_path, cap
     assert named in capsys.readouterr().err
 
 
+def test_a_damaged_export_is_refused_by_finetune_and_serve(folders, tmp_path, capsys):
+    import os
+    import socket
+    import subprocess
+
+    from eval_fixtures import write_jsonl
+
+    folder = shutil.copytree(folders["llama"], tmp_path / "model")
+    named = damage(folder, "NaN weights", folders["big"])
+    records = [{"sentence1": "The cat sat.", "sentence2": "A cat sat.", "label": 0}] * 4
+    write_jsonl(tmp_path / "glue" / "rte.train.jsonl", records)
+    write_jsonl(tmp_path / "glue" / "rte.valid.jsonl", records)
+    assert main(["finetune", str(folder), "--tasks", "rte", "--data", str(tmp_path / "glue"), "--epochs", "1",
+                 "--device", "cpu", "--out", str(tmp_path / "ft")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and named in err and not (tmp_path / "ft").exists()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    src = Path(__file__).resolve().parents[1] / "src"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "babblelm.cli", "serve", str(folder), "--port", str(port), "--device",
+                           "cpu"], capture_output=True, text=True, env=env, timeout=120)  # never starts serving
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and named in proc.stderr, proc.stderr
+
+
 @pytest.mark.parametrize("kind", ["renamed weights", "NaN weights", "one more layer in config.json", "truncated weights"])
 def test_a_damaged_checkpoint_is_refused_by_export(folders, tmp_path, kind):
     folder = shutil.copytree(folders["ckpt"], tmp_path / "ckpt")

@@ -129,10 +129,10 @@ def finetune(model_dir, task: str, data_dir, lr=3e-5, batch_size=32, epochs=None
 def finetune_tasks(model_dir, tasks, data_dir, out_dir: Path, device="auto", **kwargs) -> dict[str, dict]:
     """Fine-tune each task, writing `out_dir/<task>.json`."""
     device = resolve_device(device)
-    out_dir.mkdir(parents=True, exist_ok=True)
     results = {}
     for task in tasks:
         results[task] = finetune(model_dir, task, data_dir, device=device, **kwargs)
+        out_dir.mkdir(parents=True, exist_ok=True)  # only once there is a result: a failed start leaves nothing
         (out_dir / f"{task}.json").write_text(json.dumps(results[task], indent=2), encoding="utf-8")
     return results
 
