@@ -5,7 +5,6 @@ disk, a file in the way or a failing git is one line naming the path, and leaves
 import json
 import os
 import resource
-import shutil
 import signal
 import subprocess
 import sys

@@ -4,6 +4,8 @@ when its outputs are complete and made from the current config, and ends every f
 import json
 import os
 import shutil
+import signal
+import time
 
 import pytest
 import yaml
@@ -187,3 +189,29 @@ def test_an_interrupted_run_resumes_with_the_summary(finished, tmp_path, small_c
     assert main(["run", write_config(cut, tmp_path / "c.yaml"), "--no-progress"]) == 0
     assert table(capsys.readouterr().out) == {"data": "reused", "train": "done", "fast": "done", "full": "done",
                                               "report": "done", "export": "done"}
+
+
+def test_a_signal_whose_interrupt_is_lost_still_stops_the_run(finished, tmp_path, monkeypatch, capsys):
+    """A SIGTERM whose KeyboardInterrupt a library swallows (or Python drops in a finalizer) still stops the run
+    after the stage it landed in, with the table and exit 143."""
+    import babblelm.run as stages
+
+    run, raw = copy_of(finished, tmp_path)
+    fast = stages.STEPS["fast"]
+
+    def swallowing(*args):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.2)
+        except BaseException:  # noqa: BLE001 (as some library code does)
+            pass
+        return fast(*args)
+
+    monkeypatch.setitem(stages.STEPS, "fast", swallowing)
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)  # babble replaces it; without that, pytest would die
+    try:
+        code = main(["run", write_config(raw, tmp_path / "c.yaml"), "--no-progress"])
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    out = capsys.readouterr().out
+    assert code == 143 and table(out) == {"data": "reused", "train": "reused", "fast": "interrupted"}, out

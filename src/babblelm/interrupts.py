@@ -2,9 +2,9 @@
 
 `babble` turns both into `Interrupted`, a `KeyboardInterrupt`, so every command unwinds the same way
 on both and exits with 128 + the signal's number (130, 143). Each one is also recorded (`received`):
-Python drops an exception raised inside a finalizer (`__del__`, a weakref callback), so a signal
-that lands there would otherwise go unnoticed; `babble run` checks the record between stages and
-`babble` before it exits. Training defers them instead (`deferred`): the first signal only sets a flag that the
+the exception can be lost (Python drops one raised inside a finalizer, and library code may catch
+it), so a signal that lands there would otherwise go unnoticed; `babble run` checks the record
+between stages, training when it starts, and `babble` before it exits. Training defers them instead (`deferred`): the first signal only sets a flag that the
 loop reads between optimizer steps, so a step and a checkpoint being written always finish; the run
 then saves an exact resume point and stops. A second signal stops at once (`Interrupted`), saving
 nothing: the newest complete checkpoint is the resume point.

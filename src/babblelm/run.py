@@ -101,9 +101,12 @@ def run_all(cfg: RunConfig, force: list[str] | None = None, progress: bool = Tru
                 status, detail, stopped = _stage(stage, cfg, run, redo, progress, summary, log)
                 if stopped:
                     blocked[stage] = f"{stage} {status}"
+            if summary.signal is None and interrupts.received() is not None:  # its raise was lost: stop here
+                summary.signal = interrupts.received()
+                status, detail = "interrupted", (f"by {interrupts.name(summary.signal)}, after it finished ({detail}); "
+                                                 "`babble run` again continues from here")
             summary.stages.append(StageResult(stage, status, time.perf_counter() - start, detail))
             log(f"   {status}: {detail}" if detail else f"   {status}")
-            summary.signal = summary.signal or interrupts.received()  # also one whose raise was lost in a finalizer
             if summary.signal is not None:
                 break
     log("\n" + summary.table())

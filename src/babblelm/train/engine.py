@@ -6,9 +6,9 @@ The engine owns what every run shares: the run folder, the model and its optimiz
 (model, optimizer, schedule, RNG and the data position), the progress bar and messages, logging to
 metrics.jsonl, dev evaluation, checkpoints at milestones, periodically (`last`) and at the end,
 interruption (SIGINT, SIGTERM or `--stop-after` save an exact resume point between two steps;
-interrupts.py) and the final plots. What differs
-between runs is the data, behind the `BatchSource` interface: a monolingual corpus read by a
-word plan (train/plan.py) or the TAAM language mixer (train/multilingual.py).
+interrupts.py) and the final plots. What differs between runs is the data, behind the
+`BatchSource` interface: a monolingual corpus read by a word plan (train/plan.py) or the TAAM
+language mixer (train/multilingual.py).
 """
 
 from __future__ import annotations
