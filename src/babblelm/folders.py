@@ -104,7 +104,7 @@ def _acquire(path: Path, folder: Path, what: str, log) -> int:
             same = False
         if same:
             break
-        os.close(fd)  # the holder deleted the file while we waited for it: lock the new one
+        os.close(fd)  # its last holder deleted the file after we opened it: lock the new one
     stale = _read_holder(fd)
     if stale.get("pid") not in (None, os.getpid()):
         log(f"{folder}: took over the lock of process {stale['pid']} ({stale.get('command', '?')}), which is no longer running")
