@@ -236,25 +236,28 @@ def test_a_full_disk_while_training_is_one_line(whole, tmp_path):
     assert not list((run / "checkpoints").glob(".*"))
 
 
-def test_failed_exports_are_one_line_and_leave_nothing(whole, tmp_path):
+def test_failed_exports_are_one_line_and_leave_nothing(whole, tmp_path, monkeypatch, capsys):
     whole_run, _ = whole
-    cases = {  # what is in the way -> (args, the path named, the cause)
-        "disk full": (["export", whole_run, tmp_path / "full"], tmp_path / "full", "cannot write: File too large"),
-        "target is a file": (["export", whole_run, tmp_path / "file"], tmp_path / "file", "exists and is a file"),
-        "under a file": (["export", whole_run, tmp_path / "file" / "sub"], tmp_path / "file", "is a file"),
-        "git fails": (["export", whole_run, tmp_path / "git", "--branches"], None, "git init -q -b main failed"),
-    }
     (tmp_path / "file").write_text("x")
+    proc = babble("export", whole_run, tmp_path / "full", cwd=tmp_path, limit_bytes=100_000)  # a full disk
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1 and err == f"error: {tmp_path / 'full'}: cannot write: File too large\n", err
     fake = tmp_path / "bin"
     fake.mkdir()
     (fake / "git").write_text("#!/bin/sh\necho 'fatal: simulated failure' >&2\nexit 128\n")
     (fake / "git").chmod(0o755)
+    cases = {  # what is in the way -> (args, what the error starts with, the cause)
+        "target is a file": (["export", whole_run, tmp_path / "file"], tmp_path / "file", "exists and is a file"),
+        "under a file": (["export", whole_run, tmp_path / "file" / "sub"], tmp_path / "file", "is a file"),
+        "git fails": (["export", whole_run, tmp_path / "git", "--branches"], None, "git init -q -b main failed"),
+    }
     for case, (args, named, cause) in cases.items():
-        proc = babble(*args, cwd=tmp_path, limit_bytes=100_000 if case == "disk full" else None,
-                      path=f"{fake}:{os.environ['PATH']}" if case == "git fails" else None)
-        _, err = proc.communicate(timeout=300)
-        assert proc.returncode == 1 and err.count("\n") == 1 and "Traceback" not in err, (case, err)
-        assert cause in err and (named is None or f"error: {named}:" in err), (case, err)
+        with monkeypatch.context() as patch:
+            if case == "git fails":
+                patch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+            assert main([str(a) for a in args]) == 1, case
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and cause in err and (named is None or err.startswith(f"error: {named}:")), (case, err)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bin", "file"]  # nothing half-written
 
 
