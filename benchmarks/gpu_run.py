@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import subprocess
@@ -161,9 +162,9 @@ def phase_throughput(results: Results, tiny: bool, deadline: float) -> None:
         args = dict(device="cuda" if gpu else "cpu", steps=3 if tiny else 20, warmup=1 if tiny else 5, seq_len=seq_len,
                     batch=batch, micro=batch if tiny else None, precision="auto", compile=gpu, threads=0)
         try:
-            ours = run_child("ours", raw, args, timeout=max(deadline - time.monotonic(), 10))
+            ours = run_child("ours", raw, args, timeout=_left(deadline, 10))
             ref = run_child("reference", raw, dict(args, micro_used=ours["micro_batch"]),
-                            timeout=max(deadline - time.monotonic(), 10))
+                            timeout=_left(deadline, 10))
         except Exception as err:  # noqa: BLE001
             results.add("throughput", what="throughput", preset=preset, sets=sets, status="failed",
                         error=f"{type(err).__name__}: {err}")
@@ -220,7 +221,8 @@ def phase_strict_small(results: Results, tiny: bool, deadline: float, out: Path)
         start = time.monotonic()
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=max(left, 1), cwd=REPO, env=env)
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=None if left == math.inf else max(left, 1),
+                                  cwd=REPO, env=env)
             status, tail = ("ok" if proc.returncode == 0 else f"exit {proc.returncode}"), proc.stdout[-3000:] + proc.stderr[-3000:]
         except subprocess.TimeoutExpired as err:
             status, tail = "cut at the phase budget", (err.stdout or b"")[-3000:].decode("utf-8", "replace") if isinstance(err.stdout, bytes) else str(err.stdout)[-3000:]
@@ -274,15 +276,23 @@ def _blimp(tiny: bool, out: Path) -> Path:
     return folder
 
 
+def _left(deadline: float, floor: float) -> float | None:
+    """Seconds until `deadline` (at least `floor`), or None for no deadline."""
+    return None if deadline == math.inf else max(deadline - time.monotonic(), floor)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=os.environ.get("OUT", "gpu-run-out"), help="results folder (default: $OUT)")
     parser.add_argument("--tiny", action="store_true", help="tiny shapes and budgets, on the CPU (the test suite)")
     parser.add_argument("--phases", nargs="+", default=list(PHASE_SECONDS), choices=list(PHASE_SECONDS))
+    parser.add_argument("--no-budgets", action="store_true",
+                        help="run every phase to its end however long it takes (the test suite: a busy machine "
+                             "must not cut a phase)")
     args = parser.parse_args()
     out = Path(args.out)
     results = Results(out)
-    scale = 0.5 if args.tiny else 1.0
+    scale = math.inf if args.no_budgets else 0.5 if args.tiny else 1.0
     for phase in args.phases:
         deadline = time.monotonic() + PHASE_SECONDS[phase] * scale
         started = time.monotonic()

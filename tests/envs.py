@@ -52,9 +52,10 @@ def python(name: str) -> Path:
     return exe
 
 
-def run(name: str, argv: list, cwd: Path, timeout: int = 600, hf_home: Path | None = None) -> subprocess.CompletedProcess:
+def run(name: str, argv: list, cwd: Path, timeout: int = 3600, hf_home: Path | None = None) -> subprocess.CompletedProcess:
     """Run `argv` (its first item a program of the environment: python, lm_eval, ...) in environment
-    `name`, offline, with nothing from this interpreter on the path; assert it succeeds."""
+    `name`, offline, with nothing from this interpreter on the path; assert it succeeds. The timeout only
+    stops a hung program: a busy machine is slower, not wrong."""
     bin_dir = python(name).parent
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_HOME=str(hf_home or cwd / "hf_home"),

@@ -3,6 +3,7 @@ tiny random Llama with its BPE tokenizer that the scoring tests score with."""
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -102,3 +103,34 @@ def make_model(vocab_size: int, seed: int = 0) -> LlamaForCausalLM:
         bos_token_id=1, eos_token_id=2, pad_token_id=0,
     )
     return LlamaForCausalLM(config).eval()
+
+
+GLUE_FIELDS = {"boolq": ("question", "passage"), "multirc": ("question", "answer", "paragraph"),
+               "rte": ("sentence1", "sentence2"), "mrpc": ("sentence1", "sentence2"), "qqp": ("question1", "question2"),
+               "mnli": ("premise", "hypothesis"), "wsc": ("span1_text", "span2_text", "text")}
+
+
+def write_full_eval(root: Path) -> Path:
+    """A whole `full_eval` folder in the official layout: every zero-shot task of `write_eval_data`, the AoA
+    words (each with its contexts) and children's proportions, and the seven GLUE tasks' files."""
+    write_eval_data(root)
+    words = {"cat": ["the dog saw the", "a big"], "dog": ["the cat ran to the"], "mat": ["on the", "sit on the"],
+             "house": ["go to the"], "ball": ["throw the", "a red"]}
+    write_aoa(root / "aoa", words, {w: 18 + 2 * k for k, w in enumerate(words)})
+    for task, fields in GLUE_FIELDS.items():
+        rows = [{**{f: f"{SENTENCES[(k + j) % len(SENTENCES)]}" for j, f in enumerate(fields)}, "label": k % 2}
+                for k in range(6)]
+        write_jsonl(root / "glue_filtered" / f"{task}.train.jsonl", rows)
+        write_jsonl(root / "glue_filtered" / f"{task}.valid.jsonl", rows[:4])
+    return root
+
+
+def write_aoa(folder: Path, contexts: dict[str, list[str]], midpoints: dict[str, float]) -> Path:
+    """`cdi_childes.json` ({word: [{"context": ...}]}) and `cdi_human.csv` (a logistic proportion of children
+    producing each word at 16..30 months, crossing 0.5 at its midpoint)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "cdi_childes.json").write_text(json.dumps({w: [{"context": c} for c in cs] for w, cs in contexts.items()}))
+    ages = range(16, 31)
+    rows = [f"{w}," + ",".join(f"{1 / (1 + math.exp(-(a - midpoints[w]))):.4f}" for a in ages) for w in contexts]
+    (folder / "cdi_human.csv").write_text("word," + ",".join(map(str, ages)) + "\n" + "\n".join(rows) + "\n")
+    return folder

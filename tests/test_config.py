@@ -86,3 +86,51 @@ def test_eval_rules_default_to_2026_and_read_the_year_as_a_number():
     assert load_config(PRESET, overrides=["eval.rules=2025"]).eval.rules == "2025"  # YAML reads 2025 as a number
     with pytest.raises(ConfigError, match=r"eval\.rules: expected one of '2026', '2025', got 2024"):
         load_config(PRESET, overrides=["eval.rules=2024"])
+
+
+def test_include_reads_the_other_file_first(tmp_path):
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump({"data": {"corpus": "c", "seq_len": 64}, "optim": {"lr": 1e-3},
+                                                        "mixing": {"languages": {"eng": {}, "nld": {}}, "eta": 0.3}}))
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "run.yaml").write_text("include: ../base.yaml\noptim: {lr: 2.0e-3}\nmixing: {eta: 0.5}\n")
+    cfg = load_config(tmp_path / "sub" / "run.yaml", ["data.seq_len=32"])
+    assert (cfg.optim.lr, cfg.data.seq_len, cfg.data.corpus) == (2e-3, 32, "c")  # this file's values, then --set, win
+    assert cfg.mixing.eta == 0.5 and list(cfg.mixing.languages) == ["eng", "nld"]  # mappings merged key by key
+    (tmp_path / "loop.yaml").write_text("include: loop.yaml\n")
+    with pytest.raises(ConfigError, match="loop.yaml: include: .*loop.yaml includes itself"):
+        load_config(tmp_path / "loop.yaml")
+    (tmp_path / "missing.yaml").write_text("include: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match="missing.yaml: include: config file not found: .*nowhere.yaml"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_threads_as_asked_else_the_free_cores(monkeypatch, tmp_path):
+    """`run.threads` / `--threads N` as given; else OMP_NUM_THREADS; else the cores other processes leave
+    free (at least 1); `babble train --threads` records it in the run's config and applies it."""
+    import torch
+
+    from babblelm import device
+    from babblelm.cli import _load_cfg, build_parser
+
+    assert device.cpu_threads(3) == (3, "as asked")
+    with pytest.raises(ValueError, match="at least 1"):
+        device.cpu_threads(0)
+    with pytest.raises(ConfigError, match="run.threads: must be >= 1"):
+        load_config(PRESET, overrides=["run.threads=0"])
+    assert 0.0 <= device.busy_cores() <= len(device.os.sched_getaffinity(0))  # measured from /proc/stat
+    monkeypatch.setattr(device.os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    for busy, threads in ((0.1, 2), (1.0, 1), (1.9, 1)):
+        monkeypatch.setattr(device, "busy_cores", lambda busy=busy: busy)
+        assert device.cpu_threads(None) == (threads, f"auto: 2 cores, {busy:.1f} busy with other work"), busy
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert device.cpu_threads(None) == (1, "OMP_NUM_THREADS")
+
+    before = torch.get_num_threads()
+    try:
+        args = build_parser().parse_args(["train", str(PRESET), "--threads", "1"])
+        assert _load_cfg(args).run.threads == 1 and torch.get_num_threads() == 1
+        args = build_parser().parse_args(["train", str(PRESET), "--set", "run.threads=2"])
+        assert _load_cfg(args).run.threads == 2 and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -4,6 +4,7 @@ here fails `test_every_verb_is_covered`."""
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -16,15 +17,17 @@ import yaml
 
 from babblelm.cli import build_parser
 from conftest import tiny_raw
-from eval_fixtures import write_eval_data, write_jsonl
+from eval_fixtures import write_eval_data, write_full_eval, write_jsonl
 
 BABBLE = Path(sys.executable).parent / "babble"
 REPO = Path(__file__).resolve().parents[1]
+SRC = REPO / "src"  # the console script runs this checkout's sources
 
 
-def babble(*args, cwd: Path, expect: int = 0, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run the installed `babble` script; assert its exit status; return it (stdout, stderr)."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+def babble(*args, cwd: Path, expect: int = 0, timeout: int = 1800, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the installed `babble` script on this checkout's sources (with `env` added to the environment);
+    assert its exit status; return it (stdout, stderr)."""
+    env = {**os.environ, **(env or {}), "PYTHONPATH": str(SRC)}
     env.update(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     proc = subprocess.run([str(BABBLE), *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env,
                           timeout=timeout, stdin=subprocess.DEVNULL)
@@ -40,6 +43,19 @@ def verbs(parser=None, prefix="") -> set[str]:
         for name, sub in action.choices.items():
             found |= verbs(sub, f"{prefix}{name}_") if sub._subparsers else {f"{prefix}{name}"}
     return found
+
+
+def test_help_gives_defaults_and_descriptions():
+    """Options a newcomer asked about say what they do and their default in `--help`."""
+    def option(verb: str, flag: str):
+        sub = next(a for a in build_parser()._subparsers._group_actions).choices[verb]
+        return next(a for a in sub._actions if flag in a.option_strings)
+
+    for verb, flag, default in (("serve", "--port", "8000"), ("generate", "--max-new-tokens", "40"),
+                                ("eval", "--batch-size", "64"), ("demo", "--seed", "0"), ("finetune", "--tasks", "boolq")):
+        assert f"(default: {default}" in option(verb, flag).help, (verb, flag)
+    for verb in ("demo", "run", "train", "sweep", "eval", "finetune", "generate", "serve"):
+        assert "CPU threads" in option(verb, "--threads").help, verb
 
 
 def test_every_verb_is_covered():
@@ -70,22 +86,28 @@ def run(work) -> Path:
 
 def test_babble_demo(tmp_path):
     out = babble("demo", "--quick", "--out", tmp_path / "demo", cwd=tmp_path).stdout
-    line = next(line for line in out.splitlines() if line.startswith("minimal-pair accuracy:"))
+    line = next(line for line in out.splitlines() if line.startswith("demo minimal-pair accuracy (demo_pairs; "))
     assert "% before -> " in line and "sample from the exported model: 'the little dog" in out
     assert (tmp_path / "demo" / "run" / "hf" / "model.safetensors").is_file()
-    assert (tmp_path / "demo" / "run" / "results" / "final" / "blimp.json").is_file()
+    assert (tmp_path / "demo" / "run" / "results" / "final" / "demo_pairs.json").is_file()
+    assert not (tmp_path / "demo" / "run" / "results" / "final" / "blimp.json").exists()
     assert "| stage | status | time | detail |" in out and (tmp_path / "demo" / "run" / "results" / "report.md").is_file()
 
 
 def test_babble_info(tmp_path):
     out = babble("info", REPO / "configs" / "llama-26m.yaml", cwd=tmp_path).stdout
     assert "transformer: 26,4" in out and "parameters (vocab 16,000)" in out and "hidden_size: 384" in out
+    out = babble("info", REPO / "configs" / "gpt2-35m.yaml", cwd=tmp_path).stdout  # the TAAM card's 35.6M
+    assert "gpt2: 35,561,472 parameters (vocab 32,000)" in out and "kind: sentencepiece" in out
 
 
 def test_babble_data_prepare(work, tmp_path):
     out = babble("data", "prepare", "config.yaml", "--out", tmp_path / "prepared", cwd=work).stdout
     manifest = json.loads((tmp_path / "prepared" / "manifest.json").read_text())
     assert f"prepared {manifest['splits']['train']['words']:,} training words into {tmp_path / 'prepared'}" in out
+    for name, alloc in manifest["allocations"].items():  # what each source gave, one line each
+        assert re.search(rf"^  {name} +{alloc['words']:,} words +{alloc['lines']:,} lines", out, re.M), out
+    assert "next: `babble data stats" in out
 
 
 def test_babble_data_audit(run):
@@ -105,9 +127,11 @@ def test_babble_run(work, tmp_path):
     cfg["eval"] = {"tasks": ["blimp", "ewok"], "data": str(work / "eval")}
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(cfg))
     out = babble("run", "run.yaml", "--no-progress", cwd=tmp_path).stdout
+    assert "sources (" in out and "next: `babble generate" in out
     table = out[out.index("| stage | status |"):]
     for stage in ("data", "train", "fast", "full", "report", "export"):
         assert f"| {stage} | done |" in table, table
+    assert "| submit | skipped |" in table and "eval.data is not a full evaluation folder (it lacks aoa/, glue_filtered/)" in table
     run = tmp_path / "run"
     assert (run / "results" / "fast" / "learning_curves.md").is_file() and (run / "results" / "final" / "ewok.json").is_file()
     assert "| task | score | rules | ties counted right | ties counted wrong | items tied |" in (run / "results" / "report.md").read_text()
@@ -117,7 +141,7 @@ def test_babble_run(work, tmp_path):
     assert all(f"| {stage} | reused |" in again for stage in ("data", "train", "export"))
     assert "| report | done |" in again and "| fast | done |" in again  # fast and full reuse every result file
     err = babble("run", "run.yaml", "--force", "nope", cwd=tmp_path, expect=2).stderr
-    assert "--force: unknown stage(s) nope; stages: data, train, fast, full, report, export" in err
+    assert "--force: unknown stage(s) nope; stages: data, train, fast, full, report, export, submit" in err
 
 
 def test_babble_train(run):
@@ -163,8 +187,67 @@ def test_babble_sweep(work, tmp_path):
 
 def test_babble_prior(tmp_path):
     out = babble("prior", "eng", "nld", "zho", cwd=tmp_path).stdout.splitlines()
-    assert out == ["eng: isolation 0.2619  pi0 0.2436", "nld: isolation 0.2651  pi0 0.2516",
-                   "zho: isolation 0.3348  pi0 0.5048"]
+    assert out[0] == ("URIEL features: syntax_knn + phonology_knn + inventory_knn, 289 known in every language, "
+                      "zho looked up as cmn")
+    assert out[1] == "pi0 = floor(softmax(isolation / 0.5), 0.1)"
+    assert [line.split() for line in out[5:8]] == [["eng", "0.0000", "0.1923", "0.3316"], ["nld", "0.1923", "0.0000", "0.3380"],
+                                                   ["zho", "0.3316", "0.3380", "0.0000"]]
+    assert out[-3:] == ["eng: isolation 0.2619  pi0 0.3213", "nld: isolation 0.2651  pi0 0.3227",
+                        "zho: isolation 0.3348  pi0 0.3560"]  # the reference's prior
+    out = babble("prior", "eng", "nld", "zho", "--reverse", "--temperature", "0.5", "--floor", "0.1", cwd=tmp_path).stdout
+    assert out.splitlines()[-3:] == ["eng: isolation 0.2619  pi0 0.3449", "nld: isolation 0.2651  pi0 0.3434",
+                                     "zho: isolation 0.3348  pi0 0.3117"]  # P2
+    err = babble("prior", "eng", "nld", "--features", "syntax", cwd=tmp_path, expect=2).stderr
+    assert err.startswith("error: unknown URIEL feature set 'syntax'; known: syntax_knn,") and len(err.splitlines()) == 1
+
+
+TINY_TAAM = ["data.corpus=corpus", "data.seq_len=32", "tokenizer.vocab_size=400", "tokenizer.sample_bytes=20000",
+             "model={arch: gpt2, hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, "
+             "intermediate_size: 64, max_position_embeddings: 32}", "run.device=cpu", "train.batch_size=8", "train.log_every=5",
+             "train.save_every=0", "checkpoints.milestones=none", "mixing.budget=60000", "mixing.tokens=2560",
+             "mixing.eval_every=5", "mixing.reward_dev_tokens=160", "mixing.final_dev_tokens=256"]
+
+
+def test_babble_matrix(tmp_path):
+    """Three TAAM conditions (the presets: GPT-2 and SentencePiece, CPU-sized by --set) x two seeds: one table,
+    median (min-max) over seeds."""
+    import csv
+
+    from multilingual_corpus import write_corpus, write_dutch_pairs
+
+    write_corpus(tmp_path / "corpus")
+    write_dutch_pairs(tmp_path / "eval")
+    presets = [REPO / "configs" / "taam" / f"{name}.yaml" for name in ("TAAM", "TAAM_v2_deficit", "M_ZH")]
+    out = babble("matrix", *presets, "--seeds", "1", "2", "--out", "m", "--eval-data", "eval", "--no-progress",
+                 "--set", *TINY_TAAM, cwd=tmp_path).stdout
+    rows = list(csv.DictReader((tmp_path / "m" / "matrix.csv").open()))
+    runs = list(csv.DictReader((tmp_path / "m" / "runs.csv").open()))
+    assert [r["condition"] for r in rows] == ["TAAM", "TAAM_v2", "M_ZH"] and len(runs) == 6
+    assert set(rows[0]) == {"condition", "seeds"} | {f"{key}_{stat}" for stat in ("median", "min", "max") for key in (
+        "dev_loss_eng", "dev_loss_nld", "dev_loss_zho", "multiblimp_nld", "pi_eng", "pi_nld", "pi_zho")}
+    for row in rows:
+        mine = [r for r in runs if r["condition"] == row["condition"]]
+        assert row["seeds"] == "1 2" and [r["seed"] for r in mine] == ["1", "2"]
+        for key in ("dev_loss_zho", "multiblimp_nld", "pi_eng"):
+            values = sorted(float(r[key]) for r in mine)
+            assert [float(row[f"{key}_{stat}"]) for stat in ("min", "median", "max")] == pytest.approx(
+                [values[0], sum(values) / 2, values[1]])
+        for r in mine:  # the table's numbers are the runs' own: final dev slice and final pi
+            last = [json.loads(line) for line in (Path(r["run"]) if Path(r["run"]).is_absolute() else tmp_path / r["run"]
+                                                  ).joinpath("metrics.jsonl").open() if '"pi"' in line][-1]
+            assert float(r["dev_loss_nld"]) == pytest.approx(last["final_dev_loss"]["nld"])
+            assert float(r["pi_zho"]) == pytest.approx(last["pi"]["zho"])
+    assert float(rows[2]["pi_zho_min"]) == 1.0  # M_ZH: Mandarin only
+    assert float(rows[1]["pi_zho_median"]) != pytest.approx(1 / 3, abs=1e-3)  # TAAM v2 moved pi
+    manifests = {(tmp_path / "m" / f"{c}-s{s}" / "data" / "multilingual.json").read_text()
+                 for c in ("TAAM", "TAAM_v2", "M_ZH") for s in (1, 2)}
+    assert len(manifests) == 1  # one data preparation, copied to every run
+    table = (tmp_path / "m" / "matrix.md").read_text()
+    assert table in out + "\n" and table.startswith("| condition | seeds | final dev loss eng |")
+    assert "| M_ZH | 1 2 |" in table and "1.000 (1.000-1.000)" in table
+    again = babble("matrix", *presets, "--seeds", "1", "2", "--out", "m", "--no-progress", "--set", *TINY_TAAM,
+                   cwd=tmp_path).stdout  # finished runs are reused, not trained again
+    assert "matrix: training" not in again and "| TAAM | 1 2 |" in again
 
 
 def test_babble_eval(work, run, tmp_path):
@@ -180,6 +263,23 @@ def test_babble_finetune(work, run, tmp_path):
                  "--device", "cpu", "--out", tmp_path, cwd=work).stdout
     result = json.loads((tmp_path / "rte.json").read_text())
     assert f"| rte | {result['metric']} | {result['scores']['rte']:.2f} |" in out
+
+
+def test_babble_submit(run, tmp_path):
+    data = write_full_eval(tmp_path / "evaluation_data" / "full_eval").parent
+    proc = babble("submit", run, "--data", data, "--out", tmp_path / "sub", "--device", "cpu", "--no-progress", cwd=run,
+                  expect=1)
+    collated = tmp_path / "sub" / "run" / "all_full_preds_and_fast_scores_causal.json"
+    assert f"submission in {tmp_path / 'sub' / 'run'}: upload {collated} (has " in proc.stdout
+    problems = [line[len("NOT READY "):] for line in proc.stderr.splitlines() if line.startswith("NOT READY ")]
+    # this small data is far from the leaderboard's sizes, and the tiny run stops before chck_100M
+    assert problems[0].startswith("blimp: short: agreement is not a key of the leaderboard's; superlative_quantifiers_2 has none of 986")
+    assert "reading: short: reading has 48 predictions of 1726" in problems
+    absent = [name for name in json.loads((REPO / "src" / "babblelm" / "eval" / "leaderboard_sizes.json").read_text())
+              ["revisions"]["strict-small"] if not (run / "checkpoints" / name).is_dir()]
+    assert absent and all(f"{name}: missing: no checkpoint {name} (or no fast results for it)" in problems for name in absent)
+    assert json.loads(collated.read_text())["blimp"] is None
+    assert (tmp_path / "sub" / "run" / "main" / "zero_shot" / "causal" / "blimp" / "blimp_filtered" / "predictions.json").is_file()
 
 
 def test_babble_report(work, run, tmp_path):
@@ -219,11 +319,11 @@ def test_babble_serve(run):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env = dict(os.environ, PYTHONPATH=str(SRC))
     proc = subprocess.Popen([str(BABBLE), "serve", str(run), "--port", str(port), "--device", "cpu"], cwd=run, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        for _ in range(300):
+        for _ in range(1500):  # up to 5 minutes or more to start: a busy machine is slow, not wrong
             try:
                 urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
                 break

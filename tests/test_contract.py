@@ -18,6 +18,7 @@ from babblelm.data.tokenizer import train_tokenizer
 from babblelm.eval.blimp import evaluate_blimp
 from babblelm.export import export_model
 from babblelm.models import registry
+from babblelm.models.native import NATIVE
 from babblelm.models.registry import Spec, get, names
 
 TESTS = Path(__file__).resolve().parent
@@ -130,7 +131,16 @@ def test_training_step_and_exact_resume(arch, small_corpus, tmp_path):
 
 
 def reference(model, tokenizer) -> dict:
-    """What babblelm's own model gives for the inputs tests/foreign/check_exports.py feeds the export."""
+    """What babblelm's own model gives for the inputs tests/foreign/check_exports.py feeds the export; the
+    GLUE states `babble finetune` pools under each rule set, from its own tokenizer and classifier."""
+    from babblelm.eval.finetune import POOLING, SequenceClassifier
+
+    pooled = {}
+    for rules, (side, position) in POOLING.items():
+        padded = AutoTokenizer.from_pretrained(tokenizer.name_or_path, padding_side=side)
+        enc = padded([a for a, _ in PAIRS], [b for _, b in PAIRS], return_tensors="pt", padding=True)
+        with torch.no_grad():
+            pooled[rules] = SequenceClassifier(model.model, 2, position).pooled(enc["input_ids"], enc["attention_mask"])
     with torch.no_grad():
         zero_shot = []
         for sentence in SENTENCES:
@@ -143,7 +153,7 @@ def reference(model, tokenizer) -> dict:
         single = model.generate(**left(PROMPTS[0], return_tensors="pt"), max_new_tokens=8, do_sample=False)
         batch = model.generate(**left(PROMPTS, return_tensors="pt", padding=True), max_new_tokens=8, do_sample=False)
     return {"zero_shot": zero_shot, "reading_last": reading_last, "hidden": hidden, "mask": enc["attention_mask"], "single": single[0].tolist(),
-            "batch_new": batch[:, -8:].tolist()}
+            "batch_new": batch[:, -8:].tolist(), "pooled": pooled}
 
 
 @pytest.fixture(scope="module")
@@ -197,9 +207,11 @@ def test_export_loads_scores_finetunes_and_generates_without_babblelm(arch, env,
     assert tune["shape"][-1] == tune["hidden_size"]
     real = ref["mask"].bool()
     torch.testing.assert_close(tune["hidden"][real], ref["hidden"][real], atol=1e-4, rtol=0)
+    torch.testing.assert_close(tune["take_final"], ref["pooled"]["2026"], atol=1e-4, rtol=0)  # left padding, [:, -1]
+    torch.testing.assert_close(tune["hidden"][:, 0], ref["pooled"]["2025"], atol=1e-4, rtol=0)  # right padding, [:, 0]
     assert got["generate"] == {"single": ref["single"], "batch_new": ref["batch_new"]}
-    if get(arch).spec.positions == "learned":
-        assert "exceeds max_position_embeddings" in got["long"]["error"]
+    if get(arch).spec.positions == "learned":  # transformers' own GPT-2 fails with its own message
+        assert "exceeds max_position_embeddings" in got["long"]["error"] or (arch in NATIVE and "error" in got["long"])
     else:
         assert "error" not in got["long"], got["long"]
 
@@ -213,9 +225,18 @@ def test_transformer_exports_as_native_llama(exported, tmp_path_factory):
         assert foreign(env, exported, tmp_path_factory)["transformer"]["class"] == "LlamaForCausalLM"
 
 
+def test_gpt2_exports_as_native_gpt2(exported, tmp_path_factory):
+    folder, _ = exported["gpt2"]
+    config = json.loads((folder / "config.json").read_text())
+    assert config["model_type"] == "gpt2" and config["architectures"] == ["GPT2LMHeadModel"]
+    assert "auto_map" not in config and not list(folder.glob("*.py"))
+    for env in ("official", "lm-eval"):  # loaded there with trust_remote_code=False
+        assert foreign(env, exported, tmp_path_factory)["gpt2"]["class"] == "GPT2LMHeadModel"
+
+
 def test_remote_code_exports_name_the_base_model_for_automodel(exported):
     for arch in ARCHS:
-        if arch == "transformer":
+        if arch in NATIVE:
             continue
         folder, _ = exported[arch]
         auto_map = json.loads((folder / "config.json").read_text())["auto_map"]

@@ -223,6 +223,9 @@ def test_every_corpus_file_is_used_or_listed_with_a_reason(tmp_path, caplog):
     assert "hidden" in skipped["._childes.train"] and "empty folder" in skipped["old"]
     assert "5 file(s) under" in caplog.text and "; notes.md (unrecognised" in caplog.text
     assert "blank.train: not used: only blank lines" in caplog.text
+    with caplog.at_level(logging.WARNING, logger="babblelm.data.prepare"):
+        _prepare_small(folder, tmp_path / "out")  # reused, as a command that prepares twice does: said once
+    assert caplog.text.count("5 file(s) under") == caplog.text.count("blank.train: not used") == 1
     assert audit(tmp_path / "out")["ok"]
     (folder / "later.csv").write_text("a,b\n")
     report = audit(tmp_path / "out")

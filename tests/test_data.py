@@ -256,7 +256,7 @@ def test_budget_over_cap_errors(corpus, tmp_path, monkeypatch):
 
 
 def test_max_words_keeps_whole_lines_in_order(corpus, childes_clean, tmp_path):
-    manifest = _prepare(corpus, tmp_path, max_words=5000, track="none")
+    manifest = _prepare(corpus, tmp_path, max_words=5000, track="none", allocation="corpus_order")
     budget = manifest["budget"]
     cum = np.cumsum([len(line.split()) for line in childes_clean[:2500]])
     n_lines = int(np.searchsorted(cum, 5000, side="right"))  # childes.train comes first in corpus order
@@ -264,6 +264,22 @@ def test_max_words_keeps_whole_lines_in_order(corpus, childes_clean, tmp_path):
     assert budget["words_left_out"] == budget["words_clean"] - budget["words_selected"] > 0
     assert budget["lines_left_out"] == budget["lines_clean"] - n_lines
     assert manifest["splits"]["train"]["lines"] == n_lines and budget["cap"] is None
+
+
+def test_max_words_is_shared_by_the_sources_in_proportion_by_default(corpus, tmp_path):
+    """The default allocation keeps the corpus's mix: every source gives its share of the budget."""
+    from babblelm.data.prepare import format_allocation
+
+    manifest = _prepare(corpus, tmp_path, max_words=5000, track="none")
+    allocations = manifest["allocations"]
+    assert manifest["budget"]["allocation"] == "proportional" and len(allocations) > 1
+    available = sum(a["available"] for a in allocations.values())
+    for name, a in allocations.items():
+        assert a["quota"] == int(5000 * a["available"] / available) and 0 < a["words"] <= a["quota"], name
+    assert 4500 < sum(a["words"] for a in allocations.values()) <= 5000
+    text = format_allocation(manifest)
+    assert text.startswith("sources (proportional allocation of 5,000 words):")
+    assert all(f"{a['words']:,} words" in text for a in allocations.values())
 
 
 def test_dev_carved_from_train_without_dev_files(childes_clean, tmp_path):

@@ -376,3 +376,76 @@ def test_official_tasks_per_rules_and_one_line_per_missing_folder(run_dir, tmp_p
     assert "re-scoring ewok: rules 2026 -> 2025" in captured
     assert json.loads((out / "ewok.json").read_text())["n_items"] == 2
     assert (out / "wug_adj.json").is_file() and json.loads((out / "wug_adj.json").read_text())["rules"] == "2025"
+
+
+def _run_copy(run_dir, tmp_path, config: str):
+    """A copy of the fixture run with its own config.yaml."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir / "checkpoints", run / "checkpoints")
+    (run / "config.yaml").write_text(config)
+    return run
+
+
+def test_results_of_other_data_live_beside_the_runs_own(run_dir, data, tmp_path, capsys):
+    """The run's eval.data owns results/<checkpoint>/; other data goes to a folder named by the data
+    beside it, the run's result untouched; the model card reads the run's own and names the others."""
+    import shutil
+
+    from babblelm.card import model_card
+    from babblelm.eval.suite import data_label
+
+    run = _run_copy(run_dir, tmp_path, f"run: {{name: tiny}}\neval: {{data: {data}}}\n")
+    other = tmp_path / "other"
+    shutil.copytree(data / "blimp_filtered", other / "blimp_filtered")
+    (other / "blimp_filtered" / "agreement.jsonl").write_text(
+        '{"sentence_good": "The dog ran.", "sentence_bad": "The dog run.", "UID": "agreement", "field": "morphology"}\n')
+    args = ["eval", str(run), "--checkpoint", "chck_1M", "--tasks", "blimp", "--device", "cpu", "--data"]
+    assert main([*args, str(other)]) == 0  # first the other data: it still goes beside, not into, the run's folder
+    beside = run / "results" / "chck_1M" / data_label(other)
+    assert beside.name.startswith("data-other-") and f"results in {beside}" in capsys.readouterr().out
+    assert main([*args, str(data)]) == 0
+    own = run / "results" / "chck_1M" / "blimp.json"
+    assert json.loads(own.read_text())["inputs"]["data"] == str((data / "blimp_filtered").resolve())
+    assert json.loads((beside / "blimp.json").read_text())["n_items"] == 1
+    kept = own.read_text()
+    assert main([*args, str(other)]) == 0 and own.read_text() == kept  # reused beside, never replacing
+    assert "reusing" in capsys.readouterr().out
+
+    model = make_model(len(make_tokenizer()))
+    card = model_card(run / "checkpoints" / "chck_1M", model, "transformer", native=True)
+    assert "### Zero-shot\n\nScored as the official BabyLM pipeline scores causal models, 2026 rules, on `blimp_filtered`." in card
+    assert f"### Zero-shot on other data (`{beside.name}`)" in card
+
+    # a run without eval.data: the first data scored owns the folder, the next goes beside it
+    bare = _run_copy(run_dir, tmp_path / "bare", "run: {name: tiny}\n")
+    assert main(["eval", str(bare), "--checkpoint", "chck_1M", "--tasks", "blimp", "--device", "cpu", "--data",
+                 str(data)]) == 0
+    assert main(["eval", str(bare), "--checkpoint", "chck_1M", "--tasks", "blimp", "--device", "cpu", "--data",
+                 str(other)]) == 0
+    assert json.loads((bare / "results" / "chck_1M" / "blimp.json").read_text())["n_items"] == 2
+    assert json.loads((bare / "results" / "chck_1M" / data_label(other) / "blimp.json").read_text())["n_items"] == 1
+
+
+def test_learning_curves_plot_the_words_each_checkpoint_saw(run_dir, data, tmp_path, monkeypatch):
+    """A scaled run writes chck_1M after far fewer words than 10^6: the curve's x is its trainer_state."""
+    from babblelm.eval import report
+
+    run = _run_copy(run_dir, tmp_path, "run: {name: tiny}\n")
+    for name, seen in (("chck_1M", 51_518), ("chck_2M", 103_004)):
+        (run / "checkpoints" / name / "trainer_state.json").write_text(json.dumps(
+            {"step": 3, "words_seen": seen, "tokens_seen": 4 * seen}))
+    drawn = {}
+    monkeypatch.setattr(report, "plot_curves", lambda rows, seen, out: drawn.update(seen))
+    assert main(["eval", str(run), "--all-checkpoints", "--tasks", "blimp", "--data", str(data), "--device", "cpu"]) == 0
+    assert drawn == {"chck_1M": (51_518, "words"), "chck_2M": (103_004, "words")}
+
+
+def test_failures_are_reported_once(run_dir, tmp_path, capsys):
+    write_jsonl(tmp_path / "bad" / "x.jsonl", ['{"sentence_good": "a"}'])
+    assert main(["eval", str(run_dir / "checkpoints" / "chck_2M"), "--data", str(tmp_path / "bad"), "--device", "cpu",
+                 "--out", str(tmp_path / "o")]) == 1
+    captured = capsys.readouterr()
+    assert (captured.out + captured.err).count("missing field 'sentence_bad'") == 1
+    assert "1 task(s) failed; no results were written" in captured.err and "the others' results" not in captured.err

@@ -2,6 +2,9 @@
 in the official BabyLM pipeline's environment (transformers 4.51.3, no babblelm)."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -90,8 +93,13 @@ def test_remote_code_export_of_the_transformer_equals_the_native_one(trained_run
     assert cfg["model_type"] == "babble_transformer"
     assert set(cfg["auto_map"]) == {"AutoConfig", "AutoModel", "AutoModelForCausalLM"}
     assert {"transformer.py", "layers.py"} <= {p.name for p in remote.glob("*.py")}
-    assert "trust_remote_code=True" in (remote / "README.md").read_text()
+    assert 'AutoTokenizer.from_pretrained("REPO", trust_remote_code=True)' in (remote / "README.md").read_text()
     assert "trust_remote_code" not in (native / "README.md").read_text()
+    code = f"from babblelm.eval.load import load_tokenizer; load_tokenizer({str(remote)!r})"  # a fresh process
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    said = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "[y/N]" not in said and "to instantiate a model of type" not in said, said
     enc = AutoTokenizer.from_pretrained(native)("the dog is here .", return_tensors="pt")
     with torch.inference_mode():
         a = AutoModelForCausalLM.from_pretrained(native)(**enc).logits

@@ -1,7 +1,9 @@
-"""TAAM: floor-shrink, both rewards and the EXP3 update on hand-made losses; byte premiums; the URIEL prior;
-tiny three-language runs with each policy; resume keeps the mixing state."""
+"""TAAM: the mixer, both rewards and the prior against the reference implementation's own numbers
+(tests/data/taam_reference, made by running factoredai/diffusion-babylm-eval's code); byte premiums;
+the other priors; tiny three-language runs with each policy; resume keeps the mixing state exactly."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,47 +12,101 @@ import torch
 from babblelm.config import load_config
 from babblelm.configbase import ConfigError
 from babblelm.data.multilingual import PREMIUMS, premium_table
-from babblelm.train.mixing import Mixer, cross_lingual_deficit, floor_shrink, normalized_excess_loss
+from babblelm.train.mixing import Mixer, apply_floor, cross_lingual_deficit, normalized_excess_loss
+
+REFERENCE = Path(__file__).parent / "data" / "taam_reference"
+EXP3 = json.loads((REFERENCE / "exp3.json").read_text())
+PRIOR = json.loads((REFERENCE / "prior.json").read_text())
 
 
-def test_floor_shrink_mixes_with_uniform_just_enough():
-    # low 0.02 -> lambda = 0.03 / (1/3 - 0.02) = 0.095745; pi' = 0.904255 pi + 0.031915
-    assert floor_shrink([0.9, 0.08, 0.02], 0.05) == pytest.approx([0.845745, 0.104255, 0.05], abs=1e-6)
-    assert floor_shrink([2, 1, 1], 0.05) == pytest.approx([0.5, 0.25, 0.25])  # already above: only normalised
+def test_apply_floor_is_a_linear_shrinkage_applied_always():
+    assert apply_floor([0.9, 0.08, 0.02], 0.05) == pytest.approx([0.05 + 0.85 * 0.9, 0.05 + 0.85 * 0.08, 0.05 + 0.85 * 0.02])
+    assert apply_floor([2, 1, 1], 0.1) == pytest.approx([0.45, 0.275, 0.275])  # above the floor: shrunk all the same
+    assert apply_floor([1, 0], 0.0) == pytest.approx([1, 0])
+    with pytest.raises(ValueError, match="floor x languages"):
+        apply_floor([1, 1, 1], 0.4)
 
 
 def test_reward_v1_normalized_excess_loss():
-    assert normalized_excess_loss([5.0], []) == (0.0, None)  # no reference yet
-    assert normalized_excess_loss([5.0, 4.0], []) == (0.0, 1.0)  # raw 1, std of one value is 0
-    reward, raw = normalized_excess_loss([5.0, 4.0, 3.8], [1.0])  # ref 4.5, raw 0.7, std(1, .7) = .15 -> 4.67
-    assert raw == pytest.approx(0.7) and reward == 2.0  # clipped
-    reward, raw = normalized_excess_loss([5.0, 4.0, 3.8, 3.9], [1.0, 0.7])  # ref 4.2667, raw 0.36667
-    assert raw == pytest.approx(0.366667, abs=1e-6) and reward == pytest.approx(1.41750, abs=1e-4)  # / 0.258677
-    reward, raw = normalized_excess_loss([9, 9, 5, 4, 3, 2, 1, 2.0], [0.5, -0.5])  # ref = mean of the 5 before
-    assert raw == pytest.approx(1.0) and reward == pytest.approx(1.0 / np.std([0.5, -0.5, 1.0]))
-    assert normalized_excess_loss([3.0, 4.0, 6.0], [-1.0])[0] == -2.0  # worse than the reference: clipped at -2
+    assert normalized_excess_loss(5.0, [], []) == (0.0, 0.0)  # cold start: ref = the loss itself
+    assert normalized_excess_loss(4.0, [5.0], [0.0]) == (1.0, 1.0)  # one earlier raw value: sigma falls back to 1
+    reward, raw = normalized_excess_loss(3.8, [5.0, 4.0], [0.0, 1.0])  # ref 4.5; sigma = std(0, 1; ddof 1) = .7071
+    assert raw == pytest.approx(0.7) and reward == pytest.approx(0.7 / np.sqrt(0.5))
+    assert normalized_excess_loss(3.8, [5.0, 4.0], [0.3, 0.3]) == (pytest.approx(0.7), pytest.approx(0.7))  # std 0 -> 1
+    reward, raw = normalized_excess_loss(2.0, [9, 9, 5, 4, 3, 2, 1], [0.5, -0.5])  # ref = mean of the last 5
+    assert raw == pytest.approx(1.0) and reward == pytest.approx(1.0 / np.std([0.5, -0.5], ddof=1))
+    assert normalized_excess_loss(6.0, [3.0, 4.0], [0.1, 0.2])[0] == -2.0  # worse than the reference: clipped
 
 
 def test_reward_v2_cross_lingual_deficit():
-    r, d = cross_lingual_deficit(np.array([3.0, 4.0, 5.0]), [])  # d = 0, 1, 2; std 0.816497
-    assert d.tolist() == [0, 1, 2] and r == pytest.approx([0.0, 1.224745, 2.0], abs=1e-6)
-    r, _ = cross_lingual_deficit(np.array([3.0, 3.5, 4.0]), [[0, 1, 2]])  # pooled std of 6 values 0.692219
-    assert r == pytest.approx([0.0, 0.722315, 1.444630], abs=1e-6)
+    r, pooled = cross_lingual_deficit([3.0, 4.0, 5.0], [])  # d = 0, 1, 2 pooled first; sigma = 1 (ddof 1)
+    assert pooled == [0, 1, 2] and r == pytest.approx([0.0, 1.0, 2.0])
+    r, pooled = cross_lingual_deficit([3.0, 3.5, 4.0], pooled)  # six pooled values
+    assert r == pytest.approx([0.0, 0.5, 1.0] / np.std([0, 1, 2, 0, 0.5, 1], ddof=1))
+    r, _ = cross_lingual_deficit([2.0, 2.0], [])  # no deficit anywhere: sigma falls back to 1, rewards 0
+    assert r.tolist() == [0.0, 0.0]
+    _, pooled = cross_lingual_deficit([1.0, 2.0], [0.5] * 40)
+    assert len(pooled) == 40 and pooled[-2:] == [0.0, 1.0]  # the window holds 20 evaluations x K
 
 
-def test_exp3_update_moves_pi_by_the_rewards():
-    mixer = Mixer(["a", "b", "c"], "taam", [1, 1, 1], eta=0.1, gamma=0.1, min_pi=0.05, reward="cross_lingual_deficit")
-    assert mixer.pi == pytest.approx([1 / 3] * 3)
-    rewards = mixer.update({"a": 3.0, "b": 4.0, "c": 5.0})  # w = log 1/3 + 0.1 (0, 1.2247, 2)
-    assert list(rewards.values()) == pytest.approx([0.0, 1.224745, 2.0], abs=1e-6)
-    # softmax = (0.298357, 0.337230, 0.364413); x 0.9 + 0.1/3
-    assert mixer.pi == pytest.approx([0.301855, 0.336840, 0.361305], abs=1e-6)
-    assert Mixer(["a", "b"], "static", [0.99, 0.01], min_pi=0.05).pi == pytest.approx([0.95, 0.05])
-    static = Mixer(["a", "b"], "static", [0.7, 0.3])
+@pytest.mark.parametrize("case", EXP3["cases"], ids=lambda c: f"{c['reward']}-{c['shape']}-K{len(c['pi0'])}")
+def test_exp3_follows_the_reference_trajectory(case):
+    """pi before the first round and after every one of 60 rounds equals the reference's, to 1e-6."""
+    langs = [f"l{i}" for i in range(len(case["pi0"]))]
+    mixer = Mixer(langs, "taam", case["pi0"], eta=case["eta"], gamma=case["gamma"], min_pi=case["min_pi"],
+                  reward=case["reward"])
+    assert mixer.pi == pytest.approx(case["pi"][0], abs=1e-6)
+    for losses, rewards, pi in zip(case["losses"], case["rewards"], case["pi"][1:]):
+        assert list(mixer.update(dict(zip(langs, losses))).values()) == pytest.approx(rewards, abs=1e-9)
+        assert mixer.pi == pytest.approx(pi, abs=1e-6)
+
+
+def test_the_start_is_projected_and_the_state_resumes_exactly():
+    mixer = Mixer(["eng", "nld", "zho"], "taam", [0.30, 0.30, 0.40])  # gamma mix and floor applied to pi0
+    assert mixer.pi == pytest.approx([0.3078, 0.3078, 0.3843], abs=1e-4)
+    case = EXP3["cases"][1]
+    langs = [f"l{i}" for i in range(3)]
+    args = dict(eta=case["eta"], gamma=case["gamma"], min_pi=case["min_pi"], reward=case["reward"], granularity="batch",
+                seed=5)
+    whole, first = Mixer(langs, "taam", case["pi0"], **args), Mixer(langs, "taam", case["pi0"], **args)
+    for step, losses in enumerate(case["losses"][:30]):
+        for m in (whole, first):
+            m.sample(step, 8)
+            m.update(dict(zip(langs, losses)))
+    second = Mixer(langs, "taam", case["pi0"], **args)
+    second.load_state_dict(json.loads(json.dumps(first.state_dict())))  # what a checkpoint holds
+    for step, losses in enumerate(case["losses"][30:], start=30):
+        assert (whole.sample(step, 8) == second.sample(step, 8)).all()
+        whole.update(dict(zip(langs, losses)))
+        second.update(dict(zip(langs, losses)))
+        assert second.pi.tolist() == whole.pi.tolist()
+    assert second.state_dict() == whole.state_dict()
+
+
+@pytest.mark.parametrize("draws", EXP3["batch_draws"], ids=lambda d: f"seed{d['seed']}")
+def test_batch_level_draws_follow_the_reference(draws):
+    """granularity batch: every batch is one language, drawn as the reference's batch-level mixer draws it."""
+    mixer = Mixer(["eng", "nld", "zho"], "static", [1, 1, 1], granularity="batch", seed=draws["seed"])
+    drawn = []
+    for step in range(len(draws["languages"])):
+        mixer.pi = np.array(draws["pi_every_50"][(step // 50) % 4])
+        rows = mixer.sample(step, 64)
+        assert rows.sum() == rows.max() == 64
+        drawn.append(int(rows.argmax()))
+    assert drawn == draws["languages"]
+
+
+def test_static_and_uniform_policies():
+    static = Mixer(["a", "b"], "static", [0.7, 0.3], min_pi=0.4, granularity="rows")
     static.update({"a": 1.0, "b": 2.0})
-    assert static.pi == pytest.approx([0.7, 0.3])  # static never moves
-    rows = static.sample(3, 0, 1000)
-    assert rows.sum() == 1000 and (rows == static.sample(3, 0, 1000)).all() and 600 < rows[0] < 800
+    assert static.pi == pytest.approx([0.7, 0.3])  # a fixed pi is used as given (no floor) and never moves
+    mono = Mixer(["eng", "nld", "zho"], "static", [1, 0, 0], granularity="rows")
+    assert mono.sample(3, 16).tolist() == [16, 0, 0]
+    rows = static.sample(3, 1000)
+    assert rows.sum() == 1000 and (rows == static.sample(3, 1000)).all() and 600 < rows[0] < 800  # rows: seeded by step
+    assert Mixer(["a", "b", "c"], "uniform", None).pi == pytest.approx([1 / 3] * 3)
+    with pytest.raises(ValueError, match="every language needs pi0 > 0"):
+        Mixer(["a", "b"], "taam", [1.0, 0.0])
 
 
 def test_byte_premiums_and_zho_variant():
@@ -61,18 +117,96 @@ def test_byte_premiums_and_zho_variant():
     assert premium_table(load_config(raw=raw).mixing) == {"eng": 1.1, "zho": 0.9894}
     with pytest.raises(ConfigError, match="mixing.pi"):
         load_config(raw={"data": {"corpus": "c"}, "mixing": {"languages": {"eng": {}}, "pi": {"nld": 1.0}}})
+    with pytest.raises(ConfigError, match=r"mixing.features\[0\]: unknown URIEL feature set 'syntax'"):
+        load_config(raw={"data": {"corpus": "c"}, "mixing": {"languages": {"eng": {}}, "features": ["syntax"]}})
 
 
-def test_typological_prior_eng_nld_zho():
+@pytest.mark.parametrize("ref", PRIOR["priors"], ids=lambda r: f"{'+'.join(r['features'])}-{len(r['languages'])}")
+def test_typological_prior_follows_the_reference(ref):
     pytest.importorskip("lang2vec")
-    from babblelm.train.prior import isolation, typological_prior, uriel_features
+    from babblelm.train.prior import typological_prior
 
-    features = uriel_features(["eng", "nld", "zho"])  # zho is looked up as cmn
-    assert features.shape == (3, 289)
-    assert isolation(features) == pytest.approx([0.261912, 0.265110, 0.334752], abs=1e-5)
-    pi0 = typological_prior(["eng", "nld", "zho"], temperature=0.1, min_pi=0.05)
-    print("pi0 eng/nld/zho:", pi0)
-    assert pi0 == pytest.approx([0.243649, 0.251568, 0.504784], abs=1e-5)
+    prior = typological_prior(ref["languages"], ref["temperature"], ref["floor"], ref["features"])  # zho as cmn
+    assert prior.n_features == ref["n_features"]
+    assert prior.pi0 == pytest.approx(ref["pi0"], abs=1e-6)
+    assert prior.isolation == pytest.approx(ref["isolation"], abs=1e-6)
+    off_diagonal = 1 - np.eye(len(ref["languages"]))  # the reference works in float32: its diagonal holds ~1e-6
+    assert prior.distance == pytest.approx(np.array(ref["distance"]) * off_diagonal, abs=1e-6)
+
+
+def test_the_other_priors():
+    pytest.importorskip("lang2vec")
+    from babblelm.train.multilingual import initial_pi
+    from babblelm.train.prior import typological_prior
+
+    reverse = PRIOR["reverse"]
+    assert typological_prior(reverse["languages"], reverse=True).pi0 == pytest.approx(reverse["pi0"], abs=1e-6)  # P2
+    raw = {"data": {"corpus": "c"}, "mixing": {"languages": {"eng": {}, "nld": {}, "zho": {}}, "prior": "proportional"}}
+    manifest = {"per_language": {"eng": {"tokens": 300}, "nld": {"tokens": 500}, "zho": {"tokens": 200}}}
+    assert initial_pi(load_config(raw=raw), manifest) == pytest.approx([0.3, 0.5, 0.2])
+    raw["mixing"]["prior"] = "uriel"
+    assert initial_pi(load_config(raw=raw), manifest) == pytest.approx([0.321292, 0.322712, 0.355996], abs=1e-6)
+
+
+def test_pi_from_runs_is_their_time_average(tmp_path):
+    from babblelm.train.multilingual import initial_pi
+
+    for name, pis in (("s1", [[0.2, 0.3, 0.5], [0.1, 0.3, 0.6]]), ("s2", [[0.2, 0.2, 0.6], [0.2, 0.2, 0.6]])):
+        (tmp_path / name).mkdir()
+        records = [{"step": 1}] + [{"step": i, "pi": dict(zip(["eng", "nld", "zho"], pi))} for i, pi in enumerate(pis)]
+        records.insert(2, {"step": 1, "pi": {"eng": 0.9, "nld": 0.05, "zho": 0.05}})  # logged again after a resume
+        (tmp_path / name / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    raw = {"data": {"corpus": "c"}, "mixing": {"languages": {"eng": {}, "nld": {}, "zho": {}}, "policy": "static",
+                                               "pi": {"from_runs": [str(tmp_path / "s*")]}}}
+    assert initial_pi(load_config(raw=raw), {}) == pytest.approx([0.175, 0.25, 0.575])  # (0.15, .3, .55), (.2, .2, .6)
+    raw["mixing"]["pi"] = {"from_runs": [str(tmp_path / "none")]}
+    with pytest.raises(FileNotFoundError, match="mixing.pi.from_runs: .*none holds no evaluation records"):
+        initial_pi(load_config(raw=raw), {})
+
+
+CONDITIONS = json.loads((REFERENCE / "conditions.json").read_text())["conditions"]
+PRESETS = Path(__file__).resolve().parents[1] / "configs" / "taam"
+
+
+@pytest.mark.parametrize("cid", sorted(CONDITIONS))
+def test_the_presets_are_the_reference_conditions(cid):
+    """Each configs/taam preset against the reference's condition as its train.py reads it: the start
+    or fixed pi, the EXP3 settings and the run (the model and tokenizer: test_taam_preset_is_the_card_model)."""
+    pytest.importorskip("lang2vec")
+    from babblelm.train.multilingual import initial_pi
+
+    ref = CONDITIONS[cid]
+    cfg = load_config(PRESETS / Path(ref["file"]).name, ["model={arch: transformer}", "tokenizer={vocab_size: 400}"])
+    mix, langs = cfg.mixing, ["eng", "nld", "zho"]
+    assert list(mix.languages) == langs and cfg.run.name == cid
+    pi = initial_pi(cfg, {"per_language": {lang: {"tokens": 1000} for lang in langs}})  # B2: equal data here
+    assert pi == pytest.approx([ref["pi"][lang] for lang in langs], abs=1e-6)
+    assert [lang for lang, p in zip(langs, pi) if p > 0] == ref["languages"]  # M_*: one language, same data
+    assert mix.policy == {"static": "static", "online": "taam"}[ref["type"]]
+    if ref["type"] == "online":
+        assert (mix.eta, mix.gamma, mix.min_pi, mix.reward) == (ref["eta"], ref["gamma"], ref["min_pi"], ref["reward"])
+    batch = cfg.train.batch_size * cfg.train.grad_accum
+    assert (batch, cfg.data.seq_len, mix.tokens) == (ref["batch_size"], ref["block_size"],
+                                                     ref["total_steps"] * ref["batch_size"] * ref["block_size"])
+    assert (cfg.optim.lr, cfg.optim.betas, cfg.optim.weight_decay, cfg.optim.grad_clip) == (
+        ref["learning_rate"], ref["betas"], ref["weight_decay"], ref["gradient_clip"])
+    assert cfg.optim.decay_all and cfg.schedule.name == "constant" and cfg.schedule.warmup_steps == 0  # train.py's AdamW
+    assert (mix.eval_every, mix.reward_dev_tokens, mix.final_dev_tokens, mix.granularity) == (
+        ref["eval_every_steps"], ref["reward_dev_tokens_per_lang"], ref["final_dev_tokens_per_lang"], "batch")
+
+
+def test_taam_preset_is_the_card_model():
+    """configs/taam: the reference's GPT-2 and 32k SentencePiece, 35,561,472 parameters (the card's 35.6M)."""
+    from babblelm.models.registry import count_parameters, parse_model_section
+
+    ref, cfg = CONDITIONS["TAAM"], load_config(PRESETS / "TAAM.yaml")
+    arch, args = parse_model_section(cfg.model)
+    assert (arch.name, args.num_hidden_layers, args.num_attention_heads, args.hidden_size, args.max_position_embeddings) == (
+        "gpt2", ref["n_layer"], ref["n_head"], ref["n_embd"], ref["block_size"])
+    assert (cfg.tokenizer.kind, cfg.tokenizer.vocab_size, cfg.tokenizer.character_coverage) == (
+        "sentencepiece", ref["vocab_size"], 0.9995)
+    model = arch.model_class(arch.make_config(args, cfg.tokenizer.vocab_size, 1, 2, 3))
+    assert count_parameters(model) == 35_561_472
 
 
 def _raw(corpus, out, policy, reward="normalized_excess_loss", **mixing):
@@ -86,7 +220,8 @@ def _raw(corpus, out, policy, reward="normalized_excess_loss", **mixing):
         "train": {"batch_size": 8, "log_every": 4, "dev_batches": 1, "save_every": 0},
         "checkpoints": {"scale": 0.001},
         "mixing": {"languages": {"easy": {"premium": 1.0}, "medium": {"premium": 1.2}, "hard": {"premium": 1.0}}, "tokens": 2048, "budget": 60000,
-                   "policy": policy, "prior": "uniform", "reward": reward, "eval_every": 4, "eta": 1.0, **mixing},
+                   "policy": policy, "prior": "uniform", "reward": reward, "eval_every": 4, "eta": 1.0,
+                   "reward_dev_tokens": 64, "final_dev_tokens": 128, **mixing},
     }
 
 
@@ -124,6 +259,21 @@ def test_three_language_run_end_to_end(languages, tmp_path, policy, reward):
     if reward == "cross_lingual_deficit":
         assert np.abs(pis[-1] - 1 / 3).max() > 0.01
     assert "## Multilingual mixing" in (tmp_path / "mixing.md").read_text() and (tmp_path / "mixing.png").stat().st_size
+    final = records[-1]["final_dev_loss"]  # the separate final slice, measured once at the end
+    assert set(final) == {"easy", "medium", "hard"} and "final_dev_loss" not in records[-2]
+    assert result.final_dev_loss == pytest.approx(np.mean(list(final.values())))
+    exposures = np.array([list(r["exposures"].values()) for r in records])
+    assert (exposures % (8 * 16) == 0).all()  # batch granularity: every batch went to one language
+
+
+def test_a_language_without_enough_dev_text_is_refused_before_training(languages, tmp_path):
+    from babblelm.data.corpus import DataError
+    from babblelm.train.loop import train
+
+    with pytest.raises(DataError, match=r"mixing.reward_dev_tokens \+ mixing.final_dev_tokens: easy has \d+ dev blocks "
+                                        r"of 16 tokens, the dev slices need 4 \+ 3125; add easy dev text or lower them"):
+        train(load_config(raw=_raw(languages, tmp_path, "taam", final_dev_tokens=50_000)), progress=False)
+    assert not (tmp_path / "metrics.jsonl").exists() and not (tmp_path / "checkpoints").exists()
 
 
 def test_resume_keeps_the_mixing_state(languages, tmp_path):

@@ -188,7 +188,7 @@ def test_an_interrupted_run_resumes_with_the_summary(finished, tmp_path, small_c
     assert train(load_config(raw=cut), progress=False, stop_after_steps=3).interrupted
     assert main(["run", write_config(cut, tmp_path / "c.yaml"), "--no-progress"]) == 0
     assert table(capsys.readouterr().out) == {"data": "reused", "train": "done", "fast": "done", "full": "done",
-                                              "report": "done", "export": "done"}
+                                              "report": "done", "export": "done", "submit": "skipped"}
 
 
 def test_a_signal_whose_interrupt_is_lost_still_stops_the_run(finished, tmp_path, monkeypatch, capsys):

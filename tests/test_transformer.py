@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from babblelm.models.layers import causal_mask, position_ids_from_mask
-from babblelm.models.native import as_llama, probe_difference
+from babblelm.models.native import as_native, probe_difference
 from babblelm.models.registry import count_parameters
 from babblelm.models.transformer import BabbleTransformerConfig, BabbleTransformerForCausalLM
 from contract import padded_batch, random_ids
@@ -70,7 +70,7 @@ def test_initialisation_scales_residual_outputs():
 @torch.no_grad()
 def test_maps_onto_llama_with_equal_logits(overrides):
     model = tiny_model(**overrides)
-    llama, why = as_llama(model)
+    llama, why = as_native("transformer", model)
     assert llama is not None, why
     assert probe_difference(model, llama) < 1e-5
     ids, mask = padded_batch([random_ids(1, 9), random_ids(1, 4, seed=3)], "left")

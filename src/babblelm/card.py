@@ -21,9 +21,10 @@ from .rundir import RunDir
 from .train.checkpoints import TRAINER_STATE
 
 
-def model_card(src: Path, model, arch_name: str, native: bool = False) -> str:
+def model_card(src: Path, model, arch_name: str, native: str | None = None) -> str:
     """Markdown for the checkpoint folder `src` holding `model` (an architecture registered as `arch_name`);
-    `native`: the folder holds a transformers-native model (Llama), loaded without remote code."""
+    `native`: the transformers class the folder holds (`LlamaForCausalLM`, `GPT2LMHeadModel`), loaded
+    without remote code; None when it carries babblelm's modeling code."""
     src = Path(src)
     run = RunDir.of(src)
     cfg = yaml.safe_load(run.config.read_text(encoding="utf-8")) if run else {}
@@ -34,7 +35,7 @@ def model_card(src: Path, model, arch_name: str, native: bool = False) -> str:
                    "tags: [babylm, babblelm, causal-lm]", "---"]),
         f"# {title}" + (f" ({src.name})" if src.name != "final" else ""),
         _origin(src, arch_name),
-        _details(model, arch_name, native),
+        _details(model, arch_name, native, cfg.get("tokenizer", {})),
         _usage(bool(checkpoints), native),
     ]
     if run:
@@ -65,17 +66,18 @@ def _table(rows, header=("", "")) -> str:
     return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
 
 
-def _details(model, arch_name: str, native: bool) -> str:
+def _details(model, arch_name: str, native: str | None, tokenizer_cfg: dict) -> str:
     config = model.config
     fields = [f.name for f in dataclasses.fields(get(arch_name).args_class)]
-    shipped_as = "`LlamaForCausalLM` (native transformers, no remote code)" if native else f"`{type(model).__name__}`"
+    shipped_as = f"`{native}` (native transformers, no remote code)" if native else f"`{type(model).__name__}`"
+    kind = "SentencePiece BPE" if tokenizer_cfg.get("kind") == "sentencepiece" else "byte-level BPE"
     rows = [("architecture", f"{arch_name}, shipped as {shipped_as}"), ("parameters", f"{count_parameters(model):,}"),
-            ("vocabulary", f"{config.vocab_size:,} (byte-level BPE, BOS prepended)")]
+            ("vocabulary", f"{config.vocab_size:,} ({kind}, BOS prepended)")]
     rows += [(name, getattr(config, name)) for name in fields if hasattr(config, name)]
     return "## Model details\n\n" + _table(rows)
 
 
-def _usage(has_checkpoints: bool, native: bool) -> str:
+def _usage(has_checkpoints: bool, native: str | None) -> str:
     revision = '  # a checkpoint: add revision="chck_1M"' if has_checkpoints else ""
     remote = "" if native else ", trust_remote_code=True"
     return f"""## How to use
@@ -83,7 +85,7 @@ def _usage(has_checkpoints: bool, native: bool) -> str:
 ```python
 from transformers import AutoModelForCausalLM, AutoTokenizer
 model = AutoModelForCausalLM.from_pretrained("REPO"{remote}){revision}
-tokenizer = AutoTokenizer.from_pretrained("REPO")
+tokenizer = AutoTokenizer.from_pretrained("REPO"{remote})
 ids = tokenizer("the little dog", return_tensors="pt")
 out = model.generate(**ids, max_new_tokens=20, do_sample=True, top_p=0.9)
 print(tokenizer.decode(out[0], skip_special_tokens=True))
@@ -154,6 +156,14 @@ def _data(run: RunDir) -> str:
     budget, train = manifest.get("budget", {}), manifest.get("splits", {}).get("train", {})
     text = (f"## Data\n\nTrack: {budget.get('track', '?')}; {train.get('words', 0):,} training words "
             f"({train.get('tokens', 0):,} tokens) from {len(manifest.get('inputs', {}).get('train', []))} file(s).")
+    allocations = manifest.get("allocations", {})
+    if allocations:
+        total, unit = budget.get("max_words") or budget.get("max_bytes"), next(iter(allocations.values())).get("unit")
+        how = f"`{budget.get('allocation')}` allocation of {total:,} {unit}" if total else "no budget: all the cleaned text"
+        rows = [(name, f"{a.get('available', 0):,} {a.get('unit')}", f"{a.get('words', 0):,}", f"{a.get('lines', 0):,}")
+                for name, a in allocations.items()]
+        text += (f"\n\nSources ({how}; from `data/manifest.json`):\n\n"
+                 + _table(rows, ("source", "available (clean)", "words used", "lines used")))
     filters = manifest.get("filters", {}).get("train", {})
     if not filters:
         return text + "\n\nData cleaning: none (the text was used as read)."
@@ -165,13 +175,15 @@ def _data(run: RunDir) -> str:
 
 def _evaluation(run: RunDir, checkpoint: str) -> str:
     from .eval.report import read_results
+    from .eval.suite import OTHER_DATA
 
     folder = run.results / checkpoint
     parts = []
-    zero_shot = read_results(folder)
-    if zero_shot:
-        rows = [(task, name, f"{value:.2f}") for task, r in zero_shot.items() for name, value in r["scores"].items()]
-        parts.append("### Zero-shot\n\nScored like the official BabyLM pipeline.\n\n" + _table(rows, ("task", "score", "value")))
+    others = sorted(f for f in folder.glob(OTHER_DATA + "*") if f.is_dir())
+    for results, heading in [(folder, "### Zero-shot"), *((f, f"### Zero-shot on other data (`{f.name}`)") for f in others)]:
+        zero_shot = read_results(results)
+        if zero_shot:
+            parts.append(f"{heading}\n\n{_zero_shot(zero_shot)}")
     finetuned = read_results(folder / "finetune")
     if finetuned:
         rows = [(task, r.get("metric", ""), f"{value:.2f}") for task, r in finetuned.items() for value in r["scores"].values()]
@@ -180,6 +192,20 @@ def _evaluation(run: RunDir, checkpoint: str) -> str:
     if curves.exists():
         parts.append("### Across checkpoints\n\n" + curves.read_text(encoding="utf-8").strip())
     return "## Evaluation\n\n" + "\n\n".join(parts) if parts else ""
+
+
+def _zero_shot(results: dict[str, dict]) -> str:
+    """One folder's task results: what they were scored on and how, a table, and what any unofficial task is."""
+    from .eval.tasks import TASKS
+
+    data = sorted({Path(r["inputs"]["data"]).name for r in results.values() if r.get("inputs", {}).get("data")})
+    rules = sorted({str(r["rules"]) for r in results.values() if r.get("rules")})
+    head = "Scored as the official BabyLM pipeline scores causal models"
+    head += f", {' and '.join(rules)} rules" if rules else ""
+    head += f", on {', '.join(f'`{name}`' for name in data)}." if data else "."
+    rows = [(task, name, f"{value:.2f}") for task, r in results.items() for name, value in r["scores"].items()]
+    notes = [f"`{task}`: {TASKS[task].about}." for task in results if task in TASKS and TASKS[task].about]
+    return "\n\n".join([head, _table(rows, ("task", "score", "value")), *notes])
 
 
 def _checkpoints(run: RunDir) -> list[tuple[str, dict]]:

@@ -10,15 +10,20 @@ from pathlib import Path
 
 
 def _load_cfg(args):
+    """The config of a verb that takes one (`--threads` recorded as run.threads), its CPU threads applied."""
     from .config import load_config
+    from .device import set_threads
 
-    return load_config(args.config, overrides=args.set)
+    threads = [f"run.threads={args.threads}"] if getattr(args, "threads", None) is not None else []
+    cfg = load_config(args.config, overrides=[*args.set, *threads])
+    set_threads(cfg.run.threads)
+    return cfg
 
 
 def cmd_demo(args) -> None:
     from .demo import run_demo
 
-    run_demo(Path(args.out), quick=args.quick, seed=args.seed, arch=args.arch)
+    run_demo(Path(args.out), quick=args.quick, seed=args.seed, arch=args.arch, threads=args.threads)
 
 
 def cmd_info(args) -> None:
@@ -41,12 +46,14 @@ def cmd_info(args) -> None:
 
 
 def cmd_data_prepare(args) -> None:
-    from .data.prepare import prepare_data
+    from .data.prepare import format_allocation, prepare_data
 
     cfg = _load_cfg(args)
     out = Path(args.out) if args.out else cfg.out_dir / "data"
     manifest = prepare_data(cfg.data, cfg.tokenizer, out)
+    print(format_allocation(manifest))
     print(f"prepared {manifest['splits']['train']['words']:,} training words into {out} (manifest: {out / 'manifest.json'})")
+    print(f"next: `babble data stats {out}` for a per-source table, or train: `babble train {args.config}`")
 
 
 def cmd_data_audit(args) -> None:
@@ -77,6 +84,11 @@ def cmd_run(args) -> int:
     if summary.signal is not None:
         return exit_code(summary.signal)
     interrupted = any(s.status == "interrupted" for s in summary.stages)
+    if interrupted:
+        print("next: the same `babble run` command again continues where this one stopped")
+    elif (summary.run_dir / "hf").is_dir():
+        print(f"next: `babble generate {summary.run_dir / 'hf'} \"the little dog\"`, `babble report {summary.run_dir} "
+              f"OTHER_RUN` to compare, or publish {summary.run_dir / 'hf'} (README, \"Shipping\")")
     return 1 if summary.failed or interrupted else 0
 
 
@@ -97,6 +109,10 @@ def cmd_train(args) -> int:
         state += f" ({name(result.signal)})"
     print(f"{state} after {result.steps:,} steps, {result.words_seen:,} words, {result.seconds:.0f}s; "
           f"model: {result.final_dir if not result.interrupted else cfg.out_dir / 'checkpoints' / 'last'}")
+    if result.interrupted:
+        print("next: the same `babble train` command with --resume continues from there")
+    else:
+        print(f"next: `babble eval {cfg.out_dir} --tasks official --data EVAL_DATA`, or `babble export {cfg.out_dir} OUT`")
     return code
 
 
@@ -118,24 +134,33 @@ def cmd_schedule(args) -> None:
 def cmd_sweep(args) -> None:
     from .train.sweep import format_markdown, parse_grid, run_sweep
 
-    rows = run_sweep(args.config, parse_grid(args.grid), args.set, args.out, progress=not args.no_progress)
+    _load_cfg(args)  # the base config: checked before any training, its threads applied
+    threads = [f"run.threads={args.threads}"] if args.threads is not None else []
+    rows = run_sweep(args.config, parse_grid(args.grid), [*args.set, *threads], args.out, progress=not args.no_progress)
     print(format_markdown(rows))
 
 
-def cmd_prior(args) -> None:
-    from .train.prior import isolation, typological_prior, uriel_features
+def cmd_matrix(args) -> None:
+    from .train.matrix import format_markdown, run_matrix
 
-    iso = isolation(uriel_features(args.languages))
-    pi0 = typological_prior(args.languages, args.temperature, args.min_pi)
-    for lang, i, p in zip(args.languages, iso, pi0):
-        print(f"{lang}: isolation {i:.4f}  pi0 {p:.4f}")
+    rows = run_matrix(args.configs, args.seeds, args.out, args.set, args.eval_data, progress=not args.no_progress)
+    print(format_markdown(rows))
+    print(f"table: {Path(args.out) / 'matrix.md'} (and matrix.csv; every run's numbers in runs.csv)")
+
+
+def cmd_prior(args) -> None:
+    from .train.prior import format_prior, typological_prior
+
+    prior = typological_prior(args.languages, args.temperature, args.floor, args.features, args.reverse)
+    print(format_prior(prior, args.temperature, args.floor, args.reverse))
 
 
 def cmd_eval(args) -> int:
+    if args.suite == "multilingual":
+        return _eval_multilingual(args)
     from .eval.report import failures, scores_of
     from .eval.suite import evaluate_all_checkpoints, evaluate_model
     from .eval.tasks import parse_task_list
-    from .rundir import RunDir
 
     tasks = parse_task_list(args.tasks or args.task, args.rules)
     if not args.data:
@@ -146,29 +171,52 @@ def cmd_eval(args) -> int:
     if args.all_checkpoints:
         summary = evaluate_all_checkpoints(args.model, tasks, args.data, args.out and Path(args.out), device=args.device,
                                            **options)
-        out = Path(args.out) if args.out else RunDir(args.model).results
+        out = Path(summary["folder"])
         print((out / "learning_curves.md").read_text(encoding="utf-8"))
         if "aoa" in summary:
             print(f"AoA curve fitness (Pearson r, model vs child AoA): {summary['aoa']:.2f}")
         best = summary["best_checkpoint"]
         print(f"best checkpoint by average: {best['name']} ({best['average']:.2f}); tables and curves in {out}")
-        return _report_failures({f"{name}/{task}": error for name, tasks_failed in summary["failed"].items()
-                                 for task, error in tasks_failed.items()})
+        failed = {f"{name}/{task}": error for name, tasks_failed in summary["failed"].items()
+                  for task, error in tasks_failed.items()}
+        written = any(summary["checkpoints"].values())
+        return _report_failures(failed, written, f"compare runs with `babble report {args.model} OTHER_RUN`")
     results, out = evaluate_model(args.model, tasks, args.data, checkpoint=args.checkpoint, out_dir=args.out,
                                   language=args.language, device=args.device, **options)
     scores = scores_of(results)
     if scores:
         print(f"average ({len(scores) - 1} scores): {scores['average']:.2f} under the {args.rules} rules; "
               f"results in {out}")
-    return _report_failures(failures(results))
+    written = len(results) > len(failures(results))
+    return _report_failures(failures(results), written, f"tabulate them beside others with `babble report {out} ...`")
 
 
-def _report_failures(failed: dict[str, str]) -> int:
-    """Print the tasks that failed (stderr); the exit code: 1 if any failed, else 0."""
+def _eval_multilingual(args) -> int:
+    from .eval.multilingual import parse_languages
+    from .submit import evaluate_multilingual_model
+
+    if not args.tasks_dir:
+        raise ValueError("--suite multilingual needs --tasks-dir PATH: the lm-eval task folder (the official "
+                         "multilingual/tasks, which defines zeroshot_eng, zeroshot_nld and zeroshot_zho)")
+    summary = evaluate_multilingual_model(args.model, args.tasks_dir, args.out, languages=parse_languages(args.languages),
+                                          program=args.lm_eval, device=args.device, batch_size=args.batch_size,
+                                          force=args.force, trust_remote_code=args.trust_remote_code)
+    out = Path(summary["out"])
+    print((out / "multilingual.md").read_text(encoding="utf-8"))
+    print(f"tables in {out / 'multilingual.md'} and {out / 'multilingual.json'}")
+    return _report_failures(summary["failed"])
+
+
+def _report_failures(failed: dict[str, str], written: bool = True, next_step: str | None = None) -> int:
+    """Print the tasks that failed (stderr; `written`: did any result get written), or what to do next;
+    the exit code: 1 if any failed, else 0."""
     for task, error in failed.items():
         print(f"FAILED {task}: {error}", file=sys.stderr)
     if failed:
-        print(f"{len(failed)} task(s) failed; the others' results were written", file=sys.stderr)
+        print(f"{len(failed)} task(s) failed; " + ("the others' results were written" if written
+                                                   else "no results were written"), file=sys.stderr)
+    elif written and next_step:
+        print(f"next: {next_step}")
     return 1 if failed else 0
 
 
@@ -184,9 +232,31 @@ def cmd_finetune(args) -> None:
     out = Path(args.out) if args.out else Path("results") / model_dir.name / "finetune"
     results = finetune_tasks(model_dir, tasks, args.data, out, lr=args.lr, batch_size=args.batch_size,
                              epochs=args.epochs, max_length=args.max_length, seed=args.seed, device=args.device,
-                             trust_remote_code=args.trust_remote_code)
+                             rules=args.rules, force=args.force, trust_remote_code=args.trust_remote_code)
     print(format_results(results))
     print(f"results in {out}")
+
+
+def cmd_submit(args) -> int:
+    from .submit import submit, submit_multilingual
+
+    if args.track == "multilingual":
+        if not args.tasks_dir:
+            raise ValueError("--track multilingual needs --tasks-dir PATH: the lm-eval task folder (official "
+                             "multilingual/tasks)")
+        report = submit_multilingual(args.model, args.tasks_dir, args.out, program=args.lm_eval, device=args.device,
+                                     batch_size=args.batch_size, force=args.force)
+    else:
+        if not args.data:
+            raise ValueError("--data DIR is required: the official evaluation_data folder (full_eval, fast_eval) "
+                             "or its full_eval folder")
+        report = submit(args.model, args.data, args.track, args.out, device=args.device, batch_size=args.batch_size,
+                        force=args.force, progress=not args.no_progress)
+    for line in report.problems:
+        print(f"NOT READY {line}", file=sys.stderr)
+    verdict = "passes the official size checks" if report.ok else f"has {len(report.problems)} problem(s) above"
+    print(f"submission in {report.folder}: upload {report.collated} ({verdict})")
+    return 0 if report.ok else 1
 
 
 def cmd_report(args) -> None:
@@ -211,9 +281,10 @@ def cmd_export(args) -> None:
               f"`git push` to a Hugging Face model repo (see the README)")
         return
     out = export_model(args.run, args.out, checkpoint=args.checkpoint, remote_code=args.remote_code)
-    native = json.loads((out / "config.json").read_text(encoding="utf-8")).get("model_type") == "llama"
+    config = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    native = "auto_map" not in config
     how = "" if native else ", trust_remote_code=True"
-    print(f"exported to {out} ({'a native LlamaForCausalLM' if native else 'with its modeling code'}); "
+    print(f"exported to {out} ({'a native ' + config['architectures'][0] if native else 'with its modeling code'}); "
           f"load it with AutoModelForCausalLM.from_pretrained({str(out)!r}{how})")
 
 
@@ -269,12 +340,20 @@ def build_parser() -> argparse.ArgumentParser:
                         help="override config values (one or more; the option may repeat)")
         return sp
 
+    def with_threads(sp, config: bool = False):
+        sp.add_argument("--threads", type=int, metavar="N",
+                        help="CPU threads for torch (default: " + ("run.threads, else " if config else "")
+                             + "the cores other processes leave free; docs/training.md)")
+        return sp
+
     sp = sub.add_parser("demo", help="generate a demo corpus, train, evaluate and export a small model")
-    sp.add_argument("--quick", action="store_true", help="a smaller run (under a minute), for tests")
+    sp.add_argument("--quick", action="store_true",
+                    help="a smaller corpus and model: the pairs are learnt in under a minute (README)")
     sp.add_argument("--out", default="babble-demo", help="folder for every artifact (default: ./babble-demo)")
     sp.add_argument("--arch", default="transformer", choices=names(),
                     help="the architecture to train (default: transformer)")
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--seed", type=int, default=0, help="seed of the corpus, the pairs and the run (default: 0)")
+    with_threads(sp)
     sp.set_defaults(func=cmd_demo)
 
     sp = with_config(sub.add_parser("info", help="print the resolved config and the model's parameter count"))
@@ -296,10 +375,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = with_config(sub.add_parser("run", help="the whole run: data, training, evaluation of every checkpoint, "
                                                  "report and export, each stage skipped when already done"))
     sp.add_argument("--force", nargs="+", default=[], metavar="STAGE",
-                    help="redo these stages: data, train, fast, full, report, export (data and train redo what follows)")
+                    help="redo these stages: data, train, fast, full, report, export, submit (data and train redo what follows)")
     sp.add_argument("--overwrite", action="store_true",
                     help="start over in a run folder that holds a run: deletes what the run wrote, keeps every other file")
     sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    with_threads(sp, config=True)
     sp.set_defaults(func=cmd_run)
 
     sp = with_config(sub.add_parser("train", help="train a model as configured"))
@@ -310,6 +390,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="start over in a run folder that holds a run: deletes what the run wrote, keeps every other file")
     sp.add_argument("--no-progress", action="store_true", help="no progress bar")
     sp.add_argument("--stop-after", type=int, metavar="STEPS", help="stop after this many steps, saving a resume point")
+    with_threads(sp, config=True)
     sp.set_defaults(func=cmd_train)
 
     sp = sub.add_parser("plot", help="draw a run's loss curves and per-layer metrics (e.g. swa_scale) to PNGs")
@@ -324,20 +405,38 @@ def build_parser() -> argparse.ArgumentParser:
     sp = with_config(sub.add_parser("sweep", help="train a grid of configs and tabulate dev perplexity and eval"))
     sp.add_argument("--grid", action="append", required=True, metavar="KEY.PATH=V1,V2,...", help="values to sweep")
     sp.add_argument("--out", help="sweep folder (default: runs/sweep-<run.name>)")
-    sp.add_argument("--no-progress", action="store_true")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    with_threads(sp, config=True)
     sp.set_defaults(func=cmd_sweep)
 
-    sp = sub.add_parser("prior", help="the TAAM typological prior pi0 of some languages (URIEL via lang2vec)")
+    sp = sub.add_parser("matrix", help="train multilingual conditions (configs) x seeds; one table of per-language "
+                                       "final dev loss, MultiBLiMP and final pi, median (min-max) over seeds")
+    sp.add_argument("configs", nargs="+", help="one run YAML per condition, e.g. configs/taam/TAAM.yaml")
+    sp.add_argument("--seeds", nargs="+", type=int, required=True, help="e.g. 13 42 71 (the reference's)")
+    sp.add_argument("--out", required=True, help="matrix folder: one run folder per condition and seed, the tables")
+    sp.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY.PATH=VALUE",
+                    help="override config values of every condition")
+    sp.add_argument("--eval-data", help="folder with one <language>/ folder of MultiBLiMP pairs per language scored")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    with_threads(sp)
+    sp.set_defaults(func=cmd_matrix)
+
+    sp = sub.add_parser("prior", help="the TAAM typological prior pi0 of some languages (URIEL via lang2vec), "
+                                      "with the cosine distances and isolation it comes from")
     sp.add_argument("languages", nargs="+", help="ISO 639-3 codes, e.g. eng nld zho")
-    sp.add_argument("--temperature", type=float, default=0.1)
-    sp.add_argument("--min-pi", type=float, default=0.05)
+    sp.add_argument("--temperature", type=float, default=0.5, help="softmax temperature (default 0.5)")
+    sp.add_argument("--floor", type=float, default=0.10, help="every pi0 >= this, by linear shrinkage (default 0.10)")
+    sp.add_argument("--features", nargs="+", default=["syntax_knn", "phonology_knn", "inventory_knn"], metavar="SET",
+                    help="lang2vec feature sets, concatenated (default: syntax_knn phonology_knn inventory_knn)")
+    sp.add_argument("--reverse", action="store_true", help="softmax(-isolation / T): the least isolated first (P2)")
     sp.set_defaults(func=cmd_prior)
 
     sp = sub.add_parser("eval", help="score a model (or every checkpoint of a run) on the BabyLM zero-shot tasks")
     sp.add_argument("model", help="run folder, checkpoint folder or exported Hugging Face folder")
     sp.add_argument("--tasks", help="comma-separated: blimp,supplement,multiblimp,ewok,entity_tracking,comps,"
-                                    "global_piqa,wug_adj,wug_past,reading; official: the rules' official tasks")
-    sp.add_argument("--task", default="blimp", help="one task (kept for compatibility; --tasks wins)")
+                                    "global_piqa,wug_adj,wug_past,reading (and demo_pairs, the demo's synthetic "
+                                    "pairs); official: the rules' official tasks")
+    sp.add_argument("--task", default="blimp", help="one task (kept for compatibility; --tasks wins; default: blimp)")
     sp.add_argument("--data", help="evaluation data folder (official full_eval layout, or one task's folder)")
     sp.add_argument("--checkpoint", help="checkpoint name inside a run folder (default: final)")
     sp.add_argument("--all-checkpoints", action="store_true",
@@ -349,41 +448,71 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--rules", choices=["2026", "2025"], default="2026",
                     help="the official pipeline whose scoring rules apply (ties, EWoK, entity tracking, tasks; "
                          "default 2026): docs/evaluation.md")
-    sp.add_argument("--batch-size", type=int, default=64)
-    sp.add_argument("--device", default="auto")
-    sp.add_argument("--out", help="results folder (default: <run>/results[/<checkpoint>])")
+    sp.add_argument("--batch-size", type=int, default=64, help="texts per forward pass (default: 64)")
+    sp.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    sp.add_argument("--out", help="results folder (default: <run>/results/<checkpoint>, or results/<model folder>; "
+                                  "data other than the run's eval.data in a folder named by the data inside it)")
     sp.add_argument("--language", help="language tag (e.g. nld): reads DATA/<lang>/ if present, writes OUT/<lang>/")
+    sp.add_argument("--suite", choices=("babylm", "multilingual"), default="babylm",
+                    help="babylm: the strict-track zero-shot tasks (default); multilingual: lm-eval with the "
+                         "multilingual track's task folder over the final model and every chck_*")
+    sp.add_argument("--tasks-dir", help="--suite multilingual: the lm-eval task folder (official multilingual/tasks)")
+    sp.add_argument("--languages", default="eng,nld,zho", help="--suite multilingual: zeroshot_<lang> groups to run")
+    sp.add_argument("--lm-eval", help="--suite multilingual: the lm_eval executable (default: lm_eval on the PATH)")
     sp.add_argument("--trust-remote-code", action="store_true", help=TRUST_HELP)
+    with_threads(sp)
     sp.set_defaults(func=cmd_eval)
 
     sp = sub.add_parser("finetune", help="fine-tune a classification head on the GLUE tasks (official defaults)")
     sp.add_argument("model", help="run folder, checkpoint folder or exported Hugging Face folder")
-    sp.add_argument("--tasks", default="boolq,multirc,rte,wsc,mrpc,qqp,mnli")
+    sp.add_argument("--tasks", default="boolq,multirc,rte,wsc,mrpc,qqp,mnli",
+                    help="comma-separated GLUE tasks (default: boolq,multirc,rte,wsc,mrpc,qqp,mnli)")
     sp.add_argument("--data", required=True, help="glue_filtered folder: <task>.train.jsonl and <task>.valid.jsonl")
-    sp.add_argument("--checkpoint")
-    sp.add_argument("--lr", type=float, default=3e-5)
-    sp.add_argument("--batch-size", type=int, default=32)
+    sp.add_argument("--checkpoint", help="checkpoint name inside a run folder (default: final)")
+    sp.add_argument("--lr", type=float, default=3e-5, help="learning rate (default: 3e-5)")
+    sp.add_argument("--batch-size", type=int, default=32, help="examples per step (default: 32)")
     sp.add_argument("--epochs", type=int, default=None, help="default: 10 (30 for wsc)")
-    sp.add_argument("--max-length", type=int, default=512)
-    sp.add_argument("--seed", type=int, default=42)
-    sp.add_argument("--device", default="auto")
+    sp.add_argument("--max-length", type=int, default=512, help="tokens per example (default: 512)")
+    sp.add_argument("--seed", type=int, default=42, help="seed of the head's initialisation and the order (default: 42)")
+    sp.add_argument("--rules", choices=("2026", "2025"), default="2026",
+                    help="pooling: 2026 reads the last real token of a left-padded batch (official --padding_side left "
+                         "--take_final); 2025 the first position of a right-padded one (the 2025 defaults)")
+    sp.add_argument("--force", action="store_true", help="fine-tune again tasks whose result has the same inputs")
+    sp.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     sp.add_argument("--out", help="results folder (default: results/<model>/finetune)")
     sp.add_argument("--trust-remote-code", action="store_true", help=TRUST_HELP)
+    with_threads(sp)
     sp.set_defaults(func=cmd_finetune)
+
+    sp = sub.add_parser("submit", help="the files the BabyLM leaderboard takes (official layout and collation), "
+                                       "evaluating what is missing; names every missing or short task and revision")
+    sp.add_argument("model", help="run folder (final model + every chck_*) or model folder (final model only)")
+    sp.add_argument("--track", choices=("strict-small", "strict", "multilingual"), default="strict-small")
+    sp.add_argument("--data", help="strict tracks: the official evaluation_data folder (or its full_eval)")
+    sp.add_argument("--tasks-dir", help="multilingual: the lm-eval task folder (official multilingual/tasks)")
+    sp.add_argument("--lm-eval", help="multilingual: the lm_eval executable (default: lm_eval on the PATH)")
+    sp.add_argument("--out", help="submission folder (default: <run>/submission, else ./submission)")
+    sp.add_argument("--force", action="store_true", help="evaluate again what has results from the same inputs")
+    sp.add_argument("--batch-size", type=int, default=64)
+    sp.add_argument("--device", default="auto")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bars")
+    with_threads(sp)
+    sp.set_defaults(func=cmd_submit)
 
     sp = sub.add_parser("report", help="side-by-side table (runs x tasks + average), plots and model-card section")
     sp.add_argument("runs", nargs="+", help="run folders (or results folders) already evaluated")
     sp.add_argument("--out", default="report", help="output folder (default: ./report)")
     sp.set_defaults(func=cmd_report)
 
-    sp = sub.add_parser("export", help="write a Hugging Face folder (native Llama or with modeling code) and a model card")
+    sp = sub.add_parser("export", help="write a Hugging Face folder (native Llama / GPT-2 or with modeling code) and a model card")
     sp.add_argument("run", help="run folder (or checkpoint folder)")
     sp.add_argument("out", help="output folder")
     sp.add_argument("--checkpoint", help="e.g. chck_5M (default: final)")
     sp.add_argument("--branches", action="store_true",
                     help="a git repository: main = final model, one branch per chck_* checkpoint (BabyLM layout)")
     sp.add_argument("--remote-code", action="store_true",
-                    help="ship babblelm's modeling code even for a Transformer (default: a native LlamaForCausalLM)")
+                    help="ship babblelm's modeling code even for a Transformer or GPT-2 (default: native "
+                         "LlamaForCausalLM / GPT2LMHeadModel)")
     sp.set_defaults(func=cmd_export)
 
     sp = sub.add_parser("import", help="convert a model folder of another codebase (the Conv-Routed Induction "
@@ -396,20 +525,21 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("model", help="run folder, checkpoint folder or exported Hugging Face folder")
     sp.add_argument("prompt")
     sp.add_argument("--checkpoint", help="checkpoint name inside a run folder, e.g. chck_5M (default: final)")
-    sp.add_argument("--max-new-tokens", type=int, default=40)
+    sp.add_argument("--max-new-tokens", type=int, default=40, help="tokens to generate (default: 40)")
     sp.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); > 0 samples")
     sp.add_argument("--top-k", type=int, default=None, help="sample among the k most likely tokens")
     sp.add_argument("--top-p", type=float, default=None, help="sample within the top-p probability mass")
-    sp.add_argument("--seed", type=int, default=0)
-    sp.add_argument("--device", default="auto")
+    sp.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
+    sp.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     sp.add_argument("--trust-remote-code", action="store_true", help=TRUST_HELP)
+    with_threads(sp)
     sp.set_defaults(func=cmd_generate)
 
     sp = sub.add_parser("serve", help="serve a model through an OpenAI-compatible HTTP API (/v1/completions)")
     sp.add_argument("model", help="run folder, checkpoint folder or exported Hugging Face folder")
     sp.add_argument("--checkpoint", help="checkpoint name inside a run folder (default: final)")
     sp.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
-    sp.add_argument("--port", type=int, default=8000)
+    sp.add_argument("--port", type=int, default=8000, help="TCP port (default: 8000)")
     sp.add_argument("--name", help="model id reported by /v1/models (default: the folder name)")
     sp.add_argument("--max-body-bytes", type=int, default=64 * 1024)
     sp.add_argument("--max-prompt-tokens", type=int, help="default: the model's context")
@@ -422,6 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seconds a connection may take to send one request in full; idle connections close then too")
     sp.add_argument("--device", default="auto")
     sp.add_argument("--trust-remote-code", action="store_true", help=TRUST_HELP)
+    with_threads(sp)
     sp.set_defaults(func=cmd_serve)
     return p
 
@@ -433,6 +564,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     restore = raise_on_signals()
     try:
+        if hasattr(args, "threads") and not hasattr(args, "config") and args.command != "demo":
+            from .device import set_threads
+
+            set_threads(args.threads)  # verbs with a config apply run.threads (_load_cfg), the demo its own
         code = args.func(args) or 0  # a handler may return an exit code (1: some work failed)
         if received() is not None and code not in (exit_code(s) for s in SIGNALS):  # a raise lost in a finalizer
             print(f"interrupted by {name(received())} (after the work in progress finished)", file=sys.stderr)

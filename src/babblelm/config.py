@@ -10,6 +10,7 @@ architecture's argument dataclass in the model registry.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +29,8 @@ class RunSection:
     out_dir: str = field(default="runs/{name}", metadata={"help": "run folder; {name} is replaced by run.name"})
     seed: int = field(default=1337, metadata={"min": 0})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N"})
+    threads: int | None = field(default=None, metadata={
+        "min": 1, "help": "CPU threads (torch); null: the cores other processes leave free (docs/training.md)"})
 
     def validate(self):
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
@@ -57,7 +60,8 @@ class DataSection:
     track: Literal["strict-small", "strict", "none"] = "strict-small"
     max_words: int | None = field(default=None, metadata={"min": 1, "help": "use at most this many training words"})
     max_bytes: int | None = field(default=None, metadata={"min": 1, "help": "or at most this many bytes of cleaned text"})
-    allocation: Literal["corpus_order", "proportional", "equal", "weighted", "listed"] = "corpus_order"
+    allocation: Literal["proportional", "corpus_order", "equal", "weighted", "listed"] = field(
+        default="proportional", metadata={"help": "how data.max_words / max_bytes is split between sources"})
     order: Literal["concat", "round_robin"] = field(default="concat", metadata={"help": "how selected sources are mixed"})
     text_field: str = field(default="text", metadata={"help": "the text field of .jsonl records"})
     max_line_bytes: int = field(default=1_000_000, metadata={"min": 1, "help": "longer lines are skipped and counted"})
@@ -68,7 +72,7 @@ class DataSection:
 
         if self.max_words is not None and self.max_bytes is not None:
             yield "max_bytes", "set data.max_words or data.max_bytes, not both"
-        if self.allocation in ("proportional", "equal", "weighted") and self.max_words is None and self.max_bytes is None:
+        if self.allocation in ("equal", "weighted") and self.max_words is None and self.max_bytes is None:
             yield "allocation", f"{self.allocation!r} divides a total: set data.max_words or data.max_bytes"
         if self.allocation == "listed" and self.max_bytes is not None:
             yield "max_bytes", "allocation 'listed' takes words per source (data.sources.<name>.words)"
@@ -82,10 +86,41 @@ class DataSection:
                     yield f"{key}[{i}]", f"unknown filter {name!r}; known filters: {', '.join(known)}"
 
 
+# Unknown-piece rate allowed per language on the held-out part of the SentencePiece sample (the TAAM
+# reference's limits); `default`: any other language, and a single-corpus run.
+UNK_RATE_LIMITS = {"eng": 1e-4, "nld": 5e-4, "zho": 1e-3, "default": 1e-3}
+
+
 @dataclass
 class TokenizerSection:
+    """The tokenizer (docs/data.md, "Tokenizers"); a key marked with a `kind` belongs to that kind only."""
+
+    kind: Literal["byte_bpe", "sentencepiece"] = field(
+        default="byte_bpe", metadata={"help": "byte_bpe: byte-level BPE (HF tokenizers); sentencepiece: SentencePiece BPE"})
     vocab_size: int = field(default=16_000, metadata={"min": 300, "max": 4_294_967_295})
-    min_frequency: int = field(default=2, metadata={"min": 1})
+    min_frequency: int = field(default=2, metadata={"min": 1, "kind": "byte_bpe"})
+    character_coverage: float = field(default=0.9995, metadata={
+        "min": 0.0, "min_exclusive": True, "max": 1.0, "kind": "sentencepiece",
+        "help": "share of the sample's characters the alphabet must cover; the rarest others are unknown"})
+    byte_fallback: bool = field(default=True, metadata={
+        "kind": "sentencepiece", "help": "unknown characters become their UTF-8 bytes (256 byte tokens), not <unk>"})
+    normalization: Literal["nmt_nfkc_cf", "nmt_nfkc", "identity"] = field(default="nmt_nfkc_cf", metadata={
+        "kind": "sentencepiece", "help": "SentencePiece's normalization rule; nmt_nfkc_cf also case-folds (lowercases)"})
+    sample_bytes: int = field(default=52_428_800, metadata={
+        "min": 1, "kind": "sentencepiece",
+        "help": "training sample per language: this many UTF-8 bytes x its byte premium, equal across languages"})
+    unk_rate_limits: dict[str, float] = field(default_factory=lambda: dict(UNK_RATE_LIMITS), metadata={
+        "kind": "sentencepiece", "help": "max <unk> share of the held-out sample per language; `default` for the others"})
+
+    def validate(self):
+        for f in dataclasses.fields(self):
+            kind = f.metadata.get("kind")
+            default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+            if kind is not None and kind != self.kind and getattr(self, f.name) != default:
+                yield f.name, f"only used by tokenizer.kind: {kind} (this tokenizer is {self.kind})"
+        for lang, limit in self.unk_rate_limits.items():
+            if not 0 <= limit <= 1:
+                yield f"unk_rate_limits.{lang}", f"must be a share between 0 and 1, got {limit!r}"
 
 
 @dataclass
@@ -97,6 +132,7 @@ class OptimSection:
     eps: float = field(default=1e-8, metadata={"min": 0.0})
     weight_decay: float = field(default=0.1, metadata={"min": 0.0})
     grad_clip: float = field(default=1.0, metadata={"min": 0.0, "help": "max global grad norm; 0 disables"})
+    decay_all: bool = field(default=False, metadata={"help": "weight decay on embeddings, norms and biases too"})
     # Muon (optim.name: muon_adamw) -- see docs/training.md
     muon_lr: float = field(default=5e-3, metadata={"min": 0.0, "min_exclusive": True, "help": "Muon peak learning rate"})
     muon_momentum: float = field(default=0.95, metadata={"min": 0.0, "max": 1.0, "max_exclusive": True})
@@ -167,29 +203,61 @@ class LanguageSection:
 
 
 @dataclass
+class PiFromRuns:
+    """`mixing.pi: {from_runs: [RUN, ...]}`: the time-averaged pi of earlier runs (e.g. P* from TAAM-v2)."""
+
+    from_runs: list[str] = field(default_factory=list, metadata={"help": "run folders; each run's pi averaged over "
+                                                                          "its evaluations, then over the runs"})
+
+    def validate(self):
+        if not self.from_runs:
+            yield "from_runs", "expected at least one run folder"
+
+
+@dataclass
 class MixingSection:
     languages: dict[str, LanguageSection] = field(default_factory=dict, metadata={"help": "empty: one-corpus training"})
     zho_variant: Literal["zho_hans", "zho_hant"] = field(default="zho_hans", metadata={"help": "premium 0.9360 or 0.9894"})
     budget: int | None = field(default=None, metadata={"min": 1, "help": "premium-adjusted bytes (sum of bytes/premium), split equally"})
     tokens: int | None = field(default=None, metadata={"min": 1, "help": "token exposures to train; default train.epochs x corpus tokens"})
     policy: Literal["uniform", "static", "taam"] = "taam"
-    prior: Literal["uriel", "uniform"] = field(default="uriel", metadata={"help": "pi0 when mixing.pi is not given"})
-    pi: dict[str, float] | None = field(default=None, metadata={"help": "a fixed pi (static) or TAAM's start, e.g. P*"})
-    temperature: float = field(default=0.1, metadata={"min": 0.0, "min_exclusive": True, "help": "prior softmax temperature"})
-    eta: float = field(default=0.1, metadata={"min": 0.0})
-    gamma: float = field(default=0.1, metadata={"min": 0.0, "max": 1.0})
-    min_pi: float = field(default=0.05, metadata={"min": 0.0, "max": 1.0})
+    prior: Literal["uriel", "uriel_reverse", "uniform", "proportional"] = field(
+        default="uriel", metadata={"help": "pi0 when mixing.pi is not given: URIEL isolation (or its reverse), 1/K, "
+                                           "or proportional to each language's training tokens"})
+    features: list[str] = field(default_factory=lambda: ["syntax_knn", "phonology_knn", "inventory_knn"],
+                                metadata={"help": "URIEL feature sets of the prior (lang2vec names), concatenated"})
+    temperature: float = field(default=0.5, metadata={"min": 0.0, "min_exclusive": True, "help": "prior softmax temperature"})
+    prior_floor: float = field(default=0.10, metadata={"min": 0.0, "max": 1.0, "help": "the prior's floor (linear shrinkage)"})
+    pi: dict[str, float] | PiFromRuns | None = field(default=None, metadata={
+        "help": "a fixed pi (static) or TAAM's start; {from_runs: [RUN, ...]}: earlier runs' time-averaged pi (P*)"})
+    eta: float = field(default=0.1, metadata={"min": 0.0, "min_exclusive": True})
+    gamma: float = field(default=0.1, metadata={"min": 0.0, "max": 1.0, "max_exclusive": True})
+    min_pi: float = field(default=0.05, metadata={"min": 0.0, "max": 1.0, "help": "EXP3's floor on pi (linear shrinkage)"})
     reward: Literal["normalized_excess_loss", "cross_lingual_deficit"] = "normalized_excess_loss"
-    eval_every: int = field(default=100, metadata={"min": 1, "help": "steps between per-language dev losses (and pi updates)"})
+    granularity: Literal["batch", "rows"] = field(default="batch", metadata={
+        "help": "batch: every batch is one language drawn from pi; rows: each batch's rows drawn per language"})
+    eval_every: int = field(default=200, metadata={"min": 1, "help": "steps between per-language dev losses (and pi updates)"})
+    reward_dev_tokens: int = field(default=5_000, metadata={"min": 1, "help": "per language: the dev slice pi is updated from"})
+    final_dev_tokens: int = field(default=50_000, metadata={"min": 0, "help": "per language: a separate dev slice measured "
+                                                                              "at the end; 0: none"})
 
     def validate(self):
-        if self.languages and self.min_pi * len(self.languages) > 1:
-            yield "min_pi", f"min_pi x {len(self.languages)} languages must be <= 1, got {self.min_pi}"
-        if self.pi is not None:
+        from .train.prior import FEATURE_SETS
+
+        k = len(self.languages)
+        for key, floor in (("min_pi", self.min_pi), ("prior_floor", self.prior_floor)):
+            if k and floor * k > 1:
+                yield key, f"{key} x {k} languages must be <= 1, got {floor}"
+        for i, name in enumerate(self.features):
+            if name not in FEATURE_SETS:
+                yield f"features[{i}]", f"unknown URIEL feature set {name!r}; known: {', '.join(FEATURE_SETS)}"
+        if isinstance(self.pi, dict):
             if set(self.pi) != set(self.languages):
                 yield "pi", f"expected one value per language {sorted(self.languages)}, got {sorted(self.pi)}"
             elif any(v < 0 for v in self.pi.values()) or sum(self.pi.values()) <= 0:
                 yield "pi", "expected non-negative values with a positive sum"
+            elif self.policy == "taam" and min(self.pi.values()) <= 0:
+                yield "pi", "TAAM starts from log pi: every language needs pi > 0"
 
 
 @dataclass
@@ -230,14 +298,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if raw is None:
         if path is None:
             raise ValueError("load_config needs a path or a raw dict")
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError([("", f"config file not found: {path}")], source) from None
-        try:
-            raw = yaml.safe_load(text) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError([("", f"not valid YAML{yaml_place(err)}")], source) from None
+        raw = read_yaml(Path(path))
     raw = apply_overrides(raw, list(overrides or []))
     problems: list[tuple[str, str]] = []
     try:
@@ -259,6 +320,36 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if problems:
         raise ConfigError(problems, source)
     return cfg
+
+
+def read_yaml(path: Path, including: tuple[Path, ...] = ()) -> dict:
+    """A YAML run file as a dict. `include: OTHER.yaml` (relative to the file) reads OTHER first; this
+    file's values win, mappings merged key by key (the TAAM conditions include configs/taam/base.yaml)."""
+    source = str(including[-1]) if including else str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([("include" if including else "", f"config file not found: {path}")], source) from None
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError([("", f"not valid YAML{yaml_place(err)}")], str(path)) from None
+    if not isinstance(raw, dict) or "include" not in raw:
+        return raw
+    target = raw.pop("include")
+    if not isinstance(target, str):
+        raise ConfigError([("include", f"expected the path of a YAML file, got {target!r}")], str(path))
+    target = path.parent / target
+    if target.resolve() in [p.resolve() for p in (*including, path)]:
+        raise ConfigError([("include", f"{target} includes itself")], str(path))
+    return _merge(read_yaml(target, (*including, path)), raw)
+
+
+def _merge(base: dict, top: dict) -> dict:
+    out = dict(base)
+    for key, value in top.items():
+        out[key] = _merge(out[key], value) if isinstance(out.get(key), dict) and isinstance(value, dict) else value
+    return out
 
 
 def yaml_place(err: yaml.YAMLError) -> str:

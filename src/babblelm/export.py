@@ -3,8 +3,9 @@
 The folder loads on every transformers from the official BabyLM pipeline's pin (4.51.3) to the
 newest, with only torch and transformers installed:
 
-- the Transformer is written as a native `LlamaForCausalLM` (no remote code; see models/native.py),
-  unless `remote_code=True` or the mapping fails its logits check, which is then said;
+- the Transformer is written as a native `LlamaForCausalLM` and GPT-2 as a native `GPT2LMHeadModel`
+  (no remote code; see models/native.py), unless `remote_code=True` or the mapping fails its logits
+  check, which is then said;
 - every other architecture carries its modeling code (the module, `layers.py`, BLaLM's `mlstm.py`)
   with an `auto_map` for `AutoConfig`, `AutoModel` (the bare decoder: `last_hidden_state`, as the
   official GLUE fine-tuning reads it) and `AutoModelForCausalLM`.
@@ -28,7 +29,7 @@ import yaml
 from .card import model_card
 from .folders import check_new_folder, folder_lock, recover, written_whole
 from .modelfolder import check_tokenizer, load_model, read_config
-from .models.native import as_llama, llama_config
+from .models.native import NATIVE, as_native
 from .models.registry import arch_for_folder, hf_progress_bars_off, register_auto_classes
 from .rundir import RunDir, resolve_checkpoint
 from .train.checkpoints import HYPERPARAMETERS, hyperparameters
@@ -37,15 +38,16 @@ MODEL_INPUT_NAMES = ["input_ids", "attention_mask"]
 
 
 def export_model(path: str | Path, out_dir: str | Path, checkpoint: str | None = None, remote_code: bool = False,
-                 log=print) -> Path:
+                 log=print, replace: bool = False) -> Path:
     """Write the exported folder for a run's checkpoint (default `final`) or a checkpoint folder into
-    `out_dir`, which must not exist or be empty."""
+    `out_dir`, which must not exist or be empty, unless `replace` (then the folder there is replaced
+    once the new export is complete)."""
     src = resolve_checkpoint(path, checkpoint)
-    out = check_new_folder(out_dir, "export")
+    out = check_new_folder(out_dir, "export", empty=not replace)
     with folder_lock(out, "export target", beside=True):
-        check_new_folder(out, "export")
+        check_new_folder(out, "export", empty=not replace)
         recover(out.parent, out.name)
-        with written_whole(out) as tmp:
+        with written_whole(out, replace=replace) as tmp:
             write_export(src, tmp, remote_code, log)
     return out
 
@@ -64,18 +66,19 @@ def write_export(src: Path, out: Path, remote_code: bool = False, log=print) -> 
     check_tokenizer(src, tokenizer, model.config.vocab_size)
     generation = GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                                   pad_token_id=tokenizer.pad_token_id)
-    native, why = (None, "remote code requested") if remote_code or arch.name != "transformer" else as_llama(model)
+    mapping = NATIVE.get(arch.name)
+    native, why = (None, "remote code requested") if remote_code or mapping is None else as_native(arch.name, model)
     if native is not None:
         _save_weights(native, out, generation)
-        (out / "config.json").write_text(json.dumps(llama_config(model.config), indent=2), encoding="utf-8")
+        (out / "config.json").write_text(json.dumps(mapping.config(model.config), indent=2), encoding="utf-8")
     else:
-        if arch.name == "transformer" and not remote_code:
-            log(f"exporting as babblelm remote code, not as LlamaForCausalLM: {why}")
+        if mapping is not None and not remote_code:
+            log(f"exporting as babblelm remote code, not as {mapping.class_name}: {why}")
         _save_weights(model, out, generation)
         _write_auto_map(out / "config.json", model)
     _save_tokenizer(tokenizer, out)
     _write_hyperparameters(src, out / HYPERPARAMETERS)
-    (out / "README.md").write_text(model_card(src, model, arch.name, native=native is not None), encoding="utf-8")
+    (out / "README.md").write_text(model_card(src, model, arch.name, native=mapping.class_name if native is not None else None), encoding="utf-8")
     if (run := RunDir.of(src)) is not None and (run.path / "mixing.png").exists():
         (out / "mixing.png").write_bytes((run.path / "mixing.png").read_bytes())
 

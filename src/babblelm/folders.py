@@ -136,9 +136,9 @@ def write_error(path: str | Path, err: BaseException) -> OSError | None:
     return OSError(code, f"cannot write: {os.strerror(code)}", str(path))
 
 
-def check_new_folder(path: str | Path, what: str) -> Path:
-    """`path` if a folder can be written there whole: nothing there yet, or an empty folder. A file in the
-    way is an OSError naming it; a folder with something in it a ValueError."""
+def check_new_folder(path: str | Path, what: str, empty: bool = True) -> Path:
+    """`path` if a folder can be written there whole: nothing there yet, or an empty folder (any folder,
+    unless `empty`). A file in the way is an OSError naming it; a folder with something in it a ValueError."""
     path = Path(path)
     for above in [path, *path.parents]:
         if above.exists() or above.is_symlink():
@@ -147,7 +147,7 @@ def check_new_folder(path: str | Path, what: str) -> Path:
                 raise NotADirectoryError(errno.ENOTDIR, f"{why}; expected a new or empty folder for the {what}",
                                          str(above))
             break
-    if path.is_dir() and any(path.iterdir()):
+    if empty and path.is_dir() and any(path.iterdir()):
         raise ValueError(f"{path} exists and is not empty; choose a new folder for the {what}")
     return path
 
@@ -182,9 +182,10 @@ def swap_in(tmp: Path, path: Path, replace: bool) -> None:
     or must be an empty folder, and is deleted once the new one is in place."""
     old = _temporary(path, "old")
     try:
-        if path.exists():
-            if not replace and (not path.is_dir() or any(path.iterdir())):
-                raise FileExistsError(errno.EEXIST, "exists and is not empty (it appeared while writing)", str(path))
+        if path.exists() or path.is_symlink():
+            if not path.is_dir() or path.is_symlink() or not replace and any(path.iterdir()):
+                raise FileExistsError(errno.EEXIST, "exists and is not an empty folder (it appeared while writing)",
+                                      str(path))
             os.replace(path, old)
         os.replace(tmp, path)
     except OSError as err:

@@ -83,13 +83,14 @@ def runs_own_code(folder: Path, config: dict, trust_remote_code: bool) -> bool:
 
 
 def load_model(folder: str | Path, model_class=None, trust_remote_code: bool = False, **kwargs):
-    """The folder's model (`model_class`, default AutoModelForCausalLM), checked as the module says."""
+    """The folder's model (`model_class`: default AutoModelForCausalLM, another transformers Auto class such
+    as AutoModel, or one babblelm architecture's class), checked as the module says."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     folder = Path(folder)
     raw = read_config(folder)
-    auto = model_class is None
     model_class = model_class or AutoModelForCausalLM
+    auto = model_class.__module__.startswith("transformers.models.auto")
     remote = runs_own_code(folder, raw, trust_remote_code) if auto else False
     trust = {"trust_remote_code": remote} if auto else {}
     path = folder / "config.json"
@@ -244,8 +245,12 @@ def _load_bin(file: Path) -> dict:
 def _check_weights(folder: Path, expected: Expected, declared: torch.dtype) -> None:
     stored, where = _stored(folder)
     prefix, tensors = expected.prefix, expected.tensors
-    if prefix and not stored.keys() & tensors.keys() and any(f"{prefix}.{k}" in tensors for k in stored):
-        stored = {f"{prefix}.{k}": v for k, v in stored.items()}  # saved from the bare model: transformers adds it
+    if prefix and not stored.keys() & tensors.keys():  # one of model and file has a head, the other not
+        if any(f"{prefix}.{k}" in tensors for k in stored):  # a bare model's file: transformers adds the prefix
+            stored = {f"{prefix}.{k}": v for k, v in stored.items()}
+        elif any(k.startswith(f"{prefix}.") and k[len(prefix) + 1:] in tensors for k in stored):
+            # the bare model (AutoModel) of a file with a head: transformers takes the body, leaves the head
+            stored = {k[len(prefix) + 1:]: v for k, v in stored.items() if k.startswith(f"{prefix}.")}
     config_json = folder / "config.json"
     for name, (shape, dtype, file) in stored.items():
         if name not in tensors:

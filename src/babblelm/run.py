@@ -1,6 +1,6 @@
 """`babble run CONFIG`: a whole run in one command, each stage skipped when its outputs are done.
 
-    data -> train -> fast eval of every chck_* -> full eval of final -> report -> export
+    data -> train -> fast eval of every chck_* -> full eval of final -> report -> export -> submit
 
 - data: the prepared corpus (reused when its inputs and settings are unchanged);
 - train: with the word-milestone checkpoints; continued from its resume point when interrupted;
@@ -10,7 +10,10 @@
 - full: the final model on the configured zero-shot tasks (`eval.tasks`, data in `eval.data`,
   scored under `eval.rules`);
 - report: `results/report.md`, each score beside its bounds with ties counted right and wrong;
-- export: `<run>/hf`, a git repository with the final model on `main` and a branch per `chck_*`.
+- export: `<run>/hf`, a git repository with the final model on `main` and a branch per `chck_*`;
+- submit: when `eval.data` is a full evaluation folder, `<run>/submission`: the leaderboard's files
+  for `data.track` (`babble submit`: what they need and the stages above did not score is scored
+  now, every result already there reused), each missing or short task and revision a failure.
 
 A stage is done only when its outputs are complete and were made from the current config:
 `stages.json` records per stage the hash of the config it depended on and the inputs it used (the
@@ -41,8 +44,8 @@ from .configbase import to_dict
 from .folders import folder_lock, recover
 from .rundir import FINAL, RunDir
 
-STAGES = ("data", "train", "fast", "full", "report", "export")
-NEEDS = {"train": "data", "fast": "train", "full": "train", "export": "train"}  # a stage skipped when that one fails
+STAGES = ("data", "train", "fast", "full", "report", "export", "submit")
+NEEDS = {"train": "data", "fast": "train", "full": "train", "export": "train", "submit": "train"}  # a stage skipped when that one fails
 FREE = ("eval.",)  # config keys a run may change between `babble run`s: they decide only the evaluation
 
 
@@ -204,6 +207,8 @@ def _weights(folders: list[Path]) -> dict[str, str]:
 def _data(cfg, run, redo, progress, summary, log):
     import shutil
 
+    from .data.blocks import MANIFEST
+    from .data.prepare import format_allocation
     from .train.loop import source_for
 
     if redo and run.data.exists():
@@ -214,6 +219,8 @@ def _data(cfg, run, redo, progress, summary, log):
 
     before = manifests() if run.data.is_dir() else {}
     source_for(cfg).prepare(cfg, run, progress)
+    if (run.data / MANIFEST).is_file():  # one corpus (a multilingual run says its shares when it trains)
+        log(format_allocation(json.loads((run.data / MANIFEST).read_text(encoding="utf-8"))))
     after = manifests()
     return ("reused" if before and before == after else "done"), f"{run.data}", {
         "manifest_sha256": hashlib.sha256(b"".join(after[k] for k in sorted(after))).hexdigest()}
@@ -247,20 +254,18 @@ def _train(cfg, run, redo, progress, summary, log):
 
 
 def _fast(cfg, run, redo, progress, summary, log):
-    from .eval.rules import rules_of
     from .eval.suite import evaluate_all_checkpoints
-    from .eval.tasks import parse_task_list
+    from .eval.tasks import has_fast, parse_task_list
 
-    fast = rules_of(cfg.eval.rules).fast
-    tasks = [t for t in parse_task_list(",".join(cfg.eval.tasks), cfg.eval.rules) if t in fast]
+    tasks = [t for t in parse_task_list(",".join(cfg.eval.tasks), cfg.eval.rules) if has_fast(t, cfg.eval.rules)]
     if not cfg.eval.data or not tasks or not run.milestones():
         return "skipped", _why_not(cfg, tasks, run), {}
-    result = evaluate_all_checkpoints(run.path, tasks, cfg.eval.data, run.results / "fast", batch_size=cfg.eval.batch_size,
+    result = evaluate_all_checkpoints(run.path, tasks, cfg.eval.data, run.fast_results, batch_size=cfg.eval.batch_size,
                                       device=cfg.run.device, force=redo, progress=progress, fast=True, log=lambda _: None,
                                       rules=cfg.eval.rules)
     failed = {f"fast/{c}/{t}": e for c, failed in result["failed"].items() for t, e in failed.items()}
     summary.failed.update(failed)
-    where = f"{len(result['checkpoints'])} checkpoints x {', '.join(tasks)}; curves in {run.results / 'fast'}"
+    where = f"{len(result['checkpoints'])} checkpoints x {', '.join(tasks)}; curves in {run.fast_results}"
     if failed:
         return "failed", f"{len(failed)} of {len(result['checkpoints']) * len(tasks)} scores failed; {where}", {}
     return "done", where, {}
@@ -282,14 +287,18 @@ def _full(cfg, run, redo, progress, summary, log):
 
 
 def _report(cfg, run, redo, progress, summary, log):
-    """The report of the final model's results computed from its current weights; without any, an earlier
-    report is set aside (`report.md.stale`), never left to read as current."""
+    """The report of the final model's results on eval.data computed from its current weights; without any,
+    an earlier report is set aside (`report.md.stale`), never left to read as current."""
     from .eval.report import read_results, write_run_report
-    from .eval.suite import model_identity, stale_path
+    from .eval.suite import model_identity, results_folder, stale_path
+    from .eval.tasks import parse_task_list
 
     final, path = run.checkpoint(FINAL), run.results / "report.md"
+    folder = run.results / FINAL  # the full stage's results of eval.data (eval/suite.py, results_folder)
+    if cfg.eval.data:
+        folder = results_folder(folder, run, cfg.eval.data, parse_task_list(",".join(cfg.eval.tasks), cfg.eval.rules))
     identity = model_identity(final)["model_sha256"] if (final / "config.json").is_file() else None
-    results = {task: r for task, r in read_results(run.results / FINAL).items()
+    results = {task: r for task, r in read_results(folder).items()
                if identity is not None and r.get("inputs", {}).get("model_sha256") == identity}
     if not results:
         why = "no results of the final model's current weights"
@@ -322,6 +331,27 @@ def _export(cfg, run, redo, progress, summary, log):
     return "done", f"{run.hf}: branches {', '.join(branches(run.hf))}", inputs
 
 
+def _submit(cfg, run, redo, progress, summary, log):
+    from .submit import SUBMISSION_RULES, full_evaluation_gaps, submit
+
+    if not cfg.eval.data:
+        return "skipped", _why_not(cfg, [], run), {}
+    if cfg.data.track not in ("strict-small", "strict"):
+        return "skipped", f"data.track is {cfg.data.track}: no strict leaderboard track to submit to", {}
+    if cfg.eval.rules != SUBMISSION_RULES:
+        return "skipped", (f"eval.rules is {cfg.eval.rules}; the leaderboard takes the {SUBMISSION_RULES} rules "
+                           f"(`babble submit` scores under them)"), {}
+    gaps = full_evaluation_gaps(cfg.eval.data)
+    if gaps:
+        return "skipped", f"eval.data is not a full evaluation folder (it lacks {', '.join(gaps)})", {}
+    report = submit(run.path, cfg.eval.data, cfg.data.track, device=cfg.run.device, batch_size=cfg.eval.batch_size,
+                    force=redo, progress=progress, log=lambda _: None)
+    summary.failed.update({f"submit/{line.split(':', 1)[0]}": line.split(": ", 1)[1] for line in report.problems})
+    if report.problems:
+        return "failed", f"{len(report.problems)} missing or short task(s) or revision(s); files in {report.folder}", {}
+    return "done", f"upload {report.collated}", {}
+
+
 def _why_not(cfg, tasks, run) -> str:
     if not cfg.eval.data:
         return "no eval.data: set it to the evaluation data folder (official full_eval layout)"
@@ -330,4 +360,5 @@ def _why_not(cfg, tasks, run) -> str:
     return "the run has no chck_* checkpoints"
 
 
-STEPS = {"data": _data, "train": _train, "fast": _fast, "full": _full, "report": _report, "export": _export}
+STEPS = {"data": _data, "train": _train, "fast": _fast, "full": _full, "report": _report, "export": _export,
+         "submit": _submit}

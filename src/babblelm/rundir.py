@@ -8,6 +8,8 @@
       checkpoints/chck_<N>M/      BabyLM word milestones              RunDir.checkpoint(name), .milestones()
       checkpoints/last/, final/   resume point, final model
       results/<checkpoint>/       evaluation results                  RunDir.results
+      results/fast/<checkpoint>/  fast evaluation of each chck_*      RunDir.fast_results
+      submission/                 the leaderboard's files             RunDir.submission
       hf/                         the Hub repository of `babble run`  RunDir.hf
       stages.json                 what each `babble run` stage did    RunDir.stages
       *.png, mixing.md            plots and the mixing card section   RunDir.path / name
@@ -70,6 +72,8 @@ class RunDir:
     metrics = property(lambda self: self.path / "metrics.jsonl")
     checkpoints = property(lambda self: self.path / "checkpoints")
     results = property(lambda self: self.path / "results")
+    fast_results = property(lambda self: self.path / "results" / "fast")
+    submission = property(lambda self: self.path / "submission")
 
     def checkpoint(self, name: str) -> Path:
         return self.checkpoints / name

@@ -312,7 +312,16 @@ class _Choice:
         self.text += piece
         if self.scanner.stopped:
             self.finish_reason = "stop"
+            self._drop_unreturned_logprobs()
         return piece
+
+    def _drop_unreturned_logprobs(self) -> None:
+        """After a stop string: leave out the logprobs of the tokens that added nothing to the returned text
+        (the stop string's own tokens), so `logprobs.tokens` matches `text`."""
+        lp = self.logprobs
+        while lp is not None and lp["text_offset"] and lp["text_offset"][-1] >= self.offset + len(self.text):
+            for values in lp.values():
+                values.pop()
 
     def close(self, eos: bool) -> str:
         """End the choice (EOS or length, unless a stop string ended it); return the held-back text."""

@@ -11,6 +11,8 @@ transformers. For every folder listed in SPEC it writes what it saw to OUT_DIR/<
 - finetune: the official GLUE classifier's base model: AutoConfig's hidden_size, AutoModel, a deep
   copy (its EMA), padded sentence pairs truncated at 512 tokens, the hidden states it pools (the
   output's `last_hidden_state`, since it has no `logits`), and a gradient through a linear head;
+  with the 2026 options `--padding_side left --take_final`: the state it reads, `last_hidden_state[:, -1]`
+  of the left-padded pairs;
 - generate: greedy continuations of a prompt and of a left-padded batch;
 - long: a text longer than max_position_embeddings: the logits' shape, or the error message.
 """
@@ -64,11 +66,15 @@ def finetune(path: str, pairs: list[tuple[str, str]]) -> dict:
     head(encoding[:, 0]).sum().backward()
     grads = sum(p.grad.abs().sum().item() for p in model.parameters() if p.grad is not None)
     model.eval()
+    left = AutoProcessor.from_pretrained(path, trust_remote_code=True, padding_side="left")
+    enc_left = left([a for a, _ in pairs], [b for _, b in pairs], return_tensors="pt", padding=True, truncation=True,
+                    max_length=512)
     with torch.no_grad():
         hidden = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).last_hidden_state
+        take_final = model(input_ids=enc_left["input_ids"], attention_mask=enc_left["attention_mask"]).last_hidden_state[:, -1]
     return {"class": type(model).__name__, "ema_class": type(ema).__name__, "hidden_size": hidden_size,
             "has_logits": has_logits, "shape": list(encoding.shape), "grad_sum": grads, "hidden": hidden,
-            "mask": enc["attention_mask"], "input_ids": enc["input_ids"]}
+            "mask": enc["attention_mask"], "input_ids": enc["input_ids"], "take_final": take_final}
 
 
 def generate(path: str, prompts: list[str]) -> dict:
@@ -96,7 +102,7 @@ def main(spec_file: str, out_dir: str) -> None:
     spec = json.loads(Path(spec_file).read_text())
     summary = {"transformers": transformers.__version__, "torch": torch.__version__}
     for name, folder in spec["folders"].items():
-        native = json.loads((Path(folder) / "config.json").read_text()).get("model_type") == "llama"
+        native = "auto_map" not in json.loads((Path(folder) / "config.json").read_text())
         logits, cls = zero_shot(folder, spec["sentences"], trust_remote_code=not native)
         result = {"class": cls, "zero_shot": logits, "reading": reading(folder, spec["sentences"][0]),
                   "finetune": finetune(folder, spec["pairs"]), "generate": generate(folder, spec["prompts"]),

@@ -26,6 +26,15 @@ KEEP_LINE_NUMBERS = 10  # line numbers kept per kind of skip, for warnings
 _BLANK = re.compile(r"[\s\ufeff]*\Z")  # whitespace and byte order marks only
 # C0 and C1 control characters except the tab: never text (a JSON "\u0000", a stray form feed).
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]+")
+_WARNED: set[str] = set()  # the data warnings this process has given (warn_once)
+
+
+def warn_once(logger, message: str) -> None:
+    """Log `message` ("data: ...") as a warning the first time this process meets it: one command may
+    prepare, or reuse, the same data more than once."""
+    if message not in _WARNED:
+        _WARNED.add(message)
+        logger.warning("data: %s", message)
 
 
 class DataError(ValueError):

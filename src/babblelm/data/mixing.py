@@ -4,8 +4,8 @@
     kept = take_within(lines, quotas["childes"], "bytes")       # the longest prefix of whole lines within it
     mixed = round_robin([iter(a), iter(b), iter(c)])           # a1 b1 c1 a2 b2 c2 ... until all run out
 
-`how`: "corpus_order" (sources in order until the total is used up), "proportional" (each source
-its share of the available text), "equal" (total / K each: the LLaMA-26M recipe is 2 MB of
+`how`: "proportional" (the default: each source its share of the available text, so a budget keeps
+the corpus's mix), "corpus_order" (sources in name order until the total is used up), "equal" (total / K each: the LLaMA-26M recipe is 2 MB of
 bytes from three sources, about 667 KB each), "weighted" (total x weight / sum of weights), or
 "listed" (each source's own number). A source with less text than its quota gives all it has;
 the shortfall is not moved to other sources, so quotas stay predictable.

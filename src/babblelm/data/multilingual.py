@@ -1,10 +1,11 @@
-"""Multilingual data: one prepared corpus per language, one shared byte-level BPE, a byte-premium budget.
+"""Multilingual data: one prepared corpus per language, one shared tokenizer, a byte-premium budget.
 
     manifest = prepare_multilingual(cfg.mixing, cfg.data, cfg.tokenizer, "runs/x/data")
 
-Layout: `<out>/tokenizer/` (shared BPE, trained on the languages' selected training lines in
-round-robin order), `<out>/<lang>/{train,dev}.bin|.words.npy|manifest.json` (load with
-`load_blocks(out / lang, split)`), `<out>/<lang>/clean/` and `<out>/multilingual.json`.
+Layout: `<out>/tokenizer/` (shared: byte-level BPE on the languages' selected training lines in
+round-robin order, or SentencePiece on a byte-equalized sample of them),
+`<out>/<lang>/{train,dev}.bin|.words.npy|manifest.json` (load with `load_blocks(out / lang, split)`),
+`<out>/<lang>/clean/` and `<out>/multilingual.json`.
 
 Each language is read, cleaned and cut exactly as `prepare_data` does (the same stages). The
 budget (`mixing.budget`) is in premium-adjusted bytes: a language's English-equivalent size is
@@ -24,12 +25,11 @@ from pathlib import Path
 
 from ..config import DataSection, MixingSection, TokenizerSection
 from .blocks import MANIFEST, token_dtype, write_blocks
-from .corpus import DataError
-from .mixing import round_robin
+from .corpus import DataError, warn_once
 from .prepare import (_budget, _check_out_dir, _check_splits, _source_settings, _split_streams, _survey, _write_json,
                       file_sha256)
 from .readers import scan_corpus, skipped_summary
-from .tokenizer import train_tokenizer
+from .tokenizer import fit_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,15 @@ def language_corpus(mix: MixingSection, data_cfg: DataSection, lang: str) -> Pat
     return Path(mix.languages[lang].corpus or Path(data_cfg.corpus) / lang)
 
 
+def multilingual_config_hash(mix: MixingSection, data_cfg: DataSection, tok_cfg: TokenizerSection) -> str:
+    """The hash of every setting the prepared data depends on (not the mixing policy: runs that mix the
+    same languages differently share one preparation)."""
+    mixing = {"languages": {lang: dataclasses.asdict(sec) for lang, sec in mix.languages.items()},
+              "zho_variant": mix.zho_variant, "budget": mix.budget}
+    return hashlib.sha256(json.dumps({"mixing": mixing, "data": dataclasses.asdict(data_cfg),
+                                      "tokenizer": dataclasses.asdict(tok_cfg), "format": 1}, sort_keys=True).encode()).hexdigest()
+
+
 def prepare_multilingual(mix: MixingSection, data_cfg: DataSection, tok_cfg: TokenizerSection, out_dir,
                          progress: bool = False) -> dict:
     """Prepare (or reuse) every language's blocks and the shared tokenizer; return the manifest."""
@@ -65,11 +74,10 @@ def prepare_multilingual(mix: MixingSection, data_cfg: DataSection, tok_cfg: Tok
         _check_out_dir(str(corpus), out_dir)
         scans[lang] = scan_corpus(corpus, exclude=out_dir)
         if scans[lang][1]:
-            log.warning("data: %s", skipped_summary(corpus, scans[lang][1]))
+            warn_once(log, skipped_summary(corpus, scans[lang][1]))
     files = {lang: scan[0] for lang, scan in scans.items()}
     skipped = {lang: [{"file": str(s.path), "reason": s.reason} for s in scan[1]] for lang, scan in scans.items()}
-    chash = hashlib.sha256(json.dumps({"mixing": dataclasses.asdict(mix), "data": dataclasses.asdict(data_cfg),
-                                       "tokenizer": dataclasses.asdict(tok_cfg), "format": 1}, sort_keys=True).encode()).hexdigest()
+    chash = multilingual_config_hash(mix, data_cfg, tok_cfg)
     inputs = {lang: sorted([str(f.path), file_sha256(f.path)] for f in fs) for lang, fs in files.items()}
     cached = _reusable(out_dir, chash, inputs, skipped)
     if cached is not None:
@@ -103,8 +111,8 @@ def prepare_multilingual(mix: MixingSection, data_cfg: DataSection, tok_cfg: Tok
     if mix.budget is not None and adjusted > mix.budget:
         raise DataError(f"the selected data is {adjusted:,.0f} premium-adjusted bytes, over mixing.budget={mix.budget:,}")
 
-    tokenizer = train_tokenizer(round_robin([train() for train, _ in streams.values()]), tok_cfg.vocab_size,
-                                tok_cfg.min_frequency, out_dir / "tokenizer", progress=progress)
+    tokenizer, tok_info = fit_tokenizer(tok_cfg, {lang: train for lang, (train, _) in streams.items()},
+                                        out_dir / "tokenizer", premiums, progress=progress)
     for lang, (train, dev) in streams.items():
         info = languages[lang]
         splits = {split: dataclasses.asdict(write_blocks(lines(), tokenizer, data_cfg.seq_len, out_dir / lang, split))
@@ -122,7 +130,7 @@ def prepare_multilingual(mix: MixingSection, data_cfg: DataSection, tok_cfg: Tok
                             "train_blocks": v["splits"]["train"]["blocks"], "dev_blocks": v["splits"]["dev"]["blocks"]}
                          for lang, v in languages.items()},
         "vocab_size": len(tokenizer), "seq_len": data_cfg.seq_len,
-        "tokenizer_text": "the selected training lines of every language, round-robin",
+        "tokenizer_text": tok_info.pop("text"), "tokenizer": tok_info,
     }
     _write_json(out_dir / ML_MANIFEST, manifest)
     return manifest

@@ -14,7 +14,8 @@ from disk, so memory stays bounded whatever the corpus size:
    read through a link leading outside the corpus folder into `outside_links` with its target.
 2. allocate: split the budget (`data.max_words` or `data.max_bytes`) between sources
    (mixing.py), keep whole lines of each, check the words against the track's cap.
-3. tokenizer: byte-level BPE on the selected training lines only (they count in the budget).
+3. tokenizer: `tokenizer.kind` (byte-level BPE, or SentencePiece BPE on a sample) trained on the
+   selected training lines only (they count in the budget).
 4. blocks: encode train and dev into `seq_len` blocks with words per block.
 See docs/data.md for the manifest's keys.
 """
@@ -38,11 +39,11 @@ from tqdm import tqdm
 
 from ..config import TRACK_WORDS, DataSection, SourceSection, TokenizerSection
 from .blocks import MANIFEST, token_dtype, write_blocks
-from .corpus import DataError, ReadStats
+from .corpus import DataError, ReadStats, warn_once
 from .filters import FilterChain, chain_names, merge_reports
 from .mixing import allocate, measure, round_robin, take_within
 from .readers import CorpusFile, Skipped, canonical_source, read_text, scan_corpus, skipped_summary
-from .tokenizer import SPECIAL_TOKENS, train_tokenizer
+from .tokenizer import fit_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -82,17 +83,17 @@ def prepare_data(data_cfg: DataSection, tok_cfg: TokenizerSection, out_dir: str 
         log.info("data: reusing %s (same config hash %s, inputs and outputs unchanged)", out_dir, chash[:12])
         for message in cached["warnings"]:
             if message not in warnings:  # the others were just logged again
-                log.warning("data: %s", message)
+                warn_once(log, message)
         return cached
     if not_read:
         warnings.append(skipped_summary(data_cfg.corpus, not_read) + "; all listed in manifest.skipped_files")
-        log.warning("data: %s", warnings[-1])
+        warn_once(log, warnings[-1])
     outside = [{"file": str(f.path), "target": str(f.target)} for f in files if f.target is not None]
     if outside:
         shown = "; ".join(f"{o['file']} -> {o['target']}" for o in outside[:10])
         warnings.append(f"{len(outside)} corpus file(s) are links to files outside {data_cfg.corpus}, read from "
                         f"there: {shown}{' ...' if len(outside) > 10 else ''}; all listed in manifest.outside_links")
-        log.warning("data: %s", warnings[-1])
+        warn_once(log, warnings[-1])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MANIFEST).unlink(missing_ok=True)
     shutil.rmtree(out_dir / CLEAN_DIR, ignore_errors=True)
@@ -114,11 +115,14 @@ def prepare_data(data_cfg: DataSection, tok_cfg: TokenizerSection, out_dir: str 
         if tokenizer_from is not None:
             log.info("data: encoding with the tokenizer of %s (the tokenizer section is not used)", tokenizer_from)
             tokenizer = _given_tokenizer(Path(tokenizer_from), tok_dir)
+            tok_info = {"text": f"none: the tokenizer of {tokenizer_from}", "words": 0}
+            special_names = _given_specials(tokenizer)
         else:
-            log.info("data: training a %d-token byte-level BPE on %s lines", tok_cfg.vocab_size,
+            log.info("data: training a %d-token %s tokenizer on %s lines", tok_cfg.vocab_size, tok_cfg.kind,
                      f"{budget['lines_selected']:,}")
-            tokenizer = train_tokenizer(train_lines(), tok_cfg.vocab_size, tok_cfg.min_frequency, tok_dir,
-                                        progress=progress)
+            tokenizer, tok_info = fit_tokenizer(tok_cfg, {"corpus": train_lines}, tok_dir, progress=progress)
+            tok_info["text"] += " (dev lines excluded); counted in budget.words_used"
+            special_names = tokenizer.all_special_tokens
 
     splits = {}
     for split, lines in (("train", train_lines), ("dev", dev_lines)):
@@ -128,7 +132,7 @@ def prepare_data(data_cfg: DataSection, tok_cfg: TokenizerSection, out_dir: str 
         splits[split] = dataclasses.asdict(stats)
     _check_splits(splits, budget, carve, data_cfg.seq_len)
     budget["words_used"] = splits["train"]["words"]
-    budget["tokenizer_words"] = 0 if tokenizer_from else splits["train"]["words"]  # trained on exactly these lines
+    budget["tokenizer_words"] = tok_info.get("words", splits["train"]["words"])  # byte_bpe: every training line
 
     with _timed(timings, "hash_outputs"):
         outputs = {p.relative_to(out_dir).as_posix(): file_sha256(p) for p in _output_files(out_dir)}
@@ -143,14 +147,14 @@ def prepare_data(data_cfg: DataSection, tok_cfg: TokenizerSection, out_dir: str 
         "filters": {split: merge_reports(i["filters"] for i in recs) for split, recs in inputs.items()},
         "allocations": allocations,
         "budget": budget,
-        "tokenizer_text": (f"none: the tokenizer of {tokenizer_from}" if tokenizer_from else
-                           "the selected training lines (dev lines excluded); counted in budget.words_used"),
+        "tokenizer_text": tok_info.pop("text"),
+        "tokenizer": tok_info,
         "dev_source": f"every {DEV_EVERY}th selected training line" if carve else "dev files",
         "splits": splits,
         "vocab_size": len(tokenizer),
         "seq_len": data_cfg.seq_len,
         "dtype": token_dtype(len(tokenizer)).name,
-        "specials": {tok: tokenizer.convert_tokens_to_ids(tok) for tok in _specials(tokenizer)},
+        "specials": {tok: tokenizer.convert_tokens_to_ids(tok) for tok in special_names},
         "outputs": outputs,
         "warnings": warnings,
         "timings_s": timings,
@@ -160,10 +164,30 @@ def prepare_data(data_cfg: DataSection, tok_cfg: TokenizerSection, out_dir: str 
     return manifest
 
 
+def format_allocation(manifest: dict) -> str:
+    """What each source gave to the training text (`allocations`), one line per source, under a line
+    naming the budget and how it was split (`data.allocation`)."""
+    budget, allocations = manifest["budget"], manifest["allocations"]
+    unit = next(iter(allocations.values()))["unit"]
+    total = budget["max_bytes"] if unit == "bytes" else budget["max_words"]
+    head = (f"{budget['allocation']} allocation of {total:,} {unit}" if total is not None
+            else "no data.max_words or data.max_bytes: all the cleaned text")
+    width = max(map(len, allocations))
+    lines = [f"sources ({head}):"]
+    for name, a in allocations.items():
+        share = a[unit] / a["available"] if a["available"] else 0.0
+        lines.append(f"  {name:<{width}}  {a['words']:>12,} words  {a['lines']:>10,} lines  "
+                     f"({share:.0%} of its {a['available']:,} clean {unit})")
+    return "\n".join(lines)
+
+
 def _given_tokenizer(folder: Path, tok_dir: Path):
     """The tokenizer of a model folder, copied to `tok_dir`; it must know its BOS and EOS tokens (blocks frame lines)."""
     from transformers import AutoTokenizer
 
+    from ..models.registry import register_auto_classes
+
+    register_auto_classes()  # an export's config names a babblelm model type: no remote-code prompt
     tokenizer = AutoTokenizer.from_pretrained(folder)
     if tokenizer.bos_token_id is None or tokenizer.eos_token_id is None:
         raise DataError(f"{folder}: its tokenizer has no BOS or EOS token (bos_token, eos_token in "
@@ -172,10 +196,9 @@ def _given_tokenizer(folder: Path, tok_dir: Path):
     return tokenizer
 
 
-def _specials(tokenizer) -> list[str]:
-    """babblelm's special tokens, or a given tokenizer's own."""
-    own = [tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token]
-    return SPECIAL_TOKENS if own == SPECIAL_TOKENS else [t for t in own if t is not None]
+def _given_specials(tokenizer) -> list[str]:
+    """A given tokenizer's BOS, EOS and pad tokens (those it has)."""
+    return [t for t in (tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token) if t is not None]
 
 
 def _source_settings(data_cfg: DataSection, files: list[CorpusFile], warnings: list[str]) -> dict[str, dict]:
@@ -184,7 +207,7 @@ def _source_settings(data_cfg: DataSection, files: list[CorpusFile], warnings: l
     present = sorted({f.source for f in files})
     for name in sorted(set(configured) - set(present)):  # presets list sources a corpus may not have
         warnings.append(f"data.sources.{name}: no such source in {data_cfg.corpus} (its sources: {present}); unused")
-        log.warning("data: %s", warnings[-1])
+        warn_once(log, warnings[-1])
     settings = {}
     for source in present:
         sec = configured.get(source, SourceSection())
@@ -221,7 +244,7 @@ def _survey(file: CorpusFile, index: int, setting: dict, data_cfg: DataSection, 
     }  # fmt: skip
     for message in _read_warnings(record, stats, data_cfg.max_line_bytes):
         warnings.append(f"{file.path}: {message}")
-        log.warning("data: %s", warnings[-1])
+        warn_once(log, warnings[-1])
     return record
 
 
@@ -355,12 +378,12 @@ def _check_splits(splits: dict, budget: dict, carve: bool, seq_len: int) -> None
         log.warning("data: the dev data (%d tokens) is shorter than one block of %d tokens", splits["dev"]["tokens"], seq_len)
 
 
-def copy_prepared(prepared: str | Path, out_dir: str | Path) -> None:
+def copy_prepared(prepared: str | Path, out_dir: str | Path, manifest: str = MANIFEST) -> None:
     """Copy a prepared data folder into `out_dir` unless it already holds a manifest, so that another
     run with the same data config finds it there and reuses it (`prepare_data` still checks every
     hash). Copies, not links: a later re-preparation of one folder must not change the other."""
     out_dir = Path(out_dir)
-    if not (out_dir / MANIFEST).is_file():
+    if not (out_dir / manifest).is_file():
         shutil.copytree(prepared, out_dir, dirs_exist_ok=True)
 
 

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from .corpus import DataError, ReadStats, read_lines, strip_controls
+from .corpus import DataError, ReadStats, read_lines, strip_controls, warn_once
 from .filters import DocMarkup
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ def discover(corpus_dir: str | Path) -> list[CorpusFile]:
     """The corpus files of a folder (see `scan_corpus`); entries not read are logged as a warning."""
     files, skipped = scan_corpus(corpus_dir)
     if skipped:
-        log.warning("data: %s", skipped_summary(corpus_dir, skipped))
+        warn_once(log, skipped_summary(corpus_dir, skipped))
     return files
 
 

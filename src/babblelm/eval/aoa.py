@@ -61,6 +61,30 @@ def load_words(path) -> list[str]:
     return words
 
 
+def load_contexts(path) -> dict[str, list[str]]:
+    """{word: its contexts} from `cdi_childes.json` for the words `load_words` keeps; each context is an
+    object whose "context" field is a text (the official reader's `context_data["context"]`)."""
+    path = Path(path)
+    words, data = load_words(path), json.loads(utf8_text(path))
+    contexts = {}
+    for word in words:
+        texts = []
+        for k, item in enumerate(data[word]):
+            if not isinstance(item, dict) or not isinstance(item.get("context"), str):
+                raise EvalDataError(f"{path}: word {word!r} context {k}: expected an object with a 'context' text")
+            texts.append(item["context"])
+        contexts[word] = texts
+    return contexts
+
+
+def context_surprisals(model, tokenizer, contexts: dict[str, list[str]], batch_size: int = 64) -> dict[str, list[float]]:
+    """Surprisal of each word after each of its contexts, as the official AoA run computes them by default
+    (`context.strip() + " " + word`, the word's tokens' log-probs summed, negated; nats)."""
+    items = [(context.strip() + " ", word.strip()) for word, texts in contexts.items() for context in texts]
+    scores = iter(score_continuations(model, tokenizer, items, batch_size))
+    return {word: [-next(scores) for _ in texts] for word, texts in contexts.items()}
+
+
 def word_surprisals(model, tokenizer, words: list[str], batch_size: int = 64) -> dict[str, float]:
     """Surprisal of each word after the BOS token (as text), the official `use_bos_only` mode."""
     if tokenizer.bos_token is None:

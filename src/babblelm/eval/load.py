@@ -9,6 +9,7 @@ import torch
 
 from ..device import resolve_device
 from ..modelfolder import ModelFolderError, check_tokenizer, load_model, read_config
+from ..models.registry import register_auto_classes
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
 
@@ -36,10 +37,12 @@ def _check_folder(folder: Path) -> Path:
 
 
 def load_tokenizer(path, trust_remote_code: bool = False):
-    """The folder's tokenizer with right padding; with no pad token it pads with EOS (as the pipeline)."""
+    """The folder's tokenizer with right padding; with no pad token it pads with EOS (as the pipeline).
+    babblelm's architectures are registered first, so an export's config needs no remote-code prompt."""
     from transformers import AutoTokenizer
 
     folder = _check_folder(Path(path))
+    register_auto_classes()
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder, padding_side="right", trust_remote_code=trust_remote_code)
     except Exception as err:  # noqa: BLE001 (broken or foreign tokenizer files: name the folder)

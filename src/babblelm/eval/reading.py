@@ -119,7 +119,8 @@ def checked_gain(path: Path, table: dict[str, np.ndarray], measure: str, predict
 
 
 def evaluate_reading(model, tokenizer, data_dir, batch_size: int = 64, progress: bool = False) -> dict:
-    """Score the reading CSV (`reading_file(data_dir)`)."""
+    """Score the reading CSV (`reading_file(data_dir)`); "items" holds each row's [surprisal, previous word's
+    surprisal (NaN without one)] in nats, the official predictions."""
     start = time.perf_counter()
     path = reading_file(data_dir)
     rows = read_rows(path)
@@ -138,4 +139,5 @@ def evaluate_reading(model, tokenizer, data_dir, batch_size: int = 64, progress:
         "scores": {"reading_et": float(np.mean(list(eye.values()))), "reading_spr": spr},
         "by_uid": {**eye, SELF_PACED: spr},
         "n_items": len(rows), "data": str(path), "seconds": time.perf_counter() - start,
+        "items": [[pred, prev] for pred, prev in zip(table["pred"].tolist(), table["prev_pred"].tolist())],
     }

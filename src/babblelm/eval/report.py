@@ -93,8 +93,9 @@ def text_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def plot_curves(rows: dict[str, dict[str, float]], words: dict[str, float], out_dir: Path) -> list[Path]:
-    """One learning-curve PNG per score: score against words seen (log scale)."""
+def plot_curves(rows: dict[str, dict[str, float]], seen: dict[str, tuple[float, str]], out_dir: Path) -> list[Path]:
+    """One learning-curve PNG per score: score against what each checkpoint had seen when it was saved
+    (`seen`: checkpoint -> (count, unit), e.g. (51518, "words")), log scale, each point named."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -103,12 +104,15 @@ def plot_curves(rows: dict[str, dict[str, float]], words: dict[str, float], out_
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     labels = list(rows)
+    units = sorted({unit for _, unit in seen.values()})
     for column in columns_of(rows):
         fig, ax = plt.subplots(figsize=(5, 3.2))
-        points = [(words[label], rows[label][column]) for label in labels if rows[label].get(column) is not None]
+        points = [(seen[label][0], rows[label][column], label) for label in labels if rows[label].get(column) is not None]
         ax.plot([p[0] for p in points], [p[1] for p in points], marker="o")
+        for x, y, label in points:
+            ax.annotate(label, (x, y), fontsize=6, textcoords="offset points", xytext=(2, 3))
         ax.set_xscale("log")
-        ax.set_xlabel("words seen")
+        ax.set_xlabel(" / ".join(units) + " seen")
         ax.set_ylabel(column)
         ax.set_title(f"{column} over training")
         ax.grid(alpha=0.3)

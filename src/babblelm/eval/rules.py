@@ -7,9 +7,11 @@ Only data: the tasks module applies these rules (docs/evaluation.md: every rule 
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass, field
 
 DEFAULT_RULES = "2026"
+PICK_SEED = 0  # the draw among tied options that `picks` makes (the official draw has no seed of its own)
 
 
 @dataclass(frozen=True)
@@ -76,3 +78,16 @@ def gold_tied(scores: list[float]) -> bool:
     bounds, ties counted right and ties counted wrong, differ."""
     clean = [-math.inf if math.isnan(s) else s for s in scores]
     return clean[0] == max(clean[1:])
+
+
+def picks(scores: list[list[float]], ties: str, seed: int = PICK_SEED) -> list[int]:
+    """The option each item's prediction names, as the official pipeline picks it: the highest score (NaN
+    read as -inf); a tie for it goes to the first option under "gold" (the 2025 argmax) and to a uniform
+    draw among the tied options under "draw" (2026), from a generator seeded with `seed`, so the same
+    scores give the same predictions on every run."""
+    rng, chosen = random.Random(seed), []
+    for item in scores:
+        clean = [-math.inf if math.isnan(s) else s for s in item]
+        tied = [k for k, s in enumerate(clean) if s == max(clean)]
+        chosen.append(tied[0] if ties == "gold" or len(tied) == 1 else tied[rng.randrange(len(tied))])
+    return chosen

@@ -2,9 +2,13 @@
 
 Layout: `<results>/<checkpoint>/<task>.json` (one file per checkpoint and task), and for a whole
 run `<results>/learning_curves.{md,csv}`, `<results>/curves/<score>.png`, `<results>/aoa.json` and
-`<results>/best_checkpoint.json`. Each result records its `inputs` (data folder and a SHA-256 of the
-files read, model folder and a SHA-256 of its weights, config and tokenizer files, the options
-that change scores); a result on disk is reused only when those match, unless `force`. A result
+`<results>/best_checkpoint.json`. `<results>` holds the results of the run's own evaluation data
+(its `eval.data`; for a model without one, the data first scored there); results of other data go
+beside them, in `data-<folder name>-<hash of its path>/` (`results_folder`), so that results of
+different data never replace each other and the report and model card read the run's own.
+
+Each result records its `inputs` (data folder and a SHA-256 of the files read, model folder and a
+SHA-256 of its weights, config and tokenizer files, the options that change scores); a result on disk is reused only when those match, unless `force`. A result
 that no longer matches its inputs and has no new result to replace it (the new scoring failed) is
 renamed `<task>.json.stale`, which nothing reads; it is renamed back when its inputs match again.
 """
@@ -21,12 +25,14 @@ import torch
 from ..device import resolve_device
 from ..errors import NotUsable
 from ..modelfolder import load_model
+from ..models.registry import register_auto_classes
 from ..rundir import RunDir, milestone_count, plain_name, resolve_checkpoint
+from ..train.checkpoints import exposure
 from . import report
-from .aoa import curve_fitness, load_cdi, load_words, word_surprisals
+from .aoa import context_surprisals, curve_fitness, load_cdi, load_contexts, load_words, word_surprisals
 from .. import __version__
 from .records import files_sha256
-from .tasks import data_layout, evaluate_task, task_inputs
+from .tasks import TASKS, data_layout, evaluate_task, task_data, task_inputs
 
 MODEL_FILES = ("*.safetensors", "pytorch_model*.bin", "config.json", "tokenizer.json", "tokenizer_config.json",
                "special_tokens_map.json", "vocab.json", "merges.txt", "tokenizer.model")
@@ -71,6 +77,45 @@ def what_changed(stored: dict | None, inputs: dict) -> str | None:
     return "; ".join(changes) or None
 
 
+OTHER_DATA = "data-"  # the prefix of a results folder holding results of data other than the run's own
+
+
+def data_label(data_dir) -> str:
+    """The results folder of `data_dir` beside the run's own: `data-<folder name>-<8 hex of its path>`."""
+    path = data_layout(data_dir)[0].resolve()
+    return f"{OTHER_DATA}{path.name}-{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
+
+
+def own_data(run: RunDir | None) -> Path | None:
+    """The run's own evaluation data (`eval.data` of its config.yaml), if it names one."""
+    import yaml
+
+    try:
+        data = ((yaml.safe_load(run.config.read_text(encoding="utf-8")) or {}).get("eval") or {}).get("data")
+    except (AttributeError, OSError, ValueError, yaml.YAMLError):
+        return None
+    return data_layout(data)[0].resolve() if isinstance(data, str) and data else None
+
+
+def results_folder(base: Path, run: RunDir | None, data_dir, tasks: list[str], fast: bool = False) -> Path:
+    """Where results of `data_dir` go when no folder is given: `base` for the run's own data (`own_data`;
+    for a model without one: unless `base` holds a result of one of `tasks` computed from other data),
+    else `base/<data_label>`."""
+    own = own_data(run)
+    if own is not None:
+        return base if data_layout(data_dir)[0].resolve() == own else base / data_label(data_dir)
+    for task in tasks:
+        stored = _stored(base / f"{task}.json")
+        recorded = stored.get("inputs", {}).get("data") if isinstance(stored, dict) else None
+        try:
+            other = recorded is not None and recorded != task_data(task, data_dir, len(tasks) == 1, fast)
+        except Exception:  # noqa: BLE001 (unreadable data: the task fails on it and says why)
+            other = False
+        if other:
+            return base / data_label(data_dir)
+    return base
+
+
 def _stored(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -108,7 +153,7 @@ def plan_tasks(tasks: list[str], data_dir, out_dir: Path, identity: dict, shared
             inputs = {**task_inputs(task, data_dir, len(tasks) == 1, shared_prefix, fast, rules), **identity,
                       "babblelm": __version__}  # a new release may score differently: never reuse across
         except Exception as err:  # noqa: BLE001 (reported as the task's failure)
-            settled[task] = _failed(task, err, log)
+            settled[task] = _failed(task, err)
             if path.exists():
                 _set_aside(task, path, "the task's inputs could not be read in this run, so nothing shows it "
                                        "matches them", log)
@@ -121,7 +166,7 @@ def plan_tasks(tasks: list[str], data_dir, out_dir: Path, identity: dict, shared
             except OSError:
                 pass  # then it is scored again
         if path.exists():
-            change = "--force" if force else what_changed(_stored(path), inputs)
+            change = "--force" if force else what_changed(_stored(path), inputs) or _lacks_items(_stored(path))
             if change is None:
                 settled[task] = _stored(path)
                 log(f"reusing {path} (same data, model and options)")
@@ -131,10 +176,14 @@ def plan_tasks(tasks: list[str], data_dir, out_dir: Path, identity: dict, shared
     return settled, todo
 
 
-def _failed(task: str, err: Exception, log) -> dict:
-    result = {"task": task, "failed": f"{type(err).__name__}: {err}"}
-    log(f"{task}: FAILED: {result['failed']}")
-    return result
+def _lacks_items(stored: dict) -> str | None:
+    if "items" not in stored:
+        return "its result records no per-item predictions (written by an older babblelm)"
+    return None
+
+
+def _failed(task: str, err: Exception) -> dict:
+    return {"task": task, "failed": f"{type(err).__name__}: {err}"}  # the caller reports it, once
 
 
 def score_task(model, tokenizer, task: str, data_dir, out_dir: Path, inputs: dict, alone: bool,
@@ -149,7 +198,7 @@ def score_task(model, tokenizer, task: str, data_dir, out_dir: Path, inputs: dic
                                shared_prefix=inputs["shared_prefix"], alone=alone, fast=inputs["fast"],
                                rules=inputs["rules"])
     except Exception as err:  # noqa: BLE001 (one task's failure must not cost the others; it is reported)
-        failed = _failed(task, err, log)
+        failed = _failed(task, err)
         if path.exists() and what_changed(_stored(path), inputs) is None:
             log(f"{task}: kept {path}: it was computed from this run's inputs (re-scored for --force)")
         elif path.exists():
@@ -187,14 +236,16 @@ def evaluate_model(model_path, tasks: list[str], data_dir, checkpoint: str | Non
                    **options) -> tuple[dict[str, dict], Path]:
     """Score a run's checkpoint (default `final`) or a model folder; (results per task, results folder).
 
-    Results go to `out_dir`, else `<run>/results/<checkpoint>` for a run, else `results/<folder name>`.
+    Results go to `out_dir`, else `<run>/results/<checkpoint>` for a run, else `results/<folder name>`
+    (for data other than the run's own, a folder inside it named by the data: `results_folder`).
     With `language`, data comes from `DATA/<language>/` when that folder exists and results go to
     `<results>/<language>/`."""
     from .load import load_model_and_tokenizer
 
     model_dir = resolve_checkpoint(model_path, checkpoint)
     run = RunDir.of(model_dir)
-    out = Path(out_dir) if out_dir else (run.results if run else Path("results")) / model_dir.name
+    base = (run.results if run else Path("results")) / model_dir.name
+    out = Path(out_dir) if out_dir else results_folder(base, run, data_dir, tasks)
     if language:
         plain_name(language, "--language", "a language tag such as nld")
         data_dir = Path(data_dir) / language if (Path(data_dir) / language).is_dir() else data_dir
@@ -214,7 +265,7 @@ def run_checkpoints(run_dir: Path) -> list[Path]:
 def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, out_dir: Path | None = None,
                              batch_size: int = 64, device: str = "auto", force: bool = False,
                              progress: bool = False, log=print, shared_prefix: bool = True, fast: bool = False,
-                             rules=None, trust_remote_code: bool = False) -> dict:
+                             rules=None, aoa_contexts: bool = False, trust_remote_code: bool = False) -> dict:
     """Score every checkpoint (with the first one's tokenizer), then learning curves, AoA and the best
     checkpoint; the summary also says which tasks failed where. Results (and AoA surprisals) already
     on disk are reused when computed from the same inputs (`plan_tasks`). A checkpoint that does not
@@ -223,22 +274,31 @@ def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, out_dir: Path 
     AoA runs when `data_dir/aoa/` exists and fails on its own, like a task: its files are read first
     (a bad one costs no scoring), and any AoA error (bad data, surprisals a checkpoint cannot score,
     the fit) is summary["failed"]["all_checkpoints"]["aoa"]; the tasks, learning curves and best
-    checkpoint are still written, and an earlier `aoa.json` is set aside (`aoa.json.stale`)."""
+    checkpoint are still written, and an earlier `aoa.json` is set aside (`aoa.json.stale`). With
+    `aoa_contexts`, each checkpoint's `aoa_contexts.json` also holds every word's surprisal after each of
+    its contexts (`aoa.context_surprisals`, the official AoA run's default; what a submission holds)."""
     from .load import load_tokenizer
 
-    out_dir = Path(out_dir) if out_dir else RunDir(run_dir).results
+    register_auto_classes()
     checkpoints = run_checkpoints(run_dir)
+    if out_dir is None:
+        run = RunDir(run_dir)
+        first = run.results / checkpoints[0].name
+        home = results_folder(first, run, data_dir, tasks, fast)  # other data: <results>/data-.../<checkpoint>/
+        out_dir = run.results if home == first else run.results / home.name
+    out_dir = Path(out_dir)
     tokenizer = load_tokenizer(checkpoints[0], trust_remote_code)
     device = resolve_device(device)
     aoa_dir = data_layout(data_dir)[0] / "aoa"
-    aoa_words = aoa_cdi = aoa_data = aoa_failed = None
+    aoa_words = aoa_cdi = aoa_data = aoa_failed = word_contexts = None
     if aoa_dir.is_dir():
         words_file = aoa_dir / "cdi_childes.json"
         try:
             aoa_words, aoa_cdi = load_words(words_file), load_cdi(aoa_dir)
+            word_contexts = load_contexts(words_file) if aoa_contexts else None
             aoa_data = {"data": str(words_file.resolve()), "data_sha256": files_sha256([words_file])}
         except Exception as err:  # noqa: BLE001 (AoA fails on its own, like a task)
-            aoa_failed = _aoa_failed(f"{type(err).__name__}: {err}", log)
+            aoa_failed = f"{type(err).__name__}: {err}"
     rows, words, surprisal_curves, failed = {}, {}, {}, {}
     for checkpoint in checkpoints:
         folder = out_dir / checkpoint.name
@@ -249,8 +309,11 @@ def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, out_dir: Path 
         aoa_path = folder / "aoa_surprisal.json"
         aoa_inputs = {**aoa_data, **identity} if aoa_data is not None and aoa_failed is None else None
         need_aoa = aoa_inputs is not None and (force or what_changed(_stored(aoa_path), aoa_inputs) is not None)
+        contexts_path = folder / "aoa_contexts.json"
+        need_contexts = (aoa_contexts and aoa_inputs is not None
+                         and (force or what_changed(_stored(contexts_path), aoa_inputs) is not None))
         model = None
-        if todo or need_aoa:
+        if todo or need_aoa or need_contexts:
             log(f"== {checkpoint.name}")
             try:
                 model = load_model(checkpoint, trust_remote_code=trust_remote_code).to(device).eval()
@@ -259,12 +322,12 @@ def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, out_dir: Path 
                     log(f"{name}: {line}")
 
                 for task, inputs in todo.items():
-                    results[task] = _failed(task, err, say)
+                    results[task] = _failed(task, err)
                     if (folder / f"{task}.json").exists() and what_changed(_stored(folder / f"{task}.json"), inputs):
                         _set_aside(task, folder / f"{task}.json", "its checkpoint no longer loads", say)
-                todo, need_aoa = {}, False
+                todo, need_aoa, need_contexts = {}, False, False
                 if aoa_inputs is not None:
-                    aoa_failed, aoa_inputs = _aoa_failed(f"{checkpoint.name}: {type(err).__name__}: {err}", log), None
+                    aoa_failed, aoa_inputs = f"{checkpoint.name}: {type(err).__name__}: {err}", None
         for task, inputs in todo.items():
             results[task] = score_task(model, tokenizer, task, data_dir, folder, inputs, len(tasks) == 1,
                                        batch_size, progress, tables=False,
@@ -274,22 +337,25 @@ def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, out_dir: Path 
                 if need_aoa:
                     surprisal = word_surprisals(model, tokenizer, aoa_words, batch_size)
                     aoa_path.write_text(json.dumps({"inputs": aoa_inputs, "surprisal": surprisal}), encoding="utf-8")
+                if need_contexts:
+                    surprisal = context_surprisals(model, tokenizer, word_contexts, batch_size)
+                    contexts_path.write_text(json.dumps({"inputs": aoa_inputs, "surprisal": surprisal}), encoding="utf-8")
                 surprisal_curves[checkpoint.name] = _stored(aoa_path)["surprisal"]
             except Exception as err:  # noqa: BLE001 (the other checkpoints' tasks still run; AoA is not scored on)
-                aoa_failed = _aoa_failed(f"{checkpoint.name}: {type(err).__name__}: {err}", log)
+                aoa_failed = f"{checkpoint.name}: {type(err).__name__}: {err}"
         del model
         results = {task: results[task] for task in tasks}
         rows[checkpoint.name] = report.scores_of(results)
         if report.failures(results):
             failed[checkpoint.name] = report.failures(results)
-        words[checkpoint.name] = milestone_count(checkpoint.name)
-    summary = {"checkpoints": rows, "failed": failed}
+        words[checkpoint.name] = exposure(checkpoint) or (milestone_count(checkpoint.name), "words (milestone)")
+    summary = {"checkpoints": rows, "failed": failed, "folder": str(out_dir)}
     aoa_json = out_dir / "aoa.json"
     if aoa_failed is None and surprisal_curves:
         try:
             aoa = curve_fitness(surprisal_curves, aoa_cdi)
         except Exception as err:  # noqa: BLE001 (e.g. scipy missing)
-            aoa_failed = _aoa_failed(f"{type(err).__name__}: {err}", log)
+            aoa_failed = f"{type(err).__name__}: {err}"
         else:
             aoa_json.write_text(json.dumps(aoa, indent=2), encoding="utf-8")
             stale_path(aoa_json).unlink(missing_ok=True)
@@ -307,17 +373,16 @@ def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, out_dir: Path 
     return summary
 
 
-def _aoa_failed(error: str, log) -> str:
-    log(f"aoa: FAILED: {error}")
-    return error
-
-
 def compare_runs(run_dirs: list[Path], out_dir: Path) -> dict[str, dict[str, float]]:
-    """One row per run (its best checkpoint by average, else its final results): Markdown, CSV, plot, card section."""
+    """One row per run (its best checkpoint by average, else its final results) or per folder of one model's
+    results (`babble eval`'s output folder): Markdown, CSV, plot, card section."""
     rows = {}
     for run in map(Path, run_dirs):
         results_dir = run / "results" if (run / "results").is_dir() else run
         best = results_dir / "best_checkpoint.json"
+        if not best.exists() and results_dir == run and report.read_results(run):  # one model's results folder
+            rows[run.name] = report.scores_of(report.read_results(run))
+            continue
         if best.exists():
             chosen = json.loads(best.read_text(encoding="utf-8"))["best_checkpoint"]["name"]
         else:
@@ -330,6 +395,8 @@ def compare_runs(run_dirs: list[Path], out_dir: Path) -> dict[str, dict[str, flo
     (out_dir / "comparison.md").write_text(report.markdown_table(rows, "run"), encoding="utf-8")
     (out_dir / "comparison.csv").write_text(report.csv_table(rows, "run"), encoding="utf-8")
     report.plot_comparison(rows, out_dir / "comparison.png")
-    card = "## Evaluation\n\nBabyLM zero-shot tasks, scored like the official pipeline (babblelm).\n\n"
-    (out_dir / "model_card_results.md").write_text(card + report.markdown_table(rows, "run"), encoding="utf-8")
+    card = "## Evaluation\n\nZero-shot tasks, scored as the official BabyLM pipeline scores causal models (babblelm).\n\n"
+    notes = "".join(f"\n`{name}`: {TASKS[name].about}.\n" for name in report.columns_of(rows)
+                    if name in TASKS and TASKS[name].about)
+    (out_dir / "model_card_results.md").write_text(card + report.markdown_table(rows, "run") + notes, encoding="utf-8")
     return rows

@@ -24,7 +24,7 @@ from .blimp import load_blimp
 from .metrics import accuracy_by, macro, spearman
 from .reading import READING_FOLDER, evaluate_reading, reading_file
 from .records import EvalDataError, field, files_sha256, jsonl_records, task_files, text
-from .rules import Rules, credit, gold_tied, rules_of
+from .rules import Rules, credit, gold_tied, picks, rules_of
 from .scoring import score_continuations
 
 ENTITY_TRACKING_SPLITS = ("regular", "ambiref", "move_contents")
@@ -205,6 +205,7 @@ class Task:
     load: Callable[[Path], list[Choice]]  # one folder's items
     metric: str  # "accuracy" or "spearman"
     shared_prefix: bool  # do the options share their context (run it once)?
+    about: str = ""  # only for a task that is not an official BabyLM task: what it is (said beside its scores)
 
 
 TASKS = {
@@ -219,6 +220,8 @@ TASKS = {
         Task("global_piqa", ("global_piqa_parallel", "global_piqa_nonparallel"), load_global_piqa, "accuracy", True),
         Task("wug_adj", ("wug_adj_nominalization",), load_wug, "spearman", True),
         Task("wug_past", ("wug_past_tense",), load_wug, "spearman", True),
+        Task("demo_pairs", ("demo_pairs",), load_minimal_pairs, "accuracy", False,
+             about="held-out minimal pairs generated from babble demo's grammar (synthetic; not BLiMP)"),
     )
 }
 ALL_TASKS = [*TASKS, "reading"]  # reading lives in reading.py (a regression, not a choice task)
@@ -335,10 +338,18 @@ def load_task(name: str, folders: list[Path], rules: Rules) -> tuple[list[Choice
     return choices, 0
 
 
+def has_fast(name: str, rules=None) -> bool:
+    """Can task `name` run in the fast evaluation under `rules`? The rules' fast tasks, and every task
+    that is not an official one (`Task.about`: scored whole)."""
+    return name in rules_of(rules).fast or bool(name in TASKS and TASKS[name].about)
+
+
 def fast_subset(name: str, choices: list[Choice], rules: Rules) -> list[Choice]:
     """The items of the full data that the official fast evaluation scores under `rules` (`Rules.fast`):
     the first items of each UID (or of the task, or of some groups) in file order, so a subset is the
-    same on every run."""
+    same on every run; every item of a task that is not an official one."""
+    if name in TASKS and TASKS[name].about:
+        return choices
     if name not in rules.fast:
         raise ValueError(f"task {name!r} has no fast subset under the {rules.year} rules; fast tasks: "
                          f"{', '.join(rules.fast)}")
@@ -367,9 +378,19 @@ def task_inputs(name: str, data_dir, alone: bool = True, shared_prefix: bool = T
     else:
         files = [path for folder in folders for path in task_files(folder, name)]
         root, shared = Path(os.path.commonpath(folders)), TASKS[name].shared_prefix and shared_prefix
-    data = files[0] if name == "reading" else folders[0] if len(folders) == 1 else root
-    return {"data": str(data.resolve()), "data_sha256": files_sha256(files, root), "shared_prefix": shared,
+    return {"data": _data_path(name, folders, files), "data_sha256": files_sha256(files, root), "shared_prefix": shared,
             "fast": fast, "rules": rules_of(rules).year}
+
+
+def task_data(name: str, data_dir, alone: bool = True, fast: bool = False) -> str:
+    """The data path a result of task `name` on `data_dir` records (`task_inputs`' "data"), without hashing."""
+    folders = task_folders(name, data_dir, alone, fast)
+    return _data_path(name, folders, [reading_file(folders[0])] if name == "reading" else [])
+
+
+def _data_path(name: str, folders: list[Path], files: list[Path]) -> str:
+    data = files[0] if name == "reading" else folders[0] if len(folders) == 1 else Path(os.path.commonpath(folders))
+    return str(data.resolve())
 
 
 def parse_task_list(spec: str, rules=None) -> list[str]:
@@ -432,7 +453,8 @@ def _accuracy(name: str, choices: list[Choice], hits: list[float]) -> tuple[dict
 def evaluate_task(model, tokenizer, name: str, data_dir, batch_size: int = 64, progress: bool = False,
                   shared_prefix: bool = True, alone: bool = True, fast: bool = False, rules=None) -> dict:
     """Load, score and summarize one task under `rules` (a year; default 2026) -> {"task", "scores",
-    "by_uid", ..., "rules", "n_items", "data", "seconds"}.
+    "by_uid", ..., "rules", "n_items", "data", "items", "seconds"}; "items" holds, per item of
+    `task_choices` in order, the option the official pipeline would predict (`rules.picks`).
 
     `shared_prefix`: run the options' shared context once (KV cache) on tasks that have one: the
     same scores up to float rounding, and faster (BENCHMARKS.md, "Evaluation speed against the official pipeline").
@@ -442,14 +464,12 @@ def evaluate_task(model, tokenizer, name: str, data_dir, batch_size: int = 64, p
     if name not in ALL_TASKS:
         raise ValueError(f"unknown task {name!r}; known: {', '.join(ALL_TASKS)}")
     rules = rules_of(rules)
-    folders = task_folders(name, data_dir, alone, fast)
     if name == "reading":
-        return {**evaluate_reading(model, tokenizer, folders[0], batch_size=batch_size, progress=progress),
+        folder = task_folders(name, data_dir, alone, fast)[0]
+        return {**evaluate_reading(model, tokenizer, folder, batch_size=batch_size, progress=progress),
                 "rules": rules.year}
     start = time.perf_counter()
-    choices, dropped = load_task(name, folders, rules)
-    if fast and data_layout(data_dir)[1] is None:
-        choices = fast_subset(name, choices, rules)
+    choices, folders, dropped = task_choices(name, data_dir, alone, fast, rules.year)
     if not choices:
         raise EvalDataError(f"{', '.join(map(str, folders))}: no {name} items left to score under the {rules.year} "
                             f"rules ({dropped} dropped: an option contains \"nothing\")")
@@ -459,7 +479,18 @@ def evaluate_task(model, tokenizer, name: str, data_dir, batch_size: int = 64, p
     if name == "entity_tracking" and rules.drop_nothing:
         summary["dropped"] = {"items": dropped, "why": 'an option contains "nothing" (2026 entity tracking)'}
     return {"task": name, **summary, "n_items": len(choices), "data": ", ".join(map(str, folders)),
-            "seconds": time.perf_counter() - start}
+            "items": picks(scores, rules.ties), "seconds": time.perf_counter() - start}
+
+
+def task_choices(name: str, data_dir, alone: bool = True, fast: bool = False, rules=None):
+    """(the items task `name` scores, in order, the folders they come from, how many the rules dropped):
+    the full data, or with `fast` the fast_eval folder's items, else the full data's `fast_subset`."""
+    rules = rules_of(rules)
+    folders = task_folders(name, data_dir, alone, fast)
+    choices, dropped = load_task(name, folders, rules)
+    if fast and data_layout(data_dir)[1] is None:
+        choices = fast_subset(name, choices, rules)
+    return choices, folders, dropped
 
 
 def average(scores: dict[str, float]) -> float:

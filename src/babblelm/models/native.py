@@ -1,27 +1,43 @@
-"""babblelm models that transformers implements natively: the Transformer as `LlamaForCausalLM`.
+"""babblelm models that transformers implements natively: the Transformer as `LlamaForCausalLM`, GPT-2
+as `GPT2LMHeadModel`. Such a folder needs no remote code: it opens with `trust_remote_code=False`,
+in vLLM, SGLang and every converter of those families.
 
-babblelm's Transformer is a Llama decoder under other class names: the same parameter names and
-shapes (`model.layers.N.self_attn.q_proj`, `mlp.gate_proj`, `input_layernorm`, ...), RMSNorm in
-float32, rotary pairs (i, i + d/2), SwiGLU, no biases. So its weights load into
-`LlamaForCausalLM` unchanged, and the folder needs no remote code: it opens with
-`trust_remote_code=False`, in vLLM, SGLang and every Llama converter.
+- The Transformer is a Llama decoder under other class names: the same parameter names and shapes
+  (`model.layers.N.self_attn.q_proj`, `mlp.gate_proj`, `input_layernorm`, ...), RMSNorm in float32,
+  rotary pairs (i, i + d/2), SwiGLU, no biases; its weights load into `LlamaForCausalLM` unchanged.
+- GPT-2 keeps GPT-2's names inside each block (`ln_1`, `attn.c_attn`, `attn.c_proj`, `ln_2`,
+  `mlp.c_fc`, `mlp.c_proj`); `gpt2_weights` renames the four outer prefixes (`GPT2_PREFIXES`) and
+  transposes the weight matrices of `c_attn`, `c_proj` and `c_fc` (`GPT2_TRANSPOSED`), which GPT-2
+  keeps as Conv1D (in, out) where babblelm has nn.Linear (out, in). Biases, norms and embeddings
+  are copied as they are.
 
-`llama_config` writes the config that every transformers from 4.51 on reads alike (`rope_theta`
-at the top level, `torch_dtype`); `as_llama` builds the Llama model in the running transformers and
-checks that its logits equal babblelm's on a probe batch, so a mapping that stops holding is caught
-at export time rather than by a user.
+`NATIVE[arch].config` writes the config.json that every transformers from 4.51 on reads alike
+(`torch_dtype`, Llama's `rope_theta` at the top level); `as_native` builds the native model in the
+running transformers and checks that its logits equal babblelm's on a probe batch, so a mapping
+that stops holding is caught at export time rather than by a user.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 
-from .transformer import BabbleTransformerConfig
+PROBE_TOLERANCE = 1e-4  # max |logit difference| accepted between the native model and babblelm
+GPT2_PREFIXES = (("model.embed_tokens.", "transformer.wte."), ("model.embed_positions.", "transformer.wpe."),
+                 ("model.layers.", "transformer.h."), ("model.norm.", "transformer.ln_f."))
+GPT2_TRANSPOSED = (".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight", ".mlp.c_proj.weight")
 
-PROBE_TOLERANCE = 1e-4  # max |logit difference| accepted between LlamaForCausalLM and babblelm
+
+def _common(config) -> dict:
+    """The settings every native config.json shares."""
+    return {"bos_token_id": config.bos_token_id, "eos_token_id": config.eos_token_id,
+            "pad_token_id": config.pad_token_id, "tie_word_embeddings": config.tie_word_embeddings,
+            "initializer_range": config.initializer_range, "torch_dtype": "float32", "use_cache": True}
 
 
-def llama_config(config: BabbleTransformerConfig) -> dict:
+def llama_config(config) -> dict:
     """The config.json of the Llama model equal to a babblelm Transformer."""
     return {
         "architectures": ["LlamaForCausalLM"],
@@ -40,43 +56,89 @@ def llama_config(config: BabbleTransformerConfig) -> dict:
         "attention_bias": False,
         "attention_dropout": 0.0,
         "mlp_bias": False,
-        "initializer_range": config.initializer_range,
-        "tie_word_embeddings": config.tie_word_embeddings,
-        "bos_token_id": config.bos_token_id,
-        "eos_token_id": config.eos_token_id,
-        "pad_token_id": config.pad_token_id,
-        "torch_dtype": "float32",
-        "use_cache": True,
+        **_common(config),
     }
 
 
-def as_llama(model) -> tuple[torch.nn.Module | None, str]:
-    """(LlamaForCausalLM holding `model`'s weights, "") or (None, why not)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+def gpt2_config(config) -> dict:
+    """The config.json of the GPT2LMHeadModel equal to a babblelm GPT-2."""
+    return {
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "vocab_size": config.vocab_size,
+        "n_positions": config.max_position_embeddings,
+        "n_embd": config.hidden_size,
+        "n_layer": config.num_hidden_layers,
+        "n_head": config.num_attention_heads,
+        "n_inner": config.intermediate_size,
+        "activation_function": "gelu_new",
+        "layer_norm_epsilon": config.layer_norm_epsilon,
+        "embd_pdrop": config.embd_pdrop,
+        "attn_pdrop": config.attn_pdrop,
+        "resid_pdrop": config.resid_pdrop,
+        "scale_attn_weights": True,
+        "scale_attn_by_inverse_layer_idx": False,
+        "reorder_and_upcast_attn": False,
+        **_common(config),
+    }
 
-    llama = LlamaForCausalLM(LlamaConfig(**llama_config(model.config))).eval()
-    missing, unexpected = llama.load_state_dict(model.state_dict(), strict=False)
+
+def gpt2_weights(state: dict) -> dict:
+    """babblelm GPT-2 weights under GPT2LMHeadModel's names, the Conv1D matrices transposed."""
+    out = {}
+    for name, tensor in state.items():
+        for ours, theirs in GPT2_PREFIXES:
+            if name.startswith(ours):
+                name = theirs + name[len(ours):]
+                break
+        out[name] = tensor.t().contiguous() if name.endswith(GPT2_TRANSPOSED) else tensor
+    return out
+
+
+@dataclass(frozen=True)
+class Native:
+    """How an architecture ships natively: transformers' class, its config.json, the weight mapping."""
+
+    class_name: str
+    config: Callable[[object], dict]
+    weights: Callable[[dict], dict]
+
+
+NATIVE = {"transformer": Native("LlamaForCausalLM", llama_config, dict),
+          "gpt2": Native("GPT2LMHeadModel", gpt2_config, gpt2_weights)}
+
+
+def as_native(arch_name: str, model) -> tuple[torch.nn.Module | None, str]:
+    """(transformers' native model holding `model`'s weights, "") or (None, why not)."""
+    import transformers
+
+    native = NATIVE[arch_name]
+    cls = getattr(transformers, native.class_name)
+    theirs = cls(cls.config_class(**native.config(model.config))).eval()
+    missing, unexpected = theirs.load_state_dict(native.weights(model.state_dict()), strict=False)
     missing = [k for k in missing if not (k == "lm_head.weight" and model.config.tie_word_embeddings)]
     if missing or unexpected:
-        return None, f"weights do not map onto LlamaForCausalLM (missing {missing}, unexpected {unexpected})"
-    diff = probe_difference(model, llama)
+        return None, f"weights do not map onto {native.class_name} (missing {missing}, unexpected {unexpected})"
+    diff = probe_difference(model, theirs)
     if diff > PROBE_TOLERANCE:
-        return None, f"LlamaForCausalLM's logits differ from babblelm's by {diff:.2e} (> {PROBE_TOLERANCE:g})"
-    return llama, ""
+        return None, f"{native.class_name}'s logits differ from babblelm's by {diff:.2e} (> {PROBE_TOLERANCE:g})"
+    return theirs, ""
 
 
 @torch.no_grad()
 def probe_difference(model, other) -> float:
-    """Max |logit difference| of two models on a fixed, partly left-padded probe batch."""
+    """Max |logit difference| of two models on a fixed, partly left-padded probe batch (both given the
+    positions of the real tokens, which transformers' models do not derive from the mask)."""
     generator = torch.Generator().manual_seed(0)
     length = min(24, model.config.max_position_embeddings)
     ids = torch.randint(0, model.config.vocab_size, (2, length), generator=generator)
     mask = torch.ones_like(ids)
     mask[1, : length // 3] = 0
+    positions = (mask.cumsum(-1) - 1).clamp_min(0)
     was_training = model.training
     model.eval()
     mine = model(ids, attention_mask=mask, use_cache=False).logits
     model.train(was_training)
-    theirs = other(input_ids=ids, attention_mask=mask, use_cache=False).logits
+    theirs = other(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=False).logits
     real = mask.bool()
     return float((mine[real] - theirs[real]).abs().max())

@@ -82,6 +82,11 @@ register("induction", Spec(
     tiny=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, induction_memory=3,
               conv_groups=4, max_position_embeddings=64),
     demo=lambda width: dict(num_attention_heads=width // 32, max_position_embeddings=128), positions="learned"))
+register("gpt2", Spec(
+    "babblelm.models.gpt2", "BabbleGPT2Config", "BabbleGPT2ForCausalLM",
+    tiny=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, max_position_embeddings=64,
+              embd_pdrop=0.0, attn_pdrop=0.0, resid_pdrop=0.0),
+    demo=lambda width: dict(num_attention_heads=width // 32, max_position_embeddings=128), positions="learned"))
 
 
 @dataclass(frozen=True)

@@ -78,6 +78,17 @@ def read_trainer_state(path: Path) -> dict:
         raise ValueError(f"{file}: damaged checkpoint state ({err})") from None
 
 
+def exposure(path: Path) -> tuple[int, str] | None:
+    """(what a checkpoint had seen when it was written, its unit): words, or tokens for a multilingual
+    run (its milestones count tokens); None for a folder without a readable trainer_state.json."""
+    try:
+        state = read_trainer_state(path)
+    except ValueError:
+        return None
+    unit = "tokens" if "mixing" in state else "words"
+    return (state[f"{unit}_seen"], unit) if isinstance(state.get(f"{unit}_seen"), int) else None
+
+
 def resumable(checkpoint_dir: Path) -> list[Path]:
     """Complete checkpoints with resume state, the highest step first."""
     found = [d for d in Path(checkpoint_dir).glob("*") if not d.name.startswith(".") and (d / RESUME_STATE).exists()

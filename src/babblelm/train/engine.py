@@ -29,7 +29,8 @@ from .. import interrupts
 from ..config import RunConfig, save_config
 from ..configbase import to_dict
 from ..modelfolder import load_model
-from ..models.registry import count_parameters, hf_progress_bars_off, init_folder, parse_model_section
+from ..models.registry import (count_parameters, hf_progress_bars_off, init_folder, parse_model_section,
+                               register_auto_classes)
 from ..rundir import FINAL, LAST, RunDir
 from . import changes
 from . import checkpoints as ckpt
@@ -118,6 +119,7 @@ def build_model(cfg: RunConfig, tokenizer):
     if init_tokenizer(cfg) is not None:
         from transformers import AutoTokenizer
 
+        register_auto_classes()  # an export's config names a babblelm model type: no remote-code prompt
         if AutoTokenizer.from_pretrained(folder).get_vocab() != tokenizer.get_vocab():
             raise ValueError(f"model.init_from: the run's tokenizer is not the one of {folder}, which its weights "
                              "were trained with (only monolingual runs encode their text with it)")
@@ -131,11 +133,12 @@ def build_model(cfg: RunConfig, tokenizer):
 
 
 @torch.inference_mode()
-def dev_loss(model, blocks, batch_size: int, max_batches: int, device: torch.device, precision: str = "fp32") -> float:
-    """Mean next-token loss over the first `max_batches` dev batches (a fixed subset)."""
+def dev_loss(model, blocks, batch_size: int, max_batches: int | None, device: torch.device,
+             precision: str = "fp32") -> float:
+    """Mean next-token loss over the first `max_batches` dev batches (a fixed subset; None: all blocks)."""
     model.eval()
     losses, weights = [], []
-    n = min(len(blocks.tokens), batch_size * max_batches)
+    n = len(blocks.tokens) if max_batches is None else min(len(blocks.tokens), batch_size * max_batches)
     for start in range(0, n, batch_size):
         x = torch.from_numpy(blocks.tokens[start : min(n, start + batch_size)].astype(np.int64)).to(device)
         with autocast(precision, device):
@@ -280,10 +283,11 @@ class Training:
         return {"step": step + 1, **self.source.seen(step), "loss": value, "lr": self.stepper.scheduler.get_last_lr()[0],
                 **lrs, "tokens_per_s": tokens_per_s, "elapsed_s": elapsed, **extra}
 
-    def measure(self, blocks) -> float:
-        """Rank 0's dev loss on `blocks`, on every rank."""
+    def measure(self, blocks, whole: bool = False) -> float:
+        """Rank 0's dev loss on `blocks` (the first train.dev_batches batches, or all), on every rank."""
         cfg = self.cfg.train
-        value = (dev_loss(self.model, blocks, cfg.batch_size, cfg.dev_batches, self.device, self.stepper.precision)
+        value = (dev_loss(self.model, blocks, cfg.batch_size, None if whole else cfg.dev_batches, self.device,
+                          self.stepper.precision)
                  if self.ctx.is_main else None)
         return distributed.from_main([value] if value is not None else None, 1, self.ctx, self.device)[0]
 

@@ -1,25 +1,34 @@
-"""Multilingual training: each step's batch rows are drawn per language by the mixing policy's pi.
+"""Multilingual training: each step's batch is drawn from the languages by the mixing policy's pi.
 
 `MixedSource` is the training engine's batch source when the config has `mixing.languages`: the
-data is per-language blocks (data/multilingual.py), each step's rows are a seeded per-step
-language draw (`Mixer.sample`), per-language dev losses every `mixing.eval_every` steps update
-pi, and checkpoints fall at token-exposure milestones (chck_1M ... by tokens read). The mixing
-state rides in trainer_state.json, so resume continues it. Under torchrun every rank draws the
-same global batch (same seeds, same stream positions) and trains on its own contiguous slice of
-it; rank 0 measures the dev losses and broadcasts them, so every rank updates pi identically.
+data is per-language blocks (data/multilingual.py); each step's batch is one language drawn from pi
+(`mixing.granularity: batch`) or rows drawn per language (`rows`), see `Mixer.sample`; every
+`mixing.eval_every` steps the per-language loss on the reward dev slice updates pi; at the end a
+separate, larger final dev slice is measured. Checkpoints fall at token-exposure milestones
+(chck_1M ... by tokens read). The mixing state (with the batch generator) rides in
+trainer_state.json, so resume continues it exactly. Under torchrun every rank draws the same
+global batch (same seeds, same stream positions) and trains on its own contiguous slice of it;
+rank 0 measures the dev losses and broadcasts them, so every rank updates pi identically.
 Outputs besides the loop's: `mixing.png` (pi and dev loss per language) and `mixing.md` (the
 model-card section `babble export` includes).
+
+Dev slices: each language's dev blocks, in order: the first ceil(mixing.reward_dev_tokens /
+seq_len) are the reward slice, the next ceil(mixing.final_dev_tokens / seq_len) the final slice;
+a language with fewer dev blocks is refused before training.
 """
 
 from __future__ import annotations
 
+import glob
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 
-from ..config import RunConfig
-from ..data.blocks import load_blocks
+from ..config import PiFromRuns, RunConfig
+from ..data.blocks import Blocks, load_blocks
+from ..data.corpus import DataError
 from ..data.multilingual import prepare_multilingual
 from ..rundir import RunDir
 from .mixing import Mixer
@@ -30,13 +39,51 @@ MIXING_CARD = "mixing.md"
 MIXING_PLOT = "mixing.png"
 
 
-def initial_pi(cfg: RunConfig) -> np.ndarray:
+def initial_pi(cfg: RunConfig, manifest: dict) -> np.ndarray:
+    """pi0 in language order: mixing.pi (or earlier runs' time average), else the configured prior."""
     mix, langs = cfg.mixing, list(cfg.mixing.languages)
+    if isinstance(mix.pi, PiFromRuns):
+        return time_averaged_pi(mix.pi.from_runs, langs)
     if mix.pi is not None:
         return np.array([mix.pi[lang] for lang in langs], dtype=np.float64)
-    if mix.policy == "uniform" or mix.prior == "uniform":
+    if mix.policy == "uniform" or mix.prior == "uniform" or len(langs) == 1:
         return np.full(len(langs), 1.0 / len(langs))
-    return typological_prior(langs, mix.temperature, mix.min_pi)
+    if mix.prior == "proportional":
+        tokens = np.array([manifest["per_language"][lang]["tokens"] for lang in langs], dtype=np.float64)
+        return tokens / tokens.sum()
+    return typological_prior(langs, mix.temperature, mix.prior_floor, mix.features, reverse=mix.prior == "uriel_reverse").pi0
+
+
+def time_averaged_pi(runs: list[str], languages: list[str]) -> np.ndarray:
+    """The mean over runs of each run's pi averaged over all its evaluations, renormalised (P* from
+    TAAM-v2). Entries may be glob patterns (runs/m/TAAM_v2-s*). A step logged twice (a resumed run)
+    counts once, with its later record."""
+    folders = [Path(p) for entry in runs for p in (sorted(glob.glob(entry)) or [entry])]
+    averages = []
+    for folder in folders:
+        metrics = RunDir(folder).metrics
+        records = read_mixing_records(metrics) if metrics.is_file() else []
+        if not records:
+            raise FileNotFoundError(f"mixing.pi.from_runs: {folder} holds no evaluation records ({metrics})")
+        if set(records[0]["pi"]) != set(languages):
+            raise ValueError(f"mixing.pi.from_runs: {folder} mixed {', '.join(records[0]['pi'])}, "
+                             f"this run mixes {', '.join(languages)}")
+        latest = {r["step"]: r for r in records}.values()
+        averages.append(np.mean([[r["pi"][lang] for lang in languages] for r in latest], axis=0))
+    pi = np.mean(averages, axis=0)
+    return pi / pi.sum()
+
+
+def dev_slices(dev: Blocks, lang: str, cfg: RunConfig) -> tuple[Blocks, Blocks]:
+    """(reward slice, final slice) of one language's dev blocks; refuses too little dev data."""
+    seq_len, mix = cfg.data.seq_len, cfg.mixing
+    reward, final = math.ceil(mix.reward_dev_tokens / seq_len), math.ceil(mix.final_dev_tokens / seq_len)
+    have = len(dev.tokens)
+    if have < reward + final:
+        raise DataError(f"mixing.reward_dev_tokens + mixing.final_dev_tokens: {lang} has {have} dev blocks of {seq_len} "
+                        f"tokens, the dev slices need {reward} + {final}; add {lang} dev text or lower them")
+    return (Blocks(dev.tokens[:reward], dev.words[:reward]),
+            Blocks(dev.tokens[reward : reward + final], dev.words[reward : reward + final]))
 
 
 class LanguageStream:
@@ -59,8 +106,9 @@ class LanguageStream:
 
 
 class MixedSource:
-    """The engine's batch source for a multilingual run: each step's rows drawn per language by the
-    mixer's pi; per-language dev losses every `mixing.eval_every` steps update pi. Counts tokens."""
+    """The engine's batch source for a multilingual run: each step's batch drawn from the languages
+    by the mixer's pi; per-language reward-slice losses every `mixing.eval_every` steps update pi;
+    the final dev slice is measured at the last step. Counts tokens."""
 
     unit = "tokens"
 
@@ -73,7 +121,9 @@ class MixedSource:
         self.manifest = prepare_multilingual(mix, cfg.data, cfg.tokenizer, run.data, progress=False)
         self.langs = list(mix.languages)
         self.train = {lang: load_blocks(run.data / lang, "train") for lang in self.langs}
-        self.dev = {lang: load_blocks(run.data / lang, "dev") for lang in self.langs}
+        slices = {lang: dev_slices(load_blocks(run.data / lang, "dev"), lang, cfg) for lang in self.langs}
+        self.reward_dev = {lang: s[0] for lang, s in slices.items()}
+        self.final_dev = {lang: s[1] for lang, s in slices.items() if len(s[1].tokens)}
         self.seq_len = cfg.data.seq_len
         self.global_batch = cfg.train.batch_size * cfg.train.grad_accum
         step_tokens = self.global_batch * self.seq_len
@@ -84,18 +134,22 @@ class MixedSource:
         self.cum_tokens = np.arange(1, self.steps + 1, dtype=np.int64) * step_tokens
         self.milestones = (milestone_steps(self.cum_tokens, cfg.checkpoints.scale)
                            if cfg.checkpoints.milestones == "babylm" else {})
-        self.mixer = Mixer(self.langs, mix.policy, initial_pi(cfg), mix.eta, mix.gamma, mix.min_pi, mix.reward)
+        self.mixer = Mixer(self.langs, mix.policy, initial_pi(cfg, self.manifest), mix.eta, mix.gamma, mix.min_pi,
+                           mix.reward, mix.granularity, cfg.run.seed)
         self.streams = {lang: LanguageStream(self.train[lang], cfg.run.seed, i) for i, lang in enumerate(self.langs)}
         self.words = 0
 
     def describe(self) -> str:
         mix = self.cfg.mixing
         budget = f" (budget {mix.budget:,})" if mix.budget is not None else ""
-        return (f"mixing {', '.join(self.langs)} ({mix.policy}, reward {mix.reward}), pi at start "
-                f"{_fmt(self.mixer.pi_dict())}; {self.manifest['adjusted_bytes']:,.0f} premium-adjusted bytes of data{budget}")
+        draw = "one language per batch" if mix.granularity == "batch" else "languages drawn per row"
+        reward, final = (len(next(iter(s.values())).tokens) if s else 0 for s in (self.reward_dev, self.final_dev))
+        return (f"mixing {', '.join(self.langs)} ({mix.policy}, reward {mix.reward}, {draw}), pi at start "
+                f"{_fmt(self.mixer.pi_dict())}; {self.manifest['adjusted_bytes']:,.0f} premium-adjusted bytes of "
+                f"data{budget}; dev slices per language: {reward} blocks for the rewards, {final} final")
 
     def batch(self, step: int) -> np.ndarray:
-        rows = self.mixer.sample(step, self.cfg.run.seed, self.global_batch)
+        rows = self.mixer.sample(step, self.global_batch)
         self.mixer.count(rows, self.seq_len)
         picks = {lang: np.sort(self.streams[lang].take(int(r))) for lang, r in zip(self.langs, rows.tolist()) if r}
         self.words += sum(int(self.train[lang].words[idx].sum()) for lang, idx in picks.items())
@@ -110,11 +164,14 @@ class MixedSource:
         return (step + 1) % self.cfg.mixing.eval_every == 0 or step == self.steps - 1
 
     def evaluate(self, step: int, measure) -> tuple[dict, str]:
-        losses = {lang: measure(self.dev[lang]) for lang in self.langs}
+        losses = {lang: measure(self.reward_dev[lang], whole=True) for lang in self.langs}
         rewards = self.mixer.update(losses)
         record = {"dev_loss": losses, "reward": rewards, "pi": self.mixer.pi_dict(), "exposures": dict(self.mixer.exposures)}
         message = (f"step {step + 1}: dev loss {', '.join(f'{lang} {v:.4f}' for lang, v in losses.items())}; "
                    f"pi {_fmt(record['pi'])}")
+        if step == self.steps - 1 and self.final_dev:
+            record["final_dev_loss"] = {lang: measure(blocks, whole=True) for lang, blocks in self.final_dev.items()}
+            message += "\nfinal dev loss " + ", ".join(f"{lang} {v:.4f}" for lang, v in record["final_dev_loss"].items())
         return record, message
 
     def state_dict(self) -> dict:
@@ -127,7 +184,7 @@ class MixedSource:
         self.words = state["words_seen"]
 
     def finish(self) -> float | None:
-        """mixing.png and mixing.md; the mean of the last per-language dev losses."""
+        """mixing.png and mixing.md; the mean over languages of the final (else the last reward) dev losses."""
         records = read_mixing_records(self.run.metrics)
         if not records:
             return None
@@ -135,7 +192,12 @@ class MixedSource:
         mix = self.cfg.mixing
         seconds = max((r.get("elapsed_s", 0.0) for r in read_records(self.run.metrics)), default=0.0)
         (self.run.path / MIXING_CARD).write_text(card_section(records, mix.policy, mix.reward, seconds), encoding="utf-8")
-        return float(np.mean(list(records[-1]["dev_loss"].values())))
+        return float(np.mean(list(final_losses(records[-1]).values())))
+
+
+def final_losses(record: dict) -> dict[str, float]:
+    """A run's last evaluation record -> per-language loss on the final dev slice (else the reward slice)."""
+    return record.get("final_dev_loss") or record["dev_loss"]
 
 
 def _fmt(pi: dict[str, float]) -> str:
@@ -183,8 +245,8 @@ def card_section(records: list[dict], policy: str, reward: str, seconds: float) 
     lines = ["## Multilingual mixing", "", f"Policy {policy} (reward {reward}); "
              f"{sum(last['exposures'].values()):,} token exposures in total; {seconds / 60:.1f} min of training.", "",
              "| language | final pi | token exposures | final dev loss |", "|---|---|---|---|"]
-    lines += [f"| {lang} | {last['pi'][lang]:.3f} | {last['exposures'][lang]:,} | {last['dev_loss'][lang]:.4f} |"
-              for lang in langs]
+    final = final_losses(last)
+    lines += [f"| {lang} | {last['pi'][lang]:.3f} | {last['exposures'][lang]:,} | {final[lang]:.4f} |" for lang in langs]
     lines += ["", f"pi trajectory ({MIXING_PLOT}):", "", "| tokens | " + " | ".join(langs) + " |",
               "|---|" + "---|" * len(langs)]
     every = max(1, len(records) // 10)

@@ -9,11 +9,13 @@ Parameter families (`split_parameters`):
   adamw_decay  other matrices (the output head when untied, learned key tables and sinks; every matrix
                under plain AdamW)
   adamw_plain  embeddings (tied heads included), norms, biases, gate vectors: no weight decay
+               (optim.decay_all: the same decay as every other parameter)
 """
 
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 from torch import nn
@@ -79,7 +81,8 @@ def build_optimizer(model: nn.Module, cfg: OptimSection) -> Optimizers:
     cuda = next(model.parameters()).is_cuda
     adamw_groups = [
         {"params": [p for _, p in families[f]], "names": [n for n, _ in families[f]], "weight_decay": wd, "family": f}
-        for f, wd in (("adamw_decay", cfg.weight_decay), ("adamw_plain", 0.0)) if families[f]
+        for f, wd in (("adamw_decay", cfg.weight_decay), ("adamw_plain", cfg.weight_decay if cfg.decay_all else 0.0))
+        if families[f]
     ]
     optimizers = {"adamw": torch.optim.AdamW(adamw_groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
                                              fused=True if cuda else None, foreach=None)}
@@ -92,14 +95,24 @@ def build_optimizer(model: nn.Module, cfg: OptimSection) -> Optimizers:
 
 
 def describe(optimizers: Optimizers) -> str:
-    """Which parameter went to which optimizer, one line per parameter group."""
+    """Which parameter went to which optimizer, one line per parameter group (the layers' tensors by name
+    pattern: `model.layers.*.mlp.up_proj.weight x4` for one tensor in each of 4 layers)."""
     lines = []
     for opt_name, opt in optimizers.optimizers.items():
         for g in opt.param_groups:
             n = sum(p.numel() for p in g["params"])
             lines.append(f"  {opt_name} [{g['family']}] peak lr {g.get('peak_lr', g['lr']):g} wd {g['weight_decay']:g}: "
-                         f"{len(g['params'])} tensors, {n:,} parameters: {', '.join(g['names'])}")
+                         f"{len(g['params'])} tensors, {n:,} parameters: {name_patterns(g['names'])}")
     return "optimizer parameter groups:\n" + "\n".join(lines)
+
+
+def name_patterns(names: list[str]) -> str:
+    """Tensor names with their layer numbers as `*`, each pattern once, with its count when above one."""
+    counts: dict[str, int] = {}
+    for name in names:
+        pattern = re.sub(r"\.\d+\.", ".*.", name)
+        counts[pattern] = counts.get(pattern, 0) + 1
+    return ", ".join(pattern + (f" x{n}" if n > 1 else "") for pattern, n in counts.items())
 
 
 def warmup_steps(total_steps: int, cfg: ScheduleSection) -> int:
