@@ -231,6 +231,48 @@ def test_server_refuses_beyond_queue(client, server):
 # --- bounds on the work one request may ask for -------------------------------------------------------------------
 
 
+def test_greedy_n_returns_n_copies_of_the_greedy_choice(server):
+    """temperature 0 (or below 1e-5) has one answer: n > 1 returns it n times, streamed or not, never a 500."""
+    payload = {"prompt": "the dog", "max_tokens": 5, "temperature": 0}
+    status, one = post(server, payload)
+    assert status == 200, one
+    status, body = post(server, {**payload, "n": 3})
+    assert status == 200, body
+    assert [(c["index"], c["text"], c["finish_reason"]) for c in body["choices"]] == \
+        [(i, one["choices"][0]["text"], one["choices"][0]["finish_reason"]) for i in range(3)]
+    assert body["usage"]["completion_tokens"] == 3 * one["usage"]["completion_tokens"]
+    stream = {**payload, "n": 2, "temperature": 1e-6, "stream": True, "logprobs": 1}
+    status, _, raw = call(server, "POST", "/v1/completions", json.dumps(stream).encode())
+    events = [json.loads(line[len("data: "):]) for line in raw.decode().splitlines() if line.startswith("data: {")]
+    assert status == 200 and not any("error" in e for e in events), events
+    texts = {i: "".join(c["text"] for e in events for c in e["choices"] if c["index"] == i) for i in range(2)}
+    assert texts == {0: one["choices"][0]["text"], 1: one["choices"][0]["text"]}
+
+
+@pytest.mark.parametrize("limit, value", [("max_tokens", 0), ("max_prompt_tokens", 0), ("max_choices", 0), ("max_n", 0),
+                                          ("max_active", 0), ("max_body_bytes", 0), ("max_queue", -1),
+                                          ("request_timeout", -1), ("request_timeout", 0.0),
+                                          ("request_timeout", float("nan"))])
+def test_limits_that_would_serve_nothing_are_refused(limit, value):
+    """0 never silently means "the default" (None does), and a limit that would refuse or drop every request is
+    refused before the model loads."""
+    with pytest.raises(ValueError, match=f"--{limit.replace('_', '-')} must be"):
+        Limits(**{limit: value})
+
+
+def test_serve_refuses_a_zero_limit_on_one_line(run_dir):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([sys.executable, "-m", "babblelm.cli", "serve", str(run_dir), "--max-tokens", "0", "--port",
+                           str(_free_port())], capture_output=True, text=True, env=env, timeout=120)  # never serves
+    assert proc.returncode == 2 and proc.stderr == "error: --max-tokens must be >= 1 (leave it out for the default), got 0\n"
+
+
 def test_choices_per_request_are_bounded(server):
     """prompts x n is bounded (by max_n unless max_choices says otherwise): a list prompt cannot bypass it."""
     for prompts, n in [(["a"] * 9, 1), (["a"] * 3, 3), (["a"] * 400, 2)]:

@@ -26,12 +26,15 @@ from transformers.generation.logits_process import TemperatureLogitsWarper, TopK
 from transformers.generation.streamers import BaseStreamer
 
 
-def load_for_generation(path: str | Path, checkpoint: str | None = None, device: str = "auto"):
-    """(model, tokenizer) from a run folder (final or `checkpoint`), a checkpoint folder or an exported folder."""
+def load_for_generation(path: str | Path, checkpoint: str | None = None, device: str = "auto",
+                        trust_remote_code: bool = False):
+    """(model, tokenizer) from a run folder (final or `checkpoint`), a checkpoint folder or an exported folder,
+    checked (modelfolder.py); `trust_remote_code` lets a folder of a foreign architecture run its own code."""
     from .eval.load import load_model_and_tokenizer
     from .rundir import resolve_checkpoint
 
-    return load_model_and_tokenizer(resolve_checkpoint(path, checkpoint), device=device)
+    return load_model_and_tokenizer(resolve_checkpoint(path, checkpoint), device=device,
+                                    trust_remote_code=trust_remote_code)
 
 
 def context_length(model) -> int | None:
@@ -96,30 +99,32 @@ class _LogprobRecorder(LogitsProcessor):
 
 
 class _RowStop(StoppingCriteria):
-    """Stops the rows flagged in `done` (set from the reading thread)."""
+    """Stops the rows flagged in `done` (set from the reading thread); a sequence decoded once for
+    `copies` rows stops when all of them are done."""
 
-    def __init__(self, done: torch.Tensor):
-        self.done = done
+    def __init__(self, done: torch.Tensor, copies: int = 1):
+        self.done, self.copies = done, copies
 
     def __call__(self, input_ids, scores, **kwargs):
-        return self.done.to(input_ids.device, copy=True)
+        return self.done.view(-1, self.copies).all(dim=1).to(input_ids.device, copy=True)
 
 
 class _QueueStreamer(BaseStreamer):
-    """Turns each step's tokens into `Token` lists on a queue; the first `put` (the prompt) is skipped."""
+    """Turns each step's tokens into `Token` lists on a queue, each decoded sequence as `copies` rows;
+    the first `put` (the prompt) is skipped."""
 
-    def __init__(self, out: queue.Queue, recorder: _LogprobRecorder | None, top_n: int):
-        self.out, self.recorder, self.top_n, self.prompt_seen = out, recorder, top_n, False
+    def __init__(self, out: queue.Queue, recorder: _LogprobRecorder | None, top_n: int, copies: int = 1):
+        self.out, self.recorder, self.top_n, self.copies, self.prompt_seen = out, recorder, top_n, copies, False
 
     def put(self, value):
         if not self.prompt_seen:
             self.prompt_seen = True
             return
-        ids = value.reshape(-1)
+        ids = value.reshape(-1).repeat_interleave(self.copies)
         if self.recorder is None:
             self.out.put([Token(r, int(i)) for r, i in enumerate(ids.tolist())])
             return
-        logp = self.recorder.steps.get()
+        logp = self.recorder.steps.get().repeat_interleave(self.copies, dim=0)
         chosen = logp.gather(1, ids[:, None].long()).squeeze(1).tolist()
         if self.top_n:
             top_lp, top_id = logp.topk(self.top_n, dim=-1)
@@ -140,6 +145,8 @@ class Generation:
 
     Iterating yields lists of `Token` (one per row still running). A row ends at EOS (its id is in
     `eos_rows`, the EOS token is not yielded), at `max_new_tokens`, or when `stop_row` is called.
+    Greedy decoding (temperature 0) has one answer, so `n` greedy rows are that one sequence, decoded
+    once and yielded `n` times.
     """
 
     def __init__(self, model, tokenizer, prompt_ids: list[int], sampling: Sampling, n: int = 1,
@@ -156,11 +163,12 @@ class Generation:
         recorder = _LogprobRecorder() if logprobs is not None else None
         processors = LogitsProcessorList(([recorder] if recorder else []) + sampling.warpers())
         ids = torch.tensor([prompt_ids], dtype=torch.long, device=model.device)
+        copies = n if sampling.temperature == 0 else 1  # each decoded sequence stands for `copies` rows
         kwargs = dict(
             input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=sampling.max_new_tokens,
-            do_sample=sampling.temperature > 0, num_return_sequences=n,
-            logits_processor=processors, stopping_criteria=StoppingCriteriaList([_RowStop(self.done)]),
-            streamer=_QueueStreamer(self._queue, recorder, logprobs or 0),
+            do_sample=sampling.temperature > 0, num_return_sequences=n // copies,
+            logits_processor=processors, stopping_criteria=StoppingCriteriaList([_RowStop(self.done, copies)]),
+            streamer=_QueueStreamer(self._queue, recorder, logprobs or 0, copies),
             pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(self.eos_ids), 0),
         )
         if sampling.temperature > 0:  # our warpers replace any defaults from generation_config.json

@@ -5,8 +5,8 @@
          -d '{"prompt": "the dog", "max_tokens": 10}'
 
 Endpoints: `GET /health` (with the generations active and queued), `GET /v1/models`,
-`POST /v1/completions` (prompt, max_tokens, temperature (below 1e-5: greedy), top_p, top_k, stop,
-n, stream via server-sent events, logprobs, seed).
+`POST /v1/completions` (prompt, max_tokens, temperature (below 1e-5: greedy, and n greedy choices are
+the one greedy answer n times), top_p, top_k, stop, n, stream via server-sent events, logprobs, seed).
 
 Every request is checked before any work starts, and every refusal is a 4xx in OpenAI's shape
 `{"error": {"message", "type", "param", "code"}}` whose message names the field or place and what
@@ -30,6 +30,7 @@ import collections
 import functools
 import http
 import json
+import math
 import threading
 import time
 import uuid
@@ -56,6 +57,9 @@ GREEDY_BELOW = 1e-5  # a lower temperature decodes greedily (dividing the logits
 
 @dataclass
 class Limits:
+    """The server's bounds (`babble serve --max-...`); None means the default named beside it, and a value
+    that would serve nothing (0, a negative or non-finite number) is refused, never read as the default."""
+
     max_body_bytes: int = 64 * 1024
     max_prompt_tokens: int | None = None  # default: the model's context
     max_tokens: int | None = None  # default: the model's context (or 1024 without a context limit)
@@ -64,6 +68,16 @@ class Limits:
     max_active: int = 1
     max_queue: int = 16
     request_timeout: float = 10.0  # seconds a connection may take to send one request in full
+
+    def __post_init__(self):
+        for name, low in (("max_body_bytes", 1), ("max_prompt_tokens", 1), ("max_tokens", 1), ("max_n", 1),
+                          ("max_choices", 1), ("max_active", 1), ("max_queue", 0)):
+            value = getattr(self, name)
+            if value is not None and value < low:
+                default = " (leave it out for the default)" if self.__dataclass_fields__[name].default is None else ""
+                raise ValueError(f"--{name.replace('_', '-')} must be >= {low}{default}, got {value}")
+        if not 0 < self.request_timeout < math.inf:
+            raise ValueError(f"--request-timeout must be a positive number of seconds, got {self.request_timeout}")
 
 
 def _unicode(value: Any, expected: str, item: int | None = None) -> str:
@@ -338,9 +352,9 @@ class Server:
         self.model, self.tokenizer, self.name, self.limits = model, tokenizer, name, limits or Limits()
         ctx = context_length(model)
         self.context = ctx
-        self.max_prompt = self.limits.max_prompt_tokens or ctx
-        self.max_tokens = self.limits.max_tokens or ctx or 1024
-        self.max_choices = self.limits.max_choices or self.limits.max_n
+        self.max_prompt = self.limits.max_prompt_tokens if self.limits.max_prompt_tokens is not None else ctx
+        self.max_tokens = self.limits.max_tokens if self.limits.max_tokens is not None else ctx or 1024
+        self.max_choices = self.limits.max_choices if self.limits.max_choices is not None else self.limits.max_n
         self.created = int(time.time())
         self.gate: _Gate | None = None
         self.workers = ThreadPoolExecutor(self.limits.max_active, thread_name_prefix="babble-serve")  # one a slot
@@ -701,11 +715,12 @@ def _sse(payload: dict) -> str:
 
 
 def serve(model_path, checkpoint: str | None = None, host: str = "127.0.0.1", port: int = 8000,
-          limits: Limits | None = None, device: str = "auto", name: str | None = None) -> None:
+          limits: Limits | None = None, device: str = "auto", name: str | None = None,
+          trust_remote_code: bool = False) -> None:
     """Load a model and serve it until interrupted."""
     from .generate import load_for_generation
 
-    model, tokenizer = load_for_generation(model_path, checkpoint, device=device)
+    model, tokenizer = load_for_generation(model_path, checkpoint, device=device, trust_remote_code=trust_remote_code)
     name = name or Path(model_path).resolve().name + (f"@{checkpoint}" if checkpoint else "")
     server = Server(model, tokenizer, name, limits)
     print(f"serving {server.name} on http://{host}:{port}/v1 (context {server.context}, "

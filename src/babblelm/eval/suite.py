@@ -21,11 +21,12 @@ import math
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM
 
-from ..models.registry import hf_progress_bars_off, register_auto_classes
 from ..device import resolve_device
-from ..rundir import RunDir, milestone_count, resolve_checkpoint
+from ..errors import NotUsable
+from ..modelfolder import load_model
+from ..models.registry import register_auto_classes
+from ..rundir import RunDir, milestone_count, plain_name, resolve_checkpoint
 from ..train.checkpoints import exposure
 from . import report
 from .aoa import context_surprisals, curve_fitness, load_cdi, load_contexts, load_words, word_surprisals
@@ -231,7 +232,8 @@ def evaluate_tasks(model, tokenizer, tasks: list[str], data_dir, out_dir: Path, 
 
 
 def evaluate_model(model_path, tasks: list[str], data_dir, checkpoint: str | None = None, out_dir=None,
-                   language: str | None = None, device: str = "auto", **options) -> tuple[dict[str, dict], Path]:
+                   language: str | None = None, device: str = "auto", trust_remote_code: bool = False,
+                   **options) -> tuple[dict[str, dict], Path]:
     """Score a run's checkpoint (default `final`) or a model folder; (results per task, results folder).
 
     Results go to `out_dir`, else `<run>/results/<checkpoint>` for a run, else `results/<folder name>`
@@ -245,9 +247,10 @@ def evaluate_model(model_path, tasks: list[str], data_dir, checkpoint: str | Non
     base = (run.results if run else Path("results")) / model_dir.name
     out = Path(out_dir) if out_dir else results_folder(base, run, data_dir, tasks)
     if language:
+        plain_name(language, "--language", "a language tag such as nld")
         data_dir = Path(data_dir) / language if (Path(data_dir) / language).is_dir() else data_dir
         out = out / language
-    model, tokenizer = load_model_and_tokenizer(model_dir, device=device)
+    model, tokenizer = load_model_and_tokenizer(model_dir, device=device, trust_remote_code=trust_remote_code)
     return evaluate_tasks(model, tokenizer, tasks, data_dir, out, model_dir=model_dir, **options), out
 
 
@@ -262,10 +265,11 @@ def run_checkpoints(run_dir: Path) -> list[Path]:
 def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, out_dir: Path | None = None,
                              batch_size: int = 64, device: str = "auto", force: bool = False,
                              progress: bool = False, log=print, shared_prefix: bool = True, fast: bool = False,
-                             rules=None, aoa_contexts: bool = False) -> dict:
+                             rules=None, aoa_contexts: bool = False, trust_remote_code: bool = False) -> dict:
     """Score every checkpoint (with the first one's tokenizer), then learning curves, AoA and the best
     checkpoint; the summary also says which tasks failed where. Results (and AoA surprisals) already
-    on disk are reused when computed from the same inputs (`plan_tasks`).
+    on disk are reused when computed from the same inputs (`plan_tasks`). A checkpoint that does not
+    load (a damaged file) fails its tasks and the AoA curve; the other checkpoints are still scored.
 
     AoA runs when `data_dir/aoa/` exists and fails on its own, like a task: its files are read first
     (a bad one costs no scoring), and any AoA error (bad data, surprisals a checkpoint cannot score,
@@ -283,7 +287,7 @@ def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, out_dir: Path 
         home = results_folder(first, run, data_dir, tasks, fast)  # other data: <results>/data-.../<checkpoint>/
         out_dir = run.results if home == first else run.results / home.name
     out_dir = Path(out_dir)
-    tokenizer = load_tokenizer(checkpoints[0])
+    tokenizer = load_tokenizer(checkpoints[0], trust_remote_code)
     device = resolve_device(device)
     aoa_dir = data_layout(data_dir)[0] / "aoa"
     aoa_words = aoa_cdi = aoa_data = aoa_failed = word_contexts = None
@@ -311,8 +315,19 @@ def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, out_dir: Path 
         model = None
         if todo or need_aoa or need_contexts:
             log(f"== {checkpoint.name}")
-            with hf_progress_bars_off():
-                model = AutoModelForCausalLM.from_pretrained(checkpoint, trust_remote_code=True).to(device).eval()
+            try:
+                model = load_model(checkpoint, trust_remote_code=trust_remote_code).to(device).eval()
+            except (NotUsable, OSError) as err:  # one damaged checkpoint costs its own scores only
+                def say(line, name=checkpoint.name):
+                    log(f"{name}: {line}")
+
+                for task, inputs in todo.items():
+                    results[task] = _failed(task, err)
+                    if (folder / f"{task}.json").exists() and what_changed(_stored(folder / f"{task}.json"), inputs):
+                        _set_aside(task, folder / f"{task}.json", "its checkpoint no longer loads", say)
+                todo, need_aoa, need_contexts = {}, False, False
+                if aoa_inputs is not None:
+                    aoa_failed, aoa_inputs = f"{checkpoint.name}: {type(err).__name__}: {err}", None
         for task, inputs in todo.items():
             results[task] = score_task(model, tokenizer, task, data_dir, folder, inputs, len(tasks) == 1,
                                        batch_size, progress, tables=False,
