@@ -96,13 +96,13 @@ def submit(model, data, track: str = "strict-small", out=None, device: str = "au
     if run.is_run() and run.milestones():
         log("== fast evaluation of every chck_* (and AoA surprisals in context)")
         summary = evaluate_all_checkpoints(run.path, list(FAST_TASKS), data, run.fast_results, device=device, fast=True,
-                                           aoa_contexts=True, log=log, **options)
+                                           log=log, **options)
         for checkpoint in run.milestones():
             folder = run.fast_results / checkpoint.name
             fast[checkpoint.name] = {**read_results(folder), **{task: {"failed": error} for task, error in
                                                                 summary["failed"].get(checkpoint.name, {}).items()}}
-            if (folder / "aoa_contexts.json").is_file():
-                aoa[checkpoint.name] = json.loads((folder / "aoa_contexts.json").read_text(encoding="utf-8"))["surprisal"]
+            if (folder / "aoa_surprisal.json").is_file():
+                aoa[checkpoint.name] = json.loads((folder / "aoa_surprisal.json").read_text(encoding="utf-8"))["surprisal"]
     log("== GLUE fine-tuning of the final model")
     glue = {}
     for task in GLUE:
