@@ -1,11 +1,14 @@
-"""Kill `babble train` with SIGKILL at random moments, resume it each time, compare the end.
+"""Stop `babble train` with SIGKILL, SIGINT or SIGTERM at random moments, resume it each time, compare the end.
 
 A tiny run on the demo grammar is trained once without interruption, then again while being
-killed `--kills` times at seeded random steps (every other kill also waits until a checkpoint is
-being written: a `.tmp-*` folder exists), each time continued with `--resume` (or `--overwrite`
-when no resume point was written yet). tests/test_reliability.py runs the same with 4 kills. The final weights must be bitwise those of the uninterrupted run.
+stopped `--kills` times at seeded random steps (every other stop also waits until a checkpoint is
+being written: a `.tmp-*` folder exists; the others land inside an optimizer step or between two),
+each time continued with `--resume` (or `--overwrite` when no resume point was written yet). The
+signals take turns (`--signals`): SIGINT and SIGTERM must end the run with exit status 130 / 143 and
+say how to resume, SIGKILL ends it at once. The final weights and every milestone checkpoint must be
+bitwise those of the uninterrupted run. tests/test_reliability.py runs the same with 6 stops.
 
-    python benchmarks/kill_resume.py --kills 10
+    python benchmarks/kill_resume.py --kills 12 --signals KILL,INT,TERM
 """
 
 from __future__ import annotations
@@ -48,10 +51,16 @@ def last_step(metrics: Path) -> int:
     return max((json.loads(line)["step"] for line in lines if line.endswith("}") and '"loss"' in line), default=0)
 
 
-def kill_and_resume(raw: dict, kills: int, seed: int = 0) -> dict:
-    """Train `raw` once in-process (its out_dir + "-whole"), then as `babble train` killed with SIGKILL
-    at `kills` seeded steps (every other kill also waiting for a checkpoint write), resumed each time.
-    -> {"rows": [(moment, how it went on)], "inside_writes", "equal" (bitwise final weights), "seconds"}."""
+def weights_equal(a: Path, b: Path) -> bool:
+    mine, theirs = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    return mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine)
+
+
+def kill_and_resume(raw: dict, kills: int, seed: int = 0, signals=(signal.SIGKILL,)) -> dict:
+    """Train `raw` once in-process (its out_dir + "-whole"), then as `babble train` stopped by `signals` in
+    turn at `kills` seeded steps (every other stop also waiting for a checkpoint write), resumed each time.
+    -> {"rows": [(signal, moment, how it went on)], "inside_writes", "equal" (bitwise final weights),
+    "milestones" (every milestone of the whole run there, bitwise equal), "seconds"}."""
     from babblelm.config import load_config
     from babblelm.train.checkpoints import latest_resumable
     from babblelm.train.loop import train
@@ -67,43 +76,52 @@ def kill_and_resume(raw: dict, kills: int, seed: int = 0) -> dict:
     for kill, target in enumerate([*targets, None]):
         resumable = latest_resumable(ckpts) is not None
         proc = subprocess.Popen([*babble, "--resume" if resumable else "--overwrite"], cwd=killed.parent, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         if target is None:
-            assert proc.wait(timeout=600) == 0, proc.stderr.read()[-2000:]
+            out = proc.communicate(timeout=600)[0]
+            assert proc.returncode == 0, out[-2000:]
             break
         while proc.poll() is None:  # wait for the target step (and, every other kill, a checkpoint write)
             if last_step(killed / "metrics.jsonl") >= target and (kill % 2 == 0 or list(ckpts.glob(".tmp-*"))):
                 break
             time.sleep(0.001)
         assert proc.poll() is None, f"the run ended before kill {kill + 1} at step {target}"
-        writing = bool(list(ckpts.glob(".tmp-*")))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        rows.append((f"step {last_step(killed / 'metrics.jsonl')}" + (", inside a checkpoint write" if writing else ""),
-                     "resume" if resumable else "start over"))
-    mine = load_file(ckpts / "final" / "model.safetensors")
-    theirs = load_file(Path(whole.final_dir) / "model.safetensors")
-    return {"rows": rows, "inside_writes": sum("inside" in moment for moment, _ in rows),
-            "equal": mine.keys() == theirs.keys() and all(torch.equal(mine[k], theirs[k]) for k in mine),
+        writing = [p.name.split("-")[1] for p in ckpts.glob(".tmp-*")]
+        sig = signals[kill % len(signals)]
+        proc.send_signal(sig)
+        out = proc.communicate(timeout=600)[0]
+        if sig != signal.SIGKILL:  # stopped cleanly: the exit status and the way to resume
+            assert proc.returncode == 128 + sig and "continue with" in out, (signal.Signals(sig).name, proc.returncode,
+                                                                             out[-2000:])
+        moment = f"step {last_step(killed / 'metrics.jsonl')}" + (f", inside the write of {writing[0]}" if writing else "")
+        rows.append((signal.Signals(sig).name, moment, "resume" if resumable else "start over"))
+    whole_milestones = sorted(p.name for p in Path(whole.final_dir).parent.glob("chck_*"))
+    return {"rows": rows, "inside_writes": sum("inside" in moment for _, moment, _ in rows),
+            "equal": weights_equal(ckpts / "final", Path(whole.final_dir)),
+            "milestones": whole_milestones == sorted(p.name for p in ckpts.glob("chck_*")) and all(
+                weights_equal(ckpts / name, Path(whole.final_dir).parent / name) for name in whole_milestones),
             "seconds": time.perf_counter() - start}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--kills", type=int, default=10)
+    parser.add_argument("--kills", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--signals", default="KILL,INT,TERM", help="the signals to stop with, in turn")
     args = parser.parse_args()
+    signals = [signal.Signals[f"SIG{name.strip().upper()}"] for name in args.signals.split(",")]
     from babblelm.data.synthetic import write_demo_corpus
 
     work = Path(tempfile.mkdtemp(prefix="kill-resume-"))
     write_demo_corpus(work / "corpus", words=60_000, seed=0)
-    result = kill_and_resume(config(work / "corpus", work / "killed"), args.kills, args.seed)
-    print("| kill | moment | how the run went on |\n|---|---|---|")
-    for i, (moment, how) in enumerate(result["rows"], 1):
-        print(f"| {i} | {moment} | {how} |")
-    print(f"\n{len(result['rows'])} kills ({result['inside_writes']} inside checkpoint writes) in {result['seconds']:.0f} s; "
-          f"final weights bitwise equal to the uninterrupted run: {result['equal']}")
-    if not result["equal"]:
+    result = kill_and_resume(config(work / "corpus", work / "killed"), args.kills, args.seed, signals)
+    print("| stop | signal | moment | how the run went on |\n|---|---|---|---|")
+    for i, (sig, moment, how) in enumerate(result["rows"], 1):
+        print(f"| {i} | {sig} | {moment} | {how} |")
+    print(f"\n{len(result['rows'])} stops ({result['inside_writes']} inside checkpoint writes) in {result['seconds']:.0f} s; "
+          f"final weights bitwise equal to the uninterrupted run: {result['equal']}; every milestone there and "
+          f"bitwise equal: {result['milestones']}")
+    if not (result["equal"] and result["milestones"]):
         raise SystemExit(1)
 
 

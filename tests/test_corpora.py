@@ -251,6 +251,27 @@ def test_fifo_and_symlink_loop_are_listed_not_read(tmp_path):
     assert "same file as" in reasons["copy.txt"] and "not a regular file" in reasons["pipe.train"]
 
 
+def test_links_leading_outside_the_corpus_are_listed_with_their_target(tmp_path, caplog):
+    outside = tmp_path / "elsewhere"
+    (outside / "more").mkdir(parents=True)
+    (outside / "secret.txt").write_text("one two three four five six .\n" * 40)
+    (outside / "more" / "b.txt").write_text("seven eight nine ten .\n" * 40)
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    (folder / "a.train").write_text("one two three four five six .\n" * 50)
+    (folder / "linked.train").symlink_to(outside / "secret.txt")
+    (folder / "books").symlink_to(outside / "more")  # a folder link leading out
+    with caplog.at_level(logging.WARNING, logger="babblelm.data.prepare"):
+        m = _prepare_small(folder, tmp_path / "out")
+    real = os.path.realpath
+    assert m["outside_links"] == [{"file": str(folder / "books" / "b.txt"), "target": real(outside / "more" / "b.txt")},
+                                  {"file": str(folder / "linked.train"), "target": real(outside / "secret.txt")}]
+    targets = {Path(r["file"]).name: r.get("target") for r in m["inputs"]["train"]}
+    assert targets == {"a.train": None, "b.txt": real(outside / "more" / "b.txt"), "linked.train": real(outside / "secret.txt")}
+    assert f"2 corpus file(s) are links to files outside {folder}" in caplog.text
+    assert f"{folder / 'linked.train'} -> {real(outside / 'secret.txt')}" in caplog.text
+
+
 def test_output_folder_inside_the_corpus_is_not_read(tmp_path):
     folder = tmp_path / "corpus"
     folder.mkdir()

@@ -131,7 +131,7 @@ def test_served_in_a_thread_with_eos():
 def test_engine_refuses_what_it_cannot_serve():
     with pytest.raises(ValueError, match="max_batch must be >= 1"):
         Engine(tiny_model("transformer"), set(), max_batch=0)
-    with pytest.raises(ValueError, match="not a babblelm model"):
+    with pytest.raises(ValueError, match="not a causal language model"):
         Engine(torch.nn.Linear(2, 2), set())
     engine = Engine(tiny_model("transformer"), set(), max_context=10)
     assert engine.context == 10 and engine.cache.max_length == 10
@@ -189,3 +189,36 @@ def test_greedy_choices_share_one_sequence():
     assert list(rows) == [0, 1, 2, 3] and all(rows[r] == rows[0] for r in rows) and len(rows[0]) == 4
     ticket.stop(0)
     assert not ticket.sequences[0].stopped  # the other choices still want it
+
+
+def test_a_model_of_another_architecture_is_decoded_one_slot_at_a_time():
+    """transformers' own model of a shape babblelm lacks (a Llama with biases) goes through the same engine, each
+    slot in a pass of its own: greedy choices equal transformers' generate, and seeded samples (forked from one
+    prompt) are the same alone or among other requests."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=40, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=4, attention_bias=True, pad_token_id=0)).eval()
+    engine = Engine(model, set(), max_batch=6, prefill_chunk=3)
+    assert not engine.batched
+    prompts = [random_ids(1, 2 + 3 * k, seed=k)[0].tolist() for k in range(3)]
+    expected = [model.generate(torch.tensor([p]), max_new_tokens=6, do_sample=False)[0, len(p):].tolist()
+                for p in prompts]
+    greedy = [Recorder(engine) for _ in prompts]
+    for prompt, recorder in zip(prompts, greedy):
+        engine.submit([prompt], Sampling(max_new_tokens=6), deliver=recorder)
+
+    def samples(engine):
+        rows = collections.defaultdict(list)
+        deliver = lambda events: [rows[e.row].append(e.id) for e in events if isinstance(e, Token)]  # noqa: E731
+        engine.submit([prompts[1]], Sampling(max_new_tokens=5, temperature=1.0, seed=3), n=3, deliver=deliver)
+        return rows
+
+    together = samples(engine)
+    engine.run()
+    assert [r.tokens for r in greedy] == expected
+    alone = Engine(model, set(), max_batch=3)
+    single = samples(alone)
+    alone.run()
+    assert together == single and sorted(single) == [0, 1, 2] and len(set(map(tuple, single.values()))) > 1

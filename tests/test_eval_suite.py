@@ -100,6 +100,8 @@ def test_aoa_fits_recover_known_crossings():
     chance = math.log2(300_000)
     target = chance - 0.5 * (chance - surprisal.min())  # the official halfway point
     assert aoa == pytest.approx(7.0 - math.log(10 / (20 - target) - 1) / 4, abs=1e-3)
+    assert model_aoa(list(surprisal[:3]), steps[:3]) is None  # fewer points than the sigmoid's parameters
+    assert model_aoa([*surprisal, math.nan], [*steps, 2e8]) == aoa  # a NaN point is left out
     proportions = [1 / (1 + math.exp(-0.8 * (a - 22))) for a in range(16, 31)]
     assert child_aoa(proportions) == pytest.approx(22.0, abs=1e-3)
 
@@ -271,7 +273,7 @@ def test_a_bad_aoa_file_fails_aoa_alone(run_dir, data, tmp_path, capsys, monkeyp
         calls.append(args)
         raise RuntimeError("out of memory")
 
-    monkeypatch.setattr(suite, "word_surprisals", broken)
+    monkeypatch.setattr(suite, "context_surprisals", broken)
     summary = suite.evaluate_all_checkpoints(run_dir, ["blimp"], tmp_path / "data", tmp_path / "out2", device="cpu",
                                              log=lambda _: None)
     assert summary["failed"] == {"all_checkpoints": {"aoa": "chck_1M: RuntimeError: out of memory"}}

@@ -192,18 +192,3 @@ def test_cuda_on_a_machine_without_it_is_named(small_corpus, tmp_path):
     with pytest.raises(ValueError, match="run.device: device 'cuda': this machine has no CUDA device"):
         train(load_config(raw=raw), progress=False)
     assert not (tmp_path / "run").exists()
-
-
-def test_kill_nine_and_resume_end_with_the_uninterrupted_weights(small_corpus, tmp_path):
-    """`babble train` killed with SIGKILL at seeded random steps, every other kill inside a checkpoint
-    write, then continued with --resume each time: the final weights are bitwise those of a run
-    never killed (benchmarks/kill_resume.py, with 4 kills)."""
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from kill_resume import kill_and_resume
-
-    raw = tiny_raw(small_corpus, tmp_path / "killed", train={"epochs": 0.5, "save_every": 2, "log_every": 1})
-    result = kill_and_resume(raw, kills=4, seed=3)
-    assert len(result["rows"]) == 4 and result["inside_writes"] >= 1 and result["equal"], result

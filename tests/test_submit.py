@@ -116,6 +116,10 @@ def test_a_strict_small_run_makes_a_submission_that_passes_the_size_rules(strict
     assert [r["step"] for r in aoa[:: data_sizes(full)["aoa_per_revision"]]] == REVISIONS
     assert aoa[0] == {**aoa[0], "step": "chck_1M", "word_count": 1_000_000, "target_word": "cat", "context_id": 0,
                       "context": "the dog saw the"}
+    fast_dir = run / "results" / "fast"
+    stored = json.loads((fast_dir / "chck_1M" / "aoa_surprisal.json").read_text())["surprisal"]  # the AoA score's file
+    assert [r["surprisal"] for r in aoa if r["step"] == "chck_1M"] == [s for values in stored.values() for s in values]
+    assert "aoa" in json.loads((fast_dir / "best_checkpoint.json").read_text()) and not list(fast_dir.glob("*/aoa_contexts.json"))
     fast = collated["fast_eval_results"]
     assert all(len(values) == 19 for values in fast.values()) and set(fast["reading"][0]) == {"spr", "rt"}
     for revision, scores in zip(REVISIONS, fast["blimp"]):

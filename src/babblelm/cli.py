@@ -75,11 +75,14 @@ def cmd_data_stats(args) -> None:
 
 
 def cmd_run(args) -> int:
+    from .interrupts import exit_code
     from .run import run_all
 
-    summary = run_all(_load_cfg(args), force=args.force, progress=not args.no_progress)
+    summary = run_all(_load_cfg(args), force=args.force, progress=not args.no_progress, overwrite=args.overwrite)
     for task, error in summary.failed.items():
         print(f"FAILED {task}: {error}", file=sys.stderr)
+    if summary.signal is not None:
+        return exit_code(summary.signal)
     interrupted = any(s.status == "interrupted" for s in summary.stages)
     if interrupted:
         print("next: the same `babble run` command again continues where this one stopped")
@@ -89,7 +92,8 @@ def cmd_run(args) -> int:
     return 1 if summary.failed or interrupted else 0
 
 
-def cmd_train(args) -> None:
+def cmd_train(args) -> int:
+    from .interrupts import exit_code, name
     from .train.loop import train
 
     cfg = _load_cfg(args)
@@ -97,15 +101,19 @@ def cmd_train(args) -> None:
         raise ValueError("--allow-changes applies to --resume")
     result = train(cfg, resume=args.resume, progress=not args.no_progress, stop_after_steps=args.stop_after,
                    overwrite=args.overwrite, allow_changes=args.allow_changes)
+    code = exit_code(result.signal) if result.signal is not None else 0  # 130 / 143: stopped by SIGINT / SIGTERM
     if int(os.environ.get("RANK", "0")):
-        return  # under torchrun only rank 0 reports
+        return code  # under torchrun only rank 0 reports
     state = "interrupted" if result.interrupted else "finished"
+    if result.signal is not None:
+        state += f" ({name(result.signal)})"
     print(f"{state} after {result.steps:,} steps, {result.words_seen:,} words, {result.seconds:.0f}s; "
           f"model: {result.final_dir if not result.interrupted else cfg.out_dir / 'checkpoints' / 'last'}")
     if result.interrupted:
         print("next: the same `babble train` command with --resume continues from there")
     else:
         print(f"next: `babble eval {cfg.out_dir} --tasks official --data EVAL_DATA`, or `babble export {cfg.out_dir} OUT`")
+    return code
 
 
 def cmd_plot(args) -> None:
@@ -159,7 +167,7 @@ def cmd_eval(args) -> int:
         raise ValueError("--data DIR is required: the evaluation data folder (official full_eval layout, "
                          "or one task's folder of *.jsonl files)")
     options = dict(batch_size=args.batch_size, force=args.force, progress=True, shared_prefix=args.shared_prefix,
-                   rules=args.rules)
+                   rules=args.rules, trust_remote_code=args.trust_remote_code)
     if args.all_checkpoints:
         summary = evaluate_all_checkpoints(args.model, tasks, args.data, args.out and Path(args.out), device=args.device,
                                            **options)
@@ -192,7 +200,7 @@ def _eval_multilingual(args) -> int:
                          "multilingual/tasks, which defines zeroshot_eng, zeroshot_nld and zeroshot_zho)")
     summary = evaluate_multilingual_model(args.model, args.tasks_dir, args.out, languages=parse_languages(args.languages),
                                           program=args.lm_eval, device=args.device, batch_size=args.batch_size,
-                                          force=args.force)
+                                          force=args.force, trust_remote_code=args.trust_remote_code)
     out = Path(summary["out"])
     print((out / "multilingual.md").read_text(encoding="utf-8"))
     print(f"tables in {out / 'multilingual.md'} and {out / 'multilingual.json'}")
@@ -224,7 +232,7 @@ def cmd_finetune(args) -> None:
     out = Path(args.out) if args.out else Path("results") / model_dir.name / "finetune"
     results = finetune_tasks(model_dir, tasks, args.data, out, lr=args.lr, batch_size=args.batch_size,
                              epochs=args.epochs, max_length=args.max_length, seed=args.seed, device=args.device,
-                             rules=args.rules, force=args.force)
+                             rules=args.rules, force=args.force, trust_remote_code=args.trust_remote_code)
     print(format_results(results))
     print(f"results in {out}")
 
@@ -299,7 +307,8 @@ def cmd_generate(args) -> None:
         raise ValueError("babble generate takes a PROMPT or --prompts FILE (one prompt per line), not both")
     if args.out is not None and args.prompts is None:
         raise ValueError("--out needs --prompts FILE (a single prompt is printed as it streams)")
-    model, tokenizer = load_for_generation(args.model, args.checkpoint, device=args.device)
+    model, tokenizer = load_for_generation(args.model, args.checkpoint, device=args.device,
+                                           trust_remote_code=args.trust_remote_code)
     sampling = Sampling(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed)
     if args.prompts is not None:
         count = generate_file(model, tokenizer, args.prompts, sampling, args.out, args.max_batch, args.stop)
@@ -322,7 +331,12 @@ def cmd_serve(args) -> None:
                     max_tokens=args.max_tokens, max_n=args.max_n, max_choices=args.max_choices,
                     max_batch=args.max_batch, max_context=args.max_context, prefill_chunk=args.prefill_chunk,
                     max_queue=args.max_queue, request_timeout=args.request_timeout)
-    serve(args.model, args.checkpoint, host=args.host, port=args.port, limits=limits, device=args.device, name=args.name)
+    serve(args.model, args.checkpoint, host=args.host, port=args.port, limits=limits, device=args.device, name=args.name,
+          trust_remote_code=args.trust_remote_code)
+
+
+TRUST_HELP = ("run the model folder's own Python code (its auto_map) when its architecture is neither babblelm's "
+              "nor one transformers implements; only for folders from a source you trust")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -373,6 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "report and export, each stage skipped when already done"))
     sp.add_argument("--force", nargs="+", default=[], metavar="STAGE",
                     help="redo these stages: data, train, fast, full, report, export, submit (data and train redo what follows)")
+    sp.add_argument("--overwrite", action="store_true",
+                    help="start over in a run folder that holds a run: deletes what the run wrote, keeps every other file")
     sp.add_argument("--no-progress", action="store_true", help="no progress bars")
     with_threads(sp, config=True)
     sp.set_defaults(func=cmd_run)
@@ -381,7 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
     sp.add_argument("--allow-changes", nargs="+", default=[], metavar="KEY",
                     help="with --resume: config keys (or sections) whose new values apply from here on, recorded")
-    sp.add_argument("--overwrite", action="store_true", help="start over in a run folder that holds a run (deletes it)")
+    sp.add_argument("--overwrite", action="store_true",
+                    help="start over in a run folder that holds a run: deletes what the run wrote, keeps every other file")
     sp.add_argument("--no-progress", action="store_true", help="no progress bar")
     sp.add_argument("--stop-after", type=int, metavar="STEPS", help="stop after this many steps, saving a resume point")
     with_threads(sp, config=True)
@@ -453,6 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--tasks-dir", help="--suite multilingual: the lm-eval task folder (official multilingual/tasks)")
     sp.add_argument("--languages", default="eng,nld,zho", help="--suite multilingual: zeroshot_<lang> groups to run")
     sp.add_argument("--lm-eval", help="--suite multilingual: the lm_eval executable (default: lm_eval on the PATH)")
+    sp.add_argument("--trust-remote-code", action="store_true", help=TRUST_HELP)
     with_threads(sp)
     sp.set_defaults(func=cmd_eval)
 
@@ -473,6 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--force", action="store_true", help="fine-tune again tasks whose result has the same inputs")
     sp.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     sp.add_argument("--out", help="results folder (default: results/<model>/finetune)")
+    sp.add_argument("--trust-remote-code", action="store_true", help=TRUST_HELP)
     with_threads(sp)
     sp.set_defaults(func=cmd_finetune)
 
@@ -529,6 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--top-p", type=float, default=None, help="sample within the top-p probability mass")
     sp.add_argument("--seed", type=int, default=0, help="sampling seed (default: 0)")
     sp.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    sp.add_argument("--trust-remote-code", action="store_true", help=TRUST_HELP)
     with_threads(sp)
     sp.set_defaults(func=cmd_generate)
 
@@ -553,24 +573,68 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--request-timeout", type=float, default=10.0,
                     help="seconds a connection may take to send one request in full; idle connections close then too")
     sp.add_argument("--device", default="auto")
+    sp.add_argument("--trust-remote-code", action="store_true", help=TRUST_HELP)
     with_threads(sp)
     sp.set_defaults(func=cmd_serve)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; its exit status (errors.py), with one line on stderr for every error."""
+    from .interrupts import SIGNALS, exit_code, name, raise_on_signals, received, signal_of
+
     args = build_parser().parse_args(argv)
+    restore = raise_on_signals()
     try:
         if hasattr(args, "threads") and not hasattr(args, "config") and args.command != "demo":
             from .device import set_threads
 
             set_threads(args.threads)  # verbs with a config apply run.threads (_load_cfg), the demo its own
-        return args.func(args) or 0  # a handler may return an exit code (1: some work failed)
-    except (ValueError, FileNotFoundError, ImportError, FloatingPointError) as err:  # bad input, a missing extra, divergence
-        if os.environ.get("BABBLE_DEBUG"):
+        code = args.func(args) or 0  # a handler may return an exit code (1: some work failed)
+        if received() is not None and code not in (exit_code(s) for s in SIGNALS):  # a raise lost in a finalizer
+            print(f"interrupted by {name(received())} (after the work in progress finished)", file=sys.stderr)
+            return exit_code(received())
+        return code
+    except KeyboardInterrupt as err:  # SIGINT or SIGTERM: what was written whole stays, nothing half-written
+        print(f"interrupted by {name(signal_of(err))}", file=sys.stderr)
+        return exit_code(signal_of(err))
+    except Exception as err:
+        code = _exit_status(err)
+        if code is None or os.environ.get("BABBLE_DEBUG"):
             raise
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        return code
+    finally:
+        restore()
+
+
+def _exit_status(err: Exception) -> int | None:
+    """1: the work could not be done with what was found (a damaged or busy folder, a failed write or git
+    command); 2: the command or its config is wrong (a missing input, a missing extra, divergence
+    included); None: a bug, shown with its traceback."""
+    from .errors import NotUsable
+
+    if isinstance(err, NotUsable) or isinstance(err, OSError) and not isinstance(err, FileNotFoundError):
+        return 1
+    if isinstance(err, (FileNotFoundError, ValueError, ImportError, FloatingPointError)):
         return 2
+    return None
+
+
+def _one_line(err: Exception) -> str:
+    """An OSError as `path: cause` (a file in the way of a folder named as such), anything else as its
+    message, on one line."""
+    if isinstance(err, OSError) and err.filename and err.strerror:
+        text = f"{err.filename}: {err.strerror}"
+        if isinstance(err, (NotADirectoryError, FileExistsError)):
+            path = Path(err.filename)
+            blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+            if blocker is not None:
+                text = f"{blocker}: is a file, so {path} cannot be written" if blocker != path else \
+                    f"{path}: exists and is a file, where a folder was expected"
+    else:
+        text = str(err)
+    return " ".join(text.split())
 
 
 if __name__ == "__main__":

@@ -13,6 +13,10 @@ newest, with only torch and transformers installed:
 The tokenizer files are the fast tokenizer (`tokenizer.json`) with a `tokenizer_config.json` that
 transformers 4.x and 5.x read alike: `PreTrainedTokenizerFast`, right padding, a pad token, and
 only `input_ids` and `attention_mask` as model inputs.
+
+The checkpoint is checked as it is loaded (modelfolder.py). The folder is written whole: into a
+temporary sibling, moved into place when complete, under a lock on the target (folders.py), so a
+failed or interrupted export leaves nothing at the target and a second export there is refused.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from pathlib import Path
 import yaml
 
 from .card import model_card
+from .folders import check_new_folder, folder_lock, recover, written_whole
+from .modelfolder import check_tokenizer, load_model, read_config
 from .models.native import NATIVE, as_native
 from .models.registry import arch_for_folder, hf_progress_bars_off, register_auto_classes
 from .rundir import RunDir, resolve_checkpoint
@@ -32,20 +38,32 @@ MODEL_INPUT_NAMES = ["input_ids", "attention_mask"]
 
 
 def export_model(path: str | Path, out_dir: str | Path, checkpoint: str | None = None, remote_code: bool = False,
-                 log=print) -> Path:
-    """Write the exported folder for a run's checkpoint (default `final`) or a checkpoint folder."""
+                 log=print, replace: bool = False) -> Path:
+    """Write the exported folder for a run's checkpoint (default `final`) or a checkpoint folder into
+    `out_dir`, which must not exist or be empty, unless `replace` (then the folder there is replaced
+    once the new export is complete)."""
+    src = resolve_checkpoint(path, checkpoint)
+    out = check_new_folder(out_dir, "export", empty=not replace)
+    with folder_lock(out, "export target", beside=True):
+        check_new_folder(out, "export", empty=not replace)
+        recover(out.parent, out.name)
+        with written_whole(out, replace=replace) as tmp:
+            write_export(src, tmp, remote_code, log)
+    return out
+
+
+def write_export(src: Path, out: Path, remote_code: bool = False, log=print) -> None:
+    """The exported files of the checkpoint folder `src`, written into the existing folder `out`."""
     from transformers import GenerationConfig
 
     from .eval.load import load_tokenizer
 
-    src = resolve_checkpoint(path, checkpoint)
-    out = Path(out_dir)
+    read_config(src)  # valid JSON, named otherwise
     arch = arch_for_folder(src)
     register_auto_classes()  # the tokenizer loader reads config.json; resolve it to our class, no prompt
-    with hf_progress_bars_off():
-        model = arch.model_class.from_pretrained(src).eval()
+    model = load_model(src, arch.model_class).eval()
     tokenizer = load_tokenizer(src)  # names the folder when it has no tokenizer (a `babble import` without one)
-    out.mkdir(parents=True, exist_ok=True)
+    check_tokenizer(src, tokenizer, model.config.vocab_size)
     generation = GenerationConfig(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                                   pad_token_id=tokenizer.pad_token_id)
     mapping = NATIVE.get(arch.name)
@@ -63,7 +81,6 @@ def export_model(path: str | Path, out_dir: str | Path, checkpoint: str | None =
     (out / "README.md").write_text(model_card(src, model, arch.name, native=mapping.class_name if native is not None else None), encoding="utf-8")
     if (run := RunDir.of(src)) is not None and (run.path / "mixing.png").exists():
         (out / "mixing.png").write_bytes((run.path / "mixing.png").read_bytes())
-    return out
 
 
 def _save_weights(model, out: Path, generation) -> None:

@@ -25,14 +25,17 @@ from .serve.engine import Engine, eos_ids
 from .serve.sampling import Sampling
 
 
-def load_for_generation(path: str | Path, checkpoint: str | None = None, device: str = "auto"):
-    """(model, tokenizer) from a run folder (final or `checkpoint`), a checkpoint folder or an exported
-    folder; a native export (Llama) is loaded back as babblelm's model, which the engine decodes."""
+def load_for_generation(path: str | Path, checkpoint: str | None = None, device: str = "auto",
+                        trust_remote_code: bool = False):
+    """(model, tokenizer) from a run folder (final or `checkpoint`), a checkpoint folder or an exported folder,
+    checked (modelfolder.py); `trust_remote_code` lets a folder of a foreign architecture run its own code. A
+    native export (Llama, GPT-2) is loaded back as babblelm's model, whose SlotCache the engine decodes."""
     from .eval.load import load_model_and_tokenizer
     from .models.native import from_native
     from .rundir import resolve_checkpoint
 
-    model, tokenizer = load_model_and_tokenizer(resolve_checkpoint(path, checkpoint), device=device)
+    model, tokenizer = load_model_and_tokenizer(resolve_checkpoint(path, checkpoint), device=device,
+                                                trust_remote_code=trust_remote_code)
     return from_native(model), tokenizer
 
 

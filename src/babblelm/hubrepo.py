@@ -9,6 +9,10 @@ committed on top of `main`. Nothing contacts the network; the `git` command line
 
 Locally, transformers ignores `revision` for a folder path (it reads the files on disk, i.e. the
 checked-out branch), so open a local branch with `git worktree add DIR chck_5M` (see `checkout`).
+
+The repository is built in a temporary sibling folder and moved into place only when every branch
+is committed, under a lock on the target (folders.py): an interrupted or failed export leaves no
+half-built repository, and a second export into the same target is refused.
 """
 
 from __future__ import annotations
@@ -20,7 +24,9 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from .export import export_model
+from .errors import NotUsable
+from .export import write_export
+from .folders import check_new_folder, folder_lock, recover, written_whole
 from .rundir import RunDir, milestone_count, resolve_checkpoint
 
 # The Hub stores these through git LFS (its standard .gitattributes patterns for model files).
@@ -28,14 +34,22 @@ LFS_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.pth", "*.ckpt", "*.h5", "*.
 HUB_FILE_LIMIT = 10 * 1024 * 1024  # files above this size need LFS to be pushed to the Hub
 
 
+class GitError(NotUsable):
+    """A git command failed (its message, on one line)."""
+
+
 def git(repo: Path, *args: str) -> str:
-    """Run git in `repo` (no user config needed, never prompts); raise with git's message on failure."""
+    """Run git in `repo` (no user config needed, never prompts); raise GitError with git's message on failure."""
     cmd = ["git", "-c", "user.name=babblelm", "-c", "user.email=babblelm@localhost", "-c", "commit.gpgsign=false",
            "-C", str(repo), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                          env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                              env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
+    except FileNotFoundError:
+        raise GitError("git is not installed (the Hub repository is a git repository): install git") from None
     if proc.returncode != 0:
-        raise RuntimeError(f"git {' '.join(args)} failed in {repo}: {proc.stderr.strip()}")
+        message = "; ".join(line.strip() for line in proc.stderr.splitlines() if line.strip())
+        raise GitError(f"git {' '.join(args)} failed in {repo}: {message or f'exit status {proc.returncode}'}")
     return proc.stdout
 
 
@@ -43,15 +57,23 @@ def _has_lfs() -> bool:
     return subprocess.run(["git", "lfs", "version"], capture_output=True).returncode == 0
 
 
-def export_repo(run_dir: str | Path, out_dir: str | Path, remote_code: bool = False) -> Path:
-    """Write the repository; return its path. `out_dir` must not exist or be empty."""
+def export_repo(run_dir: str | Path, out_dir: str | Path, remote_code: bool = False, replace: bool = False) -> Path:
+    """Write the repository; return its path. `out_dir` must not exist or be empty, unless `replace`
+    (then the repository there is replaced once the new one is complete)."""
     run_dir, out = Path(run_dir), Path(out_dir)
     resolve_checkpoint(run_dir)  # a run folder with a final model, else a clear error
     if not RunDir(run_dir).is_run():
         raise ValueError(f"--branches needs a run folder (with checkpoints/), got {run_dir}")
-    if out.exists() and any(out.iterdir()):
-        raise ValueError(f"{out} exists and is not empty; choose a new folder for the repository")
-    out.mkdir(parents=True, exist_ok=True)
+    with folder_lock(out, "export target", beside=True):
+        if not replace:
+            check_new_folder(out, "repository")
+        recover(out.parent, out.name)
+        with written_whole(out, replace=replace) as tmp:
+            _build_repo(tmp, run_dir, remote_code)
+    return out
+
+
+def _build_repo(out: Path, run_dir: Path, remote_code: bool) -> None:
     git(out, "init", "-q", "-b", "main")
     lfs = _has_lfs()
     if lfs:
@@ -66,8 +88,7 @@ def export_repo(run_dir: str | Path, out_dir: str | Path, remote_code: bool = Fa
         if big:
             warnings.warn(f"git-lfs is not installed, so {len(big)} file(s) over 10 MB were committed as plain git "
                           "blobs; the Hub refuses those on `git push`: install git-lfs and export again, or upload "
-                          "with `hf upload` (see the README)", stacklevel=2)
-    return out
+                          "with `hf upload` (see the README)", stacklevel=3)
 
 
 def _commit_model(repo: Path, run_dir: Path, checkpoint: str | None, message: str, remote_code: bool) -> None:
@@ -75,11 +96,23 @@ def _commit_model(repo: Path, run_dir: Path, checkpoint: str | None, message: st
     for item in repo.iterdir():
         if item.name != ".git":
             shutil.rmtree(item) if item.is_dir() else item.unlink()
-    export_model(run_dir, repo, checkpoint=checkpoint, remote_code=remote_code)
+    write_export(resolve_checkpoint(run_dir, checkpoint), repo, remote_code=remote_code)
     (repo / ".gitattributes").write_text("".join(f"{p} filter=lfs diff=lfs merge=lfs -text\n" for p in LFS_PATTERNS),
                                          encoding="utf-8")
     git(repo, "add", "-A")
     git(repo, "commit", "-q", "-m", message)
+
+
+def complete(repo: str | Path, names: list[str]) -> bool:
+    """Whether `repo` is a whole export: exactly the branches `names` (main first), `main` checked out, nothing
+    changed in its working tree."""
+    repo = Path(repo)
+    try:
+        return ((repo / ".git").is_dir() and branches(repo) == names
+                and git(repo, "rev-parse", "--abbrev-ref", "HEAD").strip() == "main"
+                and not git(repo, "status", "--porcelain").strip())
+    except GitError:
+        return False
 
 
 def branches(repo: str | Path) -> list[str]:

@@ -21,32 +21,36 @@ def _loads_without_babblelm(folder: Path) -> bool:
     return config.get("model_type") == "llama" or "auto_map" in config
 
 
-def hf_revisions(model, work_dir: Path, log=print) -> list[tuple[str, Path]]:
+def hf_revisions(model, work_dir: Path, log=print, trust_remote_code: bool = False) -> list[tuple[str, Path]]:
     """(revision, Hugging Face folder): `main` (the final model) then every `chck_*` of a run.
 
-    A checkpoint that loads without babblelm (an export, a Llama) is used as it is; the others are
-    exported into `work_dir/<revision>/` (again only when the checkpoint's weights changed)."""
+    A checkpoint that loads without babblelm (an export, a Llama) is used as it is, unless it would run
+    code of an architecture neither babblelm nor transformers implements and `trust_remote_code` is not
+    given (modelfolder.runs_own_code); the others are exported into `work_dir/<revision>/` (again only when
+    the checkpoint's weights changed)."""
     from .eval.submission import MAIN
     from .eval.suite import model_identity
+    from .modelfolder import read_config, runs_own_code
 
     run = RunDir(model)
     sources = [(MAIN, resolve_checkpoint(model))] + [(folder.name, folder) for folder in run.milestones()]
     revisions = []
     for revision, source in sources:
         if _loads_without_babblelm(source):
+            runs_own_code(source, read_config(source), trust_remote_code)
             revisions.append((revision, source))
             continue
         out, identity = work_dir / revision, model_identity(source)
         stamp = out / SOURCE_STAMP
         if not (stamp.is_file() and json.loads(stamp.read_text(encoding="utf-8")) == identity):
             log(f"{revision}: exporting {source} to {out}")
-            export_model(source, out, log=log)
+            export_model(source, out, log=log, replace=True)
             stamp.write_text(json.dumps(identity), encoding="utf-8")
         revisions.append((revision, out))
     return revisions
 
 
-def evaluate_multilingual_model(model, tasks_dir, out_dir=None, **options) -> dict:
+def evaluate_multilingual_model(model, tasks_dir, out_dir=None, trust_remote_code: bool = False, **options) -> dict:
     """`eval.multilingual.evaluate_multilingual` over `model`'s revisions (`hf_revisions`); results go to
     `out_dir`, else `<run>/results/multilingual` (or `results/<model folder>/multilingual`)."""
     from .eval.multilingual import evaluate_multilingual, lm_eval_program
@@ -54,7 +58,7 @@ def evaluate_multilingual_model(model, tasks_dir, out_dir=None, **options) -> di
     options["program"] = lm_eval_program(options.get("program"))  # before any export: a missing harness fails first
     run = RunDir(model)
     out = Path(out_dir) if out_dir else (run.results if run.is_run() else Path("results") / run.path.name) / "multilingual"
-    revisions = hf_revisions(model, out / "models", log=options.get("log", print))
+    revisions = hf_revisions(model, out / "models", log=options.get("log", print), trust_remote_code=trust_remote_code)
     return evaluate_multilingual(revisions, tasks_dir, out, **options)
 
 
@@ -92,13 +96,13 @@ def submit(model, data, track: str = "strict-small", out=None, device: str = "au
     if run.is_run() and run.milestones():
         log("== fast evaluation of every chck_* (and AoA surprisals in context)")
         summary = evaluate_all_checkpoints(run.path, list(FAST_TASKS), data, run.fast_results, device=device, fast=True,
-                                           aoa_contexts=True, log=log, **options)
+                                           log=log, **options)
         for checkpoint in run.milestones():
             folder = run.fast_results / checkpoint.name
             fast[checkpoint.name] = {**read_results(folder), **{task: {"failed": error} for task, error in
                                                                 summary["failed"].get(checkpoint.name, {}).items()}}
-            if (folder / "aoa_contexts.json").is_file():
-                aoa[checkpoint.name] = json.loads((folder / "aoa_contexts.json").read_text(encoding="utf-8"))["surprisal"]
+            if (folder / "aoa_surprisal.json").is_file():
+                aoa[checkpoint.name] = json.loads((folder / "aoa_surprisal.json").read_text(encoding="utf-8"))["surprisal"]
     log("== GLUE fine-tuning of the final model")
     glue = {}
     for task in GLUE:

@@ -10,7 +10,8 @@ from disk, so memory stays bounded whatever the corpus size:
 
 1. clean: read every file (readers.py), apply its source's filters once, write `clean/`; count
    lines and words before/after every filter; hash the inputs. Every entry of the corpus folder
-   not used (and every file that gave no text) goes into `skipped_files` with the reason.
+   not used (and every file that gave no text) goes into `skipped_files` with the reason; a file
+   read through a link leading outside the corpus folder into `outside_links` with its target.
 2. allocate: split the budget (`data.max_words` or `data.max_bytes`) between sources
    (mixing.py), keep whole lines of each, check the words against the track's cap.
 3. tokenizer: `tokenizer.kind` (byte-level BPE, or SentencePiece BPE on a sample) trained on the
@@ -87,6 +88,12 @@ def prepare_data(data_cfg: DataSection, tok_cfg: TokenizerSection, out_dir: str 
     if not_read:
         warnings.append(skipped_summary(data_cfg.corpus, not_read) + "; all listed in manifest.skipped_files")
         warn_once(log, warnings[-1])
+    outside = [{"file": str(f.path), "target": str(f.target)} for f in files if f.target is not None]
+    if outside:
+        shown = "; ".join(f"{o['file']} -> {o['target']}" for o in outside[:10])
+        warnings.append(f"{len(outside)} corpus file(s) are links to files outside {data_cfg.corpus}, read from "
+                        f"there: {shown}{' ...' if len(outside) > 10 else ''}; all listed in manifest.outside_links")
+        warn_once(log, warnings[-1])
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / MANIFEST).unlink(missing_ok=True)
     shutil.rmtree(out_dir / CLEAN_DIR, ignore_errors=True)
@@ -135,6 +142,7 @@ def prepare_data(data_cfg: DataSection, tok_cfg: TokenizerSection, out_dir: str 
         "config": {"data": dataclasses.asdict(data_cfg), "tokenizer": dataclasses.asdict(tok_cfg)},
         "inputs": inputs,
         "skipped_files": sorted(skipped, key=lambda s: s["file"]),
+        "outside_links": outside,
         "sources": {split: _by_source(recs) for split, recs in inputs.items()},
         "filters": {split: merge_reports(i["filters"] for i in recs) for split, recs in inputs.items()},
         "allocations": allocations,
@@ -232,6 +240,7 @@ def _survey(file: CorpusFile, index: int, setting: dict, data_cfg: DataSection, 
         "long_lines": stats.long_lines, "dropped_lines": stats.dropped, "control_chars": stats.control_chars,
         "lines": units, "words_raw": words_raw, "lines_clean": lines_clean, "words_clean": words_clean,
         "bytes_clean": bytes_clean, "filter_list": setting["filters"], "filters": filters.reports(), "clean_file": clean_rel,
+        **({"target": str(file.target)} if file.target else {}),
     }  # fmt: skip
     for message in _read_warnings(record, stats, data_cfg.max_line_bytes):
         warnings.append(f"{file.path}: {message}")

@@ -18,7 +18,8 @@ A corpus folder holds any mix of (extensions in any case: `Gutenberg.TXT` is rea
 
 Every other entry is skipped with a reason (`scan_corpus(...).skipped`): unrecognised or compressed
 files, test splits, hidden files and folders, empty folders, dangling links, link loops, a second
-link to a file already found, FIFOs and devices. Formats: "lines", "jsonl", "chat",
+link to a file already found, FIFOs and devices. A file reached through a link that leads outside
+the corpus folder is read, and its real path is kept (`CorpusFile.target`) for the manifest. Formats: "lines", "jsonl", "chat",
 "wikiextractor". Every reader removes control characters (counted) and counts the lines it leaves
 out by reason (`ReadStats.dropped`); bad input raises `DataError` naming the file and line.
 """
@@ -57,6 +58,7 @@ class CorpusFile:
     source: str  # the source it belongs to (config key under data.sources)
     split: str  # "train" or "dev"
     fmt: str  # "lines", "jsonl", "chat" or "wikiextractor"
+    target: Path | None = None  # the real file, when a link leads outside the corpus folder
 
 
 class Skipped(NamedTuple):
@@ -99,7 +101,7 @@ def scan_corpus(corpus_dir: str | Path, exclude: str | Path | None = None) -> Co
         raise DataError(f"corpus folder not found: {folder}")
     if not folder.is_dir():
         raise DataError(f"corpus path is not a folder: {folder}")
-    scanner = _Scanner(Path(exclude).resolve() if exclude is not None else None)
+    scanner = _Scanner(Path(exclude).resolve() if exclude is not None else None, os.path.realpath(folder))
     for entry in _entries(folder):
         scanner.visit(entry, None, (os.path.realpath(folder),))
     files = sorted(scanner.files, key=lambda f: (f.split, f.source, str(f.path)))
@@ -138,8 +140,8 @@ def _entries(folder: Path) -> list[Path]:
 class _Scanner:
     """Walks a corpus folder (following links, never in circles), collecting files and skips."""
 
-    def __init__(self, exclude: Path | None):
-        self.exclude = exclude
+    def __init__(self, exclude: Path | None, root: str):
+        self.exclude, self.root = exclude, root
         self.files: list[CorpusFile] = []
         self.skipped: list[Skipped] = []
         self.seen: dict[str, Path] = {}  # real path of every file taken -> the path it was found at
@@ -188,7 +190,8 @@ class _Scanner:
             self.skipped.append(Skipped(path, f"same file as {self.seen[real]} (read once)"))
             return
         self.seen[real] = path
-        self.files.append(CorpusFile(path, source or canonical_source(kind[0]), kind[1], kind[2]))
+        outside = Path(real) if not Path(real).is_relative_to(self.root) else None
+        self.files.append(CorpusFile(path, source or canonical_source(kind[0]), kind[1], kind[2], outside))
 
 
 def _leads_back(real: str, ancestors: tuple[str, ...]) -> bool:

@@ -1,19 +1,19 @@
 """Age of acquisition (AoA) from word-surprisal learning curves over the `chck_*` checkpoints.
 
-As the official pipeline (Chang & Bergen 2022 method): each CDI word is scored at every checkpoint
-after the BOS token alone (`bos_token + word`, the contexts are not used), surprisal = -sum of the
-word's token log-probs (nats). Per word, a sigmoid a / (1 + exp(-b (x - c))) + d is fitted to
--surprisal against x = log10(words seen + 1); the model AoA is the x where the curve crosses the
-surprisal halfway between chance (log2 300,000, the official constant) and the word's minimum.
-Child AoA: the same sigmoid (bounded) fitted to the CDI proportion of children producing the
-word at 16-30 months, crossing 0.5. Score ("curve fitness") = Pearson r of model vs child AoA
-over words where both fits succeed (0.0 when fewer than 3 words).
+As the official pipeline (Chang & Bergen 2022 method; the same code in its 2025 and 2026 versions): each
+CDI word (one-letter words dropped) is scored at every checkpoint after each of its contexts
+(`context.strip() + " " + word`), surprisal = -sum of the word's token log-probs (nats). Per word, a
+sigmoid a / (1 + exp(-b (x - c))) + d is fitted to -surprisal against x = log10(words seen + 1) over all
+its (checkpoint, context) points, words seen read from the checkpoint's name; the model AoA is the x where
+the curve crosses the surprisal halfway between chance (log2 300,000, the official constant) and the
+word's minimum. Child AoA: the same sigmoid (bounded) fitted to the CDI proportion of children producing
+the word at 16-30 months, crossing 0.5. Score ("curve fitness") = Pearson r of model vs child AoA over
+words where both fits succeed (0.0 when fewer than 3 words); a word without contexts has no points.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from pathlib import Path
 
@@ -85,14 +85,6 @@ def context_surprisals(model, tokenizer, contexts: dict[str, list[str]], batch_s
     return {word: [-next(scores) for _ in texts] for word, texts in contexts.items()}
 
 
-def word_surprisals(model, tokenizer, words: list[str], batch_size: int = 64) -> dict[str, float]:
-    """Surprisal of each word after the BOS token (as text), the official `use_bos_only` mode."""
-    if tokenizer.bos_token is None:
-        raise ValueError("AoA scoring needs a tokenizer with a BOS token")
-    items = [(tokenizer.bos_token, word.strip()) for word in words]
-    return {word: -score for word, score in zip(words, score_continuations(model, tokenizer, items, batch_size))}
-
-
 def _sigmoid(x, a, b, c, d):
     return a / (1 + np.exp(-b * (x - c))) + d
 
@@ -100,7 +92,7 @@ def _sigmoid(x, a, b, c, d):
 def _crossing(a, b, c, d, y) -> float | None:
     if b <= 0 or a <= 0 or y <= d or y >= a + d:
         return None
-    return c - math.log(a / (y - d) - 1) / b
+    return c - np.log(a / (y - d) - 1) / b
 
 
 def _fit(x, y, p0, bounds=None):
@@ -116,13 +108,14 @@ def _fit(x, y, p0, bounds=None):
 
 
 def model_aoa(surprisal: list[float], words_seen: list[float]) -> float | None:
-    """log10 words seen at the word's halfway surprisal, or None when the fit fails or falls outside."""
+    """log10 words seen at the word's halfway surprisal, or None when the fit fails or falls outside the
+    first and last point. One point per (checkpoint, context), in checkpoint order; NaN points are left out."""
     steps, values = np.asarray(words_seen, dtype=float), np.asarray(surprisal, dtype=float)
     keep = ~np.isnan(values)
     steps, values = steps[keep], values[keep]
-    if len(values) < 3:
+    if len(values) < 4:  # fewer points than the sigmoid's four parameters: the official fit fails there too
         return None
-    chance = math.log2(APPROXIMATE_VOCAB)
+    chance = np.log2(APPROXIMATE_VOCAB)
     threshold = chance - 0.5 * (chance - values.min())
     x, y = np.log10(steps + 1), -values
     params = _fit(x, y, [y.max() - y.min(), 1.0, x.mean(), y.min()])
@@ -131,7 +124,7 @@ def model_aoa(surprisal: list[float], words_seen: list[float]) -> float | None:
     crossing = _crossing(*params, -threshold)
     if crossing is None or not steps[0] <= 10**crossing - 1 <= steps[-1]:
         return None
-    return crossing
+    return float(crossing)
 
 
 def child_aoa(proportions: list[float]) -> float | None:
@@ -144,7 +137,7 @@ def child_aoa(proportions: list[float]) -> float | None:
     if params is None:
         return None
     crossing = _crossing(*params, 0.5)
-    return crossing if crossing is not None and ages[0] <= crossing <= ages[-1] else None
+    return float(crossing) if crossing is not None and ages[0] <= crossing <= ages[-1] else None
 
 
 def load_cdi(folder) -> dict[str, list[float]]:
@@ -176,14 +169,18 @@ def load_cdi(folder) -> dict[str, list[float]]:
     return cdi
 
 
-def curve_fitness(curves: dict[str, dict[str, float]], cdi: dict[str, list[float]]) -> dict:
-    """`curves`: {checkpoint: {word: surprisal}} -> Pearson r of model vs child AoA, and the per-word AoAs."""
+def curve_fitness(curves: dict[str, dict[str, list[float]]], cdi: dict[str, list[float]]) -> dict:
+    """`curves`: {checkpoint: {word: [surprisal after each of its contexts]}} (`context_surprisals`) -> Pearson r
+    of model vs child AoA, and the per-word AoAs. A word's fit takes every (checkpoint, context) point, the
+    checkpoints in milestone order, words seen from their names (chck_10M -> 1e7), as the official evaluator."""
     names = sorted(curves, key=milestone_count)
-    steps = [milestone_count(name) for name in names]
     model_aoas, child_aoas, words = [], [], []
-    for word in sorted(set.intersection(*(set(c) for c in curves.values())) & set(cdi)):
+    for word in curves[names[0]]:
+        if word not in cdi or any(word not in curves[name] for name in names):
+            continue
         child = child_aoa(cdi[word])
-        model = model_aoa([curves[name][word] for name in names], steps) if child is not None else None
+        points = [(milestone_count(name), value) for name in names for value in curves[name][word]]
+        model = model_aoa([value for _, value in points], [seen for seen, _ in points]) if child is not None else None
         if model is not None:
             words.append(word), model_aoas.append(model), child_aoas.append(child)
     fitness = pearson(model_aoas, child_aoas) if len(words) >= 3 else 0.0

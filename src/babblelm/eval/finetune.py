@@ -26,7 +26,8 @@ from transformers import AutoModel
 from transformers.utils import logging as hf_logging
 
 from ..device import resolve_device
-from ..models.registry import hf_progress_bars_off, register_auto_classes
+from ..modelfolder import load_model
+from ..models.registry import register_auto_classes
 from .load import load_tokenizer
 from .records import EvalDataError, field, files_sha256, jsonl_records
 
@@ -100,33 +101,33 @@ def metric(task: str, predictions: list[int], labels: list[int]) -> float:
     return 100.0 * sum(p == y for p, y in zip(predictions, labels)) / len(labels)
 
 
-def classifier(model_dir, n_labels: int, rules: str = "2026"):
-    """(classifier, tokenizer padded on the side the rules pool from) for a model folder."""
+def classifier(model_dir, n_labels: int, rules: str = "2026", trust_remote_code: bool = False):
+    """(classifier, tokenizer padded on the side the rules pool from) for a model folder, checked as it is
+    loaded (modelfolder.py; its own code runs only with `trust_remote_code`)."""
     if rules not in POOLING:
         raise ValueError(f"unknown rules {rules!r}; known: {', '.join(POOLING)}")
     side, position = POOLING[rules]
     register_auto_classes()  # before the tokenizer: it reads config.json's model_type
-    tokenizer = load_tokenizer(model_dir)
+    tokenizer = load_tokenizer(model_dir, trust_remote_code)
     tokenizer.padding_side = side
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the checkpoint's LM head is not the decoder's: expected, not news
     try:
-        with hf_progress_bars_off():
-            decoder = AutoModel.from_pretrained(model_dir, trust_remote_code=True)
+        decoder = load_model(model_dir, AutoModel, trust_remote_code=trust_remote_code)
     finally:
         hf_logging.set_verbosity(verbosity)
     return SequenceClassifier(decoder, n_labels, position), tokenizer
 
 
 def finetune(model_dir, task: str, data_dir, lr=3e-5, batch_size=32, epochs=None, max_length=512, seed=42,
-             device="cpu", progress=True, rules: str = "2026") -> dict:
+             device="cpu", progress=True, rules: str = "2026", trust_remote_code: bool = False) -> dict:
     """Fine-tune a fresh copy of the model on one task -> {"task", "scores", "metric", "predictions", ...}."""
     start = time.perf_counter()
     epochs = epochs or (30 if task == "wsc" else 10)
     train_texts, train_labels = load_split(data_dir, task, "train")
     valid_texts, valid_labels = load_split(data_dir, task, "valid")
     torch.manual_seed(seed)
-    model, tokenizer = classifier(model_dir, GLUE_TASKS[task][2], rules)
+    model, tokenizer = classifier(model_dir, GLUE_TASKS[task][2], rules, trust_remote_code)
     model = model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
     steps = epochs * -(-len(train_texts) // batch_size)
@@ -173,13 +174,12 @@ def finetune_inputs(model_dir, task: str, data_dir, **options) -> dict:
 
 
 def finetune_tasks(model_dir, tasks, data_dir, out_dir: Path, device="auto", force: bool = False, log=print,
-                   progress: bool = True, **options) -> dict[str, dict]:
+                   progress: bool = True, trust_remote_code: bool = False, **options) -> dict[str, dict]:
     """Fine-tune each task, writing `out_dir/<task>.json` with the `inputs` it was computed from; a result
     there from the same inputs (`finetune_inputs`; the device aside) is reused unless `force`."""
     from .suite import what_changed
 
     device = resolve_device(device)
-    out_dir.mkdir(parents=True, exist_ok=True)
     options = {"rules": "2026", "lr": 3e-5, "batch_size": 32, "max_length": 512, "seed": 42, **options}
     results = {}
     for task in tasks:
@@ -194,8 +194,9 @@ def finetune_tasks(model_dir, tasks, data_dir, out_dir: Path, device="auto", for
             continue
         if stored is not None:
             log(f"fine-tuning {task} again: {change}")
-        results[task] = {**finetune(model_dir, task, data_dir, device=device, progress=progress, **task_options),
-                         "inputs": inputs}
+        results[task] = {**finetune(model_dir, task, data_dir, device=device, progress=progress,
+                                    trust_remote_code=trust_remote_code, **task_options), "inputs": inputs}
+        out_dir.mkdir(parents=True, exist_ok=True)  # only once there is a result: a failed start leaves nothing
         path.write_text(json.dumps(results[task], indent=2), encoding="utf-8")
     return results
 

@@ -21,14 +21,15 @@ import math
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM
 
-from ..models.registry import hf_progress_bars_off, register_auto_classes
 from ..device import resolve_device
-from ..rundir import RunDir, milestone_count, resolve_checkpoint
+from ..errors import NotUsable
+from ..modelfolder import load_model
+from ..models.registry import register_auto_classes
+from ..rundir import RunDir, milestone_count, plain_name, resolve_checkpoint
 from ..train.checkpoints import exposure
 from . import report
-from .aoa import context_surprisals, curve_fitness, load_cdi, load_contexts, load_words, word_surprisals
+from .aoa import context_surprisals, curve_fitness, load_cdi, load_contexts
 from .. import __version__
 from .records import files_sha256
 from .tasks import TASKS, data_layout, evaluate_task, task_data, task_inputs
@@ -231,7 +232,8 @@ def evaluate_tasks(model, tokenizer, tasks: list[str], data_dir, out_dir: Path, 
 
 
 def evaluate_model(model_path, tasks: list[str], data_dir, checkpoint: str | None = None, out_dir=None,
-                   language: str | None = None, device: str = "auto", **options) -> tuple[dict[str, dict], Path]:
+                   language: str | None = None, device: str = "auto", trust_remote_code: bool = False,
+                   **options) -> tuple[dict[str, dict], Path]:
     """Score a run's checkpoint (default `final`) or a model folder; (results per task, results folder).
 
     Results go to `out_dir`, else `<run>/results/<checkpoint>` for a run, else `results/<folder name>`
@@ -245,9 +247,10 @@ def evaluate_model(model_path, tasks: list[str], data_dir, checkpoint: str | Non
     base = (run.results if run else Path("results")) / model_dir.name
     out = Path(out_dir) if out_dir else results_folder(base, run, data_dir, tasks)
     if language:
+        plain_name(language, "--language", "a language tag such as nld")
         data_dir = Path(data_dir) / language if (Path(data_dir) / language).is_dir() else data_dir
         out = out / language
-    model, tokenizer = load_model_and_tokenizer(model_dir, device=device)
+    model, tokenizer = load_model_and_tokenizer(model_dir, device=device, trust_remote_code=trust_remote_code)
     return evaluate_tasks(model, tokenizer, tasks, data_dir, out, model_dir=model_dir, **options), out
 
 
@@ -262,17 +265,18 @@ def run_checkpoints(run_dir: Path) -> list[Path]:
 def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, out_dir: Path | None = None,
                              batch_size: int = 64, device: str = "auto", force: bool = False,
                              progress: bool = False, log=print, shared_prefix: bool = True, fast: bool = False,
-                             rules=None, aoa_contexts: bool = False) -> dict:
+                             rules=None, trust_remote_code: bool = False) -> dict:
     """Score every checkpoint (with the first one's tokenizer), then learning curves, AoA and the best
     checkpoint; the summary also says which tasks failed where. Results (and AoA surprisals) already
-    on disk are reused when computed from the same inputs (`plan_tasks`).
+    on disk are reused when computed from the same inputs (`plan_tasks`). A checkpoint that does not
+    load (a damaged file) fails its tasks and the AoA curve; the other checkpoints are still scored.
 
     AoA runs when `data_dir/aoa/` exists and fails on its own, like a task: its files are read first
     (a bad one costs no scoring), and any AoA error (bad data, surprisals a checkpoint cannot score,
     the fit) is summary["failed"]["all_checkpoints"]["aoa"]; the tasks, learning curves and best
-    checkpoint are still written, and an earlier `aoa.json` is set aside (`aoa.json.stale`). With
-    `aoa_contexts`, each checkpoint's `aoa_contexts.json` also holds every word's surprisal after each of
-    its contexts (`aoa.context_surprisals`, the official AoA run's default; what a submission holds)."""
+    checkpoint are still written, and an earlier `aoa.json` is set aside (`aoa.json.stale`). Each
+    checkpoint's `aoa_surprisal.json` holds every word's surprisal after each of its contexts
+    (`aoa.context_surprisals`): the AoA score fits them, and a submission carries them."""
     from .load import load_tokenizer
 
     register_auto_classes()
@@ -283,16 +287,16 @@ def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, out_dir: Path 
         home = results_folder(first, run, data_dir, tasks, fast)  # other data: <results>/data-.../<checkpoint>/
         out_dir = run.results if home == first else run.results / home.name
     out_dir = Path(out_dir)
-    tokenizer = load_tokenizer(checkpoints[0])
+    tokenizer = load_tokenizer(checkpoints[0], trust_remote_code)
     device = resolve_device(device)
     aoa_dir = data_layout(data_dir)[0] / "aoa"
-    aoa_words = aoa_cdi = aoa_data = aoa_failed = word_contexts = None
+    aoa_cdi = aoa_data = aoa_failed = word_contexts = None
     if aoa_dir.is_dir():
         words_file = aoa_dir / "cdi_childes.json"
         try:
-            aoa_words, aoa_cdi = load_words(words_file), load_cdi(aoa_dir)
-            word_contexts = load_contexts(words_file) if aoa_contexts else None
-            aoa_data = {"data": str(words_file.resolve()), "data_sha256": files_sha256([words_file])}
+            word_contexts, aoa_cdi = load_contexts(words_file), load_cdi(aoa_dir)
+            aoa_data = {"data": str(words_file.resolve()), "data_sha256": files_sha256([words_file]),
+                        "scored": "after each context"}  # a file scored after BOS alone (older babblelm) lacks it
         except Exception as err:  # noqa: BLE001 (AoA fails on its own, like a task)
             aoa_failed = f"{type(err).__name__}: {err}"
     rows, words, surprisal_curves, failed = {}, {}, {}, {}
@@ -305,14 +309,22 @@ def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, out_dir: Path 
         aoa_path = folder / "aoa_surprisal.json"
         aoa_inputs = {**aoa_data, **identity} if aoa_data is not None and aoa_failed is None else None
         need_aoa = aoa_inputs is not None and (force or what_changed(_stored(aoa_path), aoa_inputs) is not None)
-        contexts_path = folder / "aoa_contexts.json"
-        need_contexts = (aoa_contexts and aoa_inputs is not None
-                         and (force or what_changed(_stored(contexts_path), aoa_inputs) is not None))
         model = None
-        if todo or need_aoa or need_contexts:
+        if todo or need_aoa:
             log(f"== {checkpoint.name}")
-            with hf_progress_bars_off():
-                model = AutoModelForCausalLM.from_pretrained(checkpoint, trust_remote_code=True).to(device).eval()
+            try:
+                model = load_model(checkpoint, trust_remote_code=trust_remote_code).to(device).eval()
+            except (NotUsable, OSError) as err:  # one damaged checkpoint costs its own scores only
+                def say(line, name=checkpoint.name):
+                    log(f"{name}: {line}")
+
+                for task, inputs in todo.items():
+                    results[task] = _failed(task, err)
+                    if (folder / f"{task}.json").exists() and what_changed(_stored(folder / f"{task}.json"), inputs):
+                        _set_aside(task, folder / f"{task}.json", "its checkpoint no longer loads", say)
+                todo, need_aoa = {}, False
+                if aoa_inputs is not None:
+                    aoa_failed, aoa_inputs = f"{checkpoint.name}: {type(err).__name__}: {err}", None
         for task, inputs in todo.items():
             results[task] = score_task(model, tokenizer, task, data_dir, folder, inputs, len(tasks) == 1,
                                        batch_size, progress, tables=False,
@@ -320,11 +332,8 @@ def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, out_dir: Path 
         if aoa_inputs is not None:
             try:
                 if need_aoa:
-                    surprisal = word_surprisals(model, tokenizer, aoa_words, batch_size)
-                    aoa_path.write_text(json.dumps({"inputs": aoa_inputs, "surprisal": surprisal}), encoding="utf-8")
-                if need_contexts:
                     surprisal = context_surprisals(model, tokenizer, word_contexts, batch_size)
-                    contexts_path.write_text(json.dumps({"inputs": aoa_inputs, "surprisal": surprisal}), encoding="utf-8")
+                    aoa_path.write_text(json.dumps({"inputs": aoa_inputs, "surprisal": surprisal}), encoding="utf-8")
                 surprisal_curves[checkpoint.name] = _stored(aoa_path)["surprisal"]
             except Exception as err:  # noqa: BLE001 (the other checkpoints' tasks still run; AoA is not scored on)
                 aoa_failed = f"{checkpoint.name}: {type(err).__name__}: {err}"

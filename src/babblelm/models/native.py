@@ -195,7 +195,8 @@ def probe_difference(model, other) -> float:
 
 def from_native(model):
     """`model` as babblelm's own class: a native model (`NATIVE`) of a babblelm architecture's shape
-    becomes that architecture's model with its weights; any other model is returned as it is."""
+    becomes that architecture's model with its weights; any other model (another family, or a Llama or GPT-2
+    of another shape) is returned as it is."""
     from .registry import get
 
     model_type = getattr(model.config, "model_type", None)
@@ -203,7 +204,11 @@ def from_native(model):
     if arch is None:
         return model
     native, babble_arch = NATIVE[arch], get(arch)
-    babble = babble_arch.model_class(babble_arch.config_class(**native.settings(model.config)))
+    try:
+        settings = native.settings(model.config)
+    except ValueError:  # another shape: it stays transformers' model (decoded one sequence at a time)
+        return model
+    babble = babble_arch.model_class(babble_arch.config_class(**settings))
     babble.load_state_dict(native.own_weights(model.state_dict()))
     babble.generation_config = model.generation_config
     return babble.to(device=model.device, dtype=model.dtype).eval()

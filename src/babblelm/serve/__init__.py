@@ -6,8 +6,8 @@ engine that `babble generate` uses too.
          -d '{"prompt": "the dog", "max_tokens": 10}'
 
 Endpoints: `GET /health` (the sequences holding slots and those waiting for one), `GET /v1/models`,
-`POST /v1/completions` (prompt, max_tokens, temperature (below 1e-5: greedy), top_p, top_k, stop, n, stream
-via server-sent events, logprobs, seed).
+`POST /v1/completions` (prompt, max_tokens, temperature (below 1e-5: greedy, and n greedy choices are the one
+greedy answer n times), top_p, top_k, stop, n, stream via server-sent events, logprobs, seed).
 
 One file per job; only schema, admission, protocol and app import FastAPI, uvicorn or pydantic, so `babble
 generate` runs without the extra:

@@ -4,6 +4,7 @@ a `Plan` for the engine; one that does not is refused (400, 404) naming the fiel
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .sampling import GREEDY_BELOW, Sampling
@@ -12,6 +13,9 @@ from .schema import CompletionRequest, Refused, stop_strings
 
 @dataclass
 class Limits:
+    """The server's bounds (`babble serve --max-...`); None means the default named beside it, and a value
+    that would serve nothing (0, a negative or non-finite number) is refused, never read as the default."""
+
     max_body_bytes: int = 64 * 1024
     max_prompt_tokens: int | None = None  # default: the context
     max_tokens: int | None = None  # default: the context (or 1024 without a context limit)
@@ -22,6 +26,17 @@ class Limits:
     prefill_chunk: int = 128  # prompt tokens per prefill pass
     max_queue: int = 16  # requests waiting for slots; more get 503
     request_timeout: float = 10.0  # seconds a connection may take to send one request in full
+
+    def __post_init__(self):
+        for name, low in (("max_body_bytes", 1), ("max_prompt_tokens", 1), ("max_tokens", 1), ("max_n", 1),
+                          ("max_choices", 1), ("max_batch", 1), ("max_context", 1), ("prefill_chunk", 1),
+                          ("max_queue", 0)):
+            value = getattr(self, name)
+            if value is not None and value < low:
+                default = " (leave it out for the default)" if self.__dataclass_fields__[name].default is None else ""
+                raise ValueError(f"--{name.replace('_', '-')} must be >= {low}{default}, got {value}")
+        if not 0 < self.request_timeout < math.inf:
+            raise ValueError(f"--request-timeout must be a positive number of seconds, got {self.request_timeout}")
 
 
 @dataclass
@@ -43,9 +58,9 @@ class Admission:
 
     def __init__(self, name: str, tokenizer, limits: Limits, context: int | None):
         self.name, self.tokenizer, self.limits, self.context = name, tokenizer, limits, context
-        self.max_prompt = limits.max_prompt_tokens or context
-        self.max_tokens = limits.max_tokens or context or 1024
-        self.max_choices = limits.max_choices or limits.max_n
+        self.max_prompt = limits.max_prompt_tokens if limits.max_prompt_tokens is not None else context
+        self.max_tokens = limits.max_tokens if limits.max_tokens is not None else context or 1024
+        self.max_choices = limits.max_choices if limits.max_choices is not None else limits.max_n
 
     def plan(self, req: CompletionRequest) -> Plan:
         if req.model not in (None, self.name):

@@ -216,14 +216,17 @@ def _http_message(request: Request, err: HTTPException) -> str:
 
 
 def serve(model_path, checkpoint: str | None = None, host: str = "127.0.0.1", port: int = 8000,
-          limits: Limits | None = None, device: str = "auto", name: str | None = None) -> None:
+          limits: Limits | None = None, device: str = "auto", name: str | None = None,
+          trust_remote_code: bool = False) -> None:
     """Load a model and serve it until interrupted."""
     from ..generate import load_for_generation
 
-    model, tokenizer = load_for_generation(model_path, checkpoint, device=device)
+    model, tokenizer = load_for_generation(model_path, checkpoint, device=device, trust_remote_code=trust_remote_code)
     name = name or Path(model_path).resolve().name + (f"@{checkpoint}" if checkpoint else "")
     server = Server(model, tokenizer, name, limits)
-    lim, mib = server.limits, server.engine.cache.nbytes() / 2**20
+    lim, engine = server.limits, server.engine
+    slots = (f"in {engine.cache.nbytes() / 2**20:.1f} MiB of slots" if engine.batched else
+             f"each in a forward pass of its own ({type(model).__name__} is not a babblelm architecture)")
     print(f"serving {server.name} on http://{host}:{port}/v1 (context {server.context}, {lim.max_batch} sequences "
-          f"at once in {mib:.1f} MiB of slots, {lim.max_queue} requests queued)")
+          f"at once {slots}, {lim.max_queue} requests queued)")
     server.run(host, port)

@@ -30,6 +30,7 @@ from typing import Callable
 
 import torch
 
+from .foreign import ForeignModel
 from .sampling import Pick, Sampler, Sampling, pick
 
 
@@ -110,7 +111,8 @@ class Engine:
 
     `max_batch`: slots (sequences decoded at once); `max_context`: positions per slot (default and
     upper bound: the model's context); `max_queue`: requests that may wait for slots (None: no
-    bound); `prefill_chunk`: prompt tokens per prefill pass.
+    bound); `prefill_chunk`: prompt tokens per prefill pass. A model of an architecture babblelm does
+    not implement is decoded one slot at a time (foreign.py; `batched` False).
     """
 
     def __init__(self, model, stop_ids: set[int], max_batch: int = 16, max_context: int | None = None,
@@ -118,9 +120,12 @@ class Engine:
         for name, value in (("max_batch", max_batch), ("prefill_chunk", prefill_chunk), ("max_context", max_context)):
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
-        if not hasattr(model, "slot_cache"):
-            raise ValueError(f"{type(model).__name__} is not a babblelm model: the engine decodes babblelm "
-                             "architectures (their SlotCache)")
+        self.batched = hasattr(model, "slot_cache")
+        if not self.batched:
+            if not hasattr(model, "generation_config"):
+                raise ValueError(f"{type(model).__name__} is not a causal language model (a babblelm or transformers "
+                                 "model)")
+            model = ForeignModel(model)  # another architecture: decoded one slot at a time
         limits = [c for c in (context_length(model), max_context) if c is not None]
         self.model, self.stop_ids, self.device = model, stop_ids, model.device
         self.max_batch, self.max_queue, self.prefill_chunk = max_batch, max_queue, prefill_chunk

@@ -12,20 +12,20 @@ Writes are atomic: everything goes into a temporary sibling folder `.tmp-<name>-
 checkpoint of the same name is moved aside to `.old-<name>-<pid>`, the new one renamed into place,
 the old one deleted. A process killed anywhere in between leaves folders that `recover` sorts out
 before the next run reads the checkpoints: a complete new checkpoint wins, an incomplete one is
-deleted, and the old one comes back only if no complete checkpoint of its name remains.
+deleted, and the old one comes back only if no complete checkpoint of its name remains
+(folders.py does the renames and the recovery for every folder babblelm writes whole).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from .. import folders
 from ..models.registry import hf_progress_bars_off
 
 TRAINER_STATE = "trainer_state.json"
@@ -41,13 +41,10 @@ def hyperparameters(run_config: dict) -> dict:
 
 def save_checkpoint(path: Path, model, tokenizer, trainer_state: dict, optimizer=None, scheduler=None, scaler=None,
                     hyperparameters: dict | None = None) -> Path:
-    """Write a checkpoint atomically to `path` (replacing an older one of the same name)."""
+    """Write a checkpoint atomically to `path` (replacing an older one of the same name); a failed
+    write (a full disk, say) leaves the older one as it was and raises one OSError naming `path`."""
     path = Path(path)
-    tmp = path.parent / f".tmp-{path.name}-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    try:
+    with folders.written_whole(path, replace=True) as tmp:
         with hf_progress_bars_off():
             model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
@@ -60,35 +57,17 @@ def save_checkpoint(path: Path, model, tokenizer, trainer_state: dict, optimizer
                 "rng": _rng_state(),
                 "scaler": scaler.state_dict() if scaler is not None else None,
             }
-            torch.save(resume, tmp / RESUME_STATE)
+            with open(tmp / RESUME_STATE, "wb") as handle:  # a file object: its OSError stays in the chain
+                torch.save(resume, handle)
         (tmp / TRAINER_STATE).write_text(json.dumps(trainer_state, indent=2), encoding="utf-8")  # last: complete
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = path.parent / f".old-{path.name}-{os.getpid()}"
-    if path.exists():
-        os.replace(path, old)
-    os.replace(tmp, path)
-    if old.exists():
-        shutil.rmtree(old)
     return path
 
 
 def recover(checkpoint_dir: Path) -> list[str]:
-    """Finish or undo the checkpoint writes of a process killed mid-save; what was done, as messages."""
-    done = []
-    folder = Path(checkpoint_dir)
-    for prefix in (".tmp-", ".old-"):  # new writes first: a complete one beats the copy it replaced
-        for leftover in sorted(folder.glob(f"{prefix}*")):
-            target = folder / leftover.name[len(prefix):].rsplit("-", 1)[0]
-            if (leftover / TRAINER_STATE).is_file() and not (target / TRAINER_STATE).is_file():
-                if target.exists():
-                    shutil.rmtree(target)
-                os.replace(leftover, target)
-                done.append(f"restored {target.name} from an interrupted checkpoint write")
-            else:
-                shutil.rmtree(leftover)
-    return done
+    """Finish or undo the checkpoint writes of a process killed mid-save; what was done, as messages.
+    Call it only under the run folder's lock: no living process is writing then."""
+    return folders.recover(checkpoint_dir, complete=lambda folder: (folder / TRAINER_STATE).is_file(),
+                           what="checkpoint write")
 
 
 def read_trainer_state(path: Path) -> dict:

@@ -5,9 +5,10 @@
 The engine owns what every run shares: the run folder, the model and its optimizer step, resume
 (model, optimizer, schedule, RNG and the data position), the progress bar and messages, logging to
 metrics.jsonl, dev evaluation, checkpoints at milestones, periodically (`last`) and at the end,
-interruption (Ctrl-C or `--stop-after` save a resume point) and the final plots. What differs
-between runs is the data, behind the `BatchSource` interface: a monolingual corpus read by a
-word plan (train/plan.py) or the TAAM language mixer (train/multilingual.py).
+interruption (SIGINT, SIGTERM or `--stop-after` save an exact resume point between two steps;
+interrupts.py) and the final plots. What differs between runs is the data, behind the
+`BatchSource` interface: a monolingual corpus read by a word plan (train/plan.py) or the TAAM
+language mixer (train/multilingual.py).
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from .. import interrupts
 from ..config import RunConfig, save_config
 from ..configbase import to_dict
+from ..modelfolder import load_model
 from ..models.registry import (count_parameters, hf_progress_bars_off, init_folder, parse_model_section,
                                register_auto_classes)
 from ..rundir import FINAL, LAST, RunDir
@@ -37,6 +40,9 @@ from .plan import init_tokenizer
 from .plot import plot_training
 from .speed import autocast
 from .stepper import Stepper, build_stepper
+
+
+RESUME_HINT = "`babble train CONFIG --resume` (or `babble run CONFIG`)"
 
 
 class BatchSource(Protocol):
@@ -77,6 +83,7 @@ class TrainResult:
     final_dev_loss: float | None
     seconds: float
     interrupted: bool = False
+    signal: int | None = None  # the SIGINT or SIGTERM that stopped it (or arrived during its last step)
 
 
 class MetricsLog:
@@ -108,8 +115,7 @@ def build_model(cfg: RunConfig, tokenizer):
                    pad_token_id=tokenizer.pad_token_id)
     if folder is None:
         return arch.model_class(arch.make_config(args, vocab_size=len(tokenizer), **special))
-    with hf_progress_bars_off():
-        model = arch.model_class.from_pretrained(folder)
+    model = load_model(folder, arch.model_class)
     if init_tokenizer(cfg) is not None:
         from transformers import AutoTokenizer
 
@@ -177,6 +183,7 @@ class Training:
         if self.init_from is not None:  # the shape the folder gave, beside where it came from
             self.hparams["model"] = {**cfg.model, "arch": self.arch.name, **dataclasses.asdict(args)}
         self.bar = None
+        self.last_saved: int | None = None  # the step of the newest `last` written by this process
 
     def check_folder(self, resume: bool, overwrite: bool, allowed: list[str]) -> dict:
         """Refuse what would mix two runs in one folder; the allowed config changes of a resume."""
@@ -198,7 +205,15 @@ class Training:
     # --- the loop ---------------------------------------------------------------------------
 
     def run(self, resume: bool = False, stop_after_steps: int | None = None) -> TrainResult:
-        start = self.resume() if resume else 0
+        with interrupts.deferred() as pending:  # a signal stops the run between two steps, never inside one
+            start = self.resume() if resume else 0
+            step, interrupted, seconds, stopped = self.loop(start, resume, stop_after_steps, pending)
+            result = self.finish(step, interrupted, seconds)
+        result.signal = stopped or pending.signum
+        return result
+
+    def loop(self, start: int, resume: bool, stop_after_steps: int | None, pending) -> tuple[int, bool, float, int | None]:
+        """Train from step `start`; (the last step done, interrupted, seconds, the signal that stopped it at once)."""
         self.announce(start)
         metrics = MetricsLog(self.run_dir.metrics, append=resume, enabled=self.ctx.is_main)
         if self.changed:
@@ -207,7 +222,7 @@ class Training:
         self.bar = tqdm(total=source.seen(source.steps - 1)[unit], initial=source.seen(start - 1)[unit],
                         unit=unit[:-1], unit_scale=True, disable=not self.progress, dynamic_ncols=True, desc="train")
         t0 = window_t = time.perf_counter()
-        step, logged, interrupted = start - 1, start, False
+        step, logged, interrupted, stopped = start - 1, start, False, None
         self.model.train()
         try:
             for step in range(start, source.steps):
@@ -221,18 +236,34 @@ class Training:
                     record, message = source.evaluate(step, self.measure)
                     metrics.write({"step": step + 1, **source.seen(step), **record})
                     self.say(message)
-                if self.save_after_step(step, start, stop_after_steps):
+                if self.save_after_step(step, start, stop_after_steps) or self.stop_for_signal(step, pending):
                     interrupted = True
                     break
-        except KeyboardInterrupt:
-            if step >= start:
-                self.save(LAST, step)
-                self.say(f"interrupted: state saved at step {step + 1}; continue with --resume")
-            interrupted = True
+        except KeyboardInterrupt as err:  # a second signal: stop at once, the newest checkpoint is the resume point
+            interrupted, stopped = True, interrupts.signal_of(err)
+            self.say(f"stopped at once by a second {interrupts.name(stopped)}: nothing saved after the newest "
+                     f"checkpoint, which {RESUME_HINT} continues from")
         finally:
             self.bar.close()
             metrics.close()
-        return self.finish(step, interrupted, time.perf_counter() - t0)
+        return step, interrupted, time.perf_counter() - t0, stopped
+
+    def stop_for_signal(self, step: int, pending) -> bool:
+        """After a SIGINT or SIGTERM, save the exact resume point after `step` and say how to continue; True
+        then. Under torchrun the processes agree at the next logging step (the one sync they share)."""
+        signum = pending.signum
+        if self.ctx.enabled:
+            if (step + 1) % self.cfg.train.log_every:
+                return False
+            signum = -distributed.minimum(-(signum or 0), self.ctx, self.device) or None
+            pending.signum = signum
+        if signum is None or step == self.source.steps - 1:
+            return False  # the last step: the run finishes and saves its final model
+        if self.last_saved != step:
+            self.save(LAST, step)
+        self.say(f"stopped by {interrupts.name(signum)} after step {step + 1}: exact resume point saved in "
+                 f"{self.run_dir.checkpoint(LAST)}; continue with {RESUME_HINT}")
+        return True
 
     def micro_batches(self, step: int) -> list[torch.Tensor]:
         """This rank's contiguous slice of the step's global batch, as micro-batches on the device."""
@@ -313,6 +344,8 @@ class Training:
             ckpt.save_checkpoint(self.run_dir.checkpoint(name), self.model, self.tokenizer,
                                  self.trainer_state(step, milestone), self.stepper.optimizer, self.stepper.scheduler,
                                  self.stepper.scaler, hyperparameters=self.hparams)
+        if name == LAST:
+            self.last_saved = step
 
     def resume(self) -> int:
         """Restore the latest resumable checkpoint; the first step still to run."""

@@ -4,12 +4,15 @@
 
 The run's data decides its batch source (a monolingual corpus read by its word plan, or the TAAM
 mixer of several languages); the engine (train/engine.py) does the rest. The run folder's layout
-is in rundir.py.
+is in rundir.py. One process at a time trains in a run folder: it holds the folder's lock (folders.py).
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 from ..config import RunConfig
+from ..folders import folder_lock
 from . import distributed
 from .engine import Training, TrainResult
 from .multilingual import MixedSource
@@ -28,7 +31,9 @@ def train(cfg: RunConfig, resume: bool = False, progress: bool = True, stop_afte
     clears a folder that holds another run; `allow_changes` lists the config keys a resume may change."""
     ctx, device = distributed.setup(cfg.run.device)
     try:
-        training = Training(cfg, source_for(cfg), ctx, device, progress and ctx.is_main, resume, overwrite, allow_changes)
-        return training.run(resume, stop_after_steps)
+        with folder_lock(cfg.out_dir, "run folder") if ctx.is_main else nullcontext():
+            training = Training(cfg, source_for(cfg), ctx, device, progress and ctx.is_main, resume, overwrite,
+                                allow_changes)
+            return training.run(resume, stop_after_steps)
     finally:
         distributed.shutdown(ctx)

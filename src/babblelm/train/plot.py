@@ -6,10 +6,10 @@ reports, e.g. `swa_scale.png` (BLaLM's SWA modulation of every layer, as the pap
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from pathlib import Path
 
 from ..config import RunConfig
+from ..rundir import LOSS_PLOT, plot_groups
 from .optim import lr_curves, warmup_steps
 
 
@@ -74,14 +74,8 @@ def plot_training(run_dir: Path) -> list[Path]:
         ax.plot([r[x_key] for r in dev], [r["dev_loss"] for r in dev], "o-", label="dev loss")
     ax.set(xlabel=f"{x_key} seen", ylabel="loss (nats per token)", title=Path(run_dir).name)
     ax.legend()
-    written.append(_save(fig, Path(run_dir) / "loss.png"))
-    groups = defaultdict(set)
-    for record in train:
-        for key in record:
-            if "/" in key:
-                group, _, member = key.partition("/")
-                groups[group].add(member)
-    for group, members in sorted(groups.items()):
+    written.append(_save(fig, Path(run_dir) / LOSS_PLOT))
+    for group, members in sorted(plot_groups(train).items()):
         fig, ax = plt.subplots(figsize=(7, 3.5))
         for member in sorted(members, key=lambda m: (len(m), m)):  # layer 2 before layer 10
             points = [(r[x_key], r[f"{group}/{member}"]) for r in train if f"{group}/{member}" in r]
