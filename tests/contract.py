@@ -182,30 +182,50 @@ def check_slot_decoding(arch: str) -> None:
         cache.select(4, 6)
 
 
-SAMPLES = [1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4, 5, 6, 4, 3]  # n of 16 requests: 64 sequences
+SAMPLES = [8, 2, 6, 4, 8, 1, 6, 3, 8, 2, 6, 4, 8, 1, 6, 3]  # n of 16 requests: odd ones greedy (n choices, one
+# sequence), even ones sampled (n sequences): 64 sequences at once
 
 
-def serve_requests(model, tokenizer, requests: list[tuple], max_batch: int) -> list[list[tuple[str, str]]]:
+def serve_requests(model, tokenizer, requests: list[tuple], max_batch: int,
+                   leaving: str | None = None) -> list[list[tuple[str, str]]]:
     """(text, finish reason) of every choice of each (prompt, Sampling, n, stop strings) request, all
-    submitted at once to the engine of `babble serve` (prompts prefilled in chunks of 8 tokens)."""
+    submitted at once to the engine of `babble serve` (prompts prefilled in chunks of 8 tokens).
+
+    With `leaving`, a greedy request for that prompt comes first and is cancelled after the first step
+    (a client gone mid-stream): it gets nothing more, and its slot goes at the next step to the sequence
+    that was waiting for one."""
     from babblelm.serve.choices import Completion
-    from babblelm.serve.engine import Engine
+    from babblelm.serve.engine import Engine, Token
+    from babblelm.serve.sampling import Sampling
 
     engine = Engine(model, {tokenizer.eos_token_id}, max_batch=max_batch, prefill_chunk=8)
+    if leaving is not None:
+        left = []
+        ticket = engine.submit([tokenizer(leaving).input_ids], Sampling(max_new_tokens=50), deliver=left.extend)
     completions = []
     for prompt, sampling, n, stops in requests:
         completion = Completion(tokenizer, [prompt], n, stops, logprobs=False)
         completion.ticket = engine.submit([tokenizer(prompt).input_ids], sampling, n, deliver=completion.feed)
         completions.append(completion)
+    if leaving is not None:
+        assert engine.load() == (max_batch, 1)  # every slot taken, one sequence waiting
+        engine.step()
+        got = len(left)
+        assert got and all(isinstance(e, Token) for e in left) and ticket.sequences[0] in engine.running
+        ticket.cancel()
+        engine.step()
+        assert ticket.sequences[0] not in engine.running and engine.load() == (max_batch, 0)  # its slot taken over
+        assert len(left) == got  # no token after the cancellation
     engine.run()
     assert all(c.done for c in completions)
     return [[(choice.text, choice.finish_reason) for choice in c.choices] for c in completions]
 
 
 def check_served_alone_and_together(arch: str, tokenizer) -> None:
-    """16 requests of different prompt lengths (some prefilled in several chunks), n (64 sequences in
-    all, each among 63 others) and stop strings, half greedy and half sampled with a seed (top-k,
-    top-p): served together, every choice's text and finish reason equal the request's served alone."""
+    """16 requests of different prompt lengths (some prefilled in several chunks), n (64 sequences, each
+    among 63 others) and stop strings, half greedy and half sampled with a seed (top-k, top-p): served
+    together, every choice's text and finish reason equal the request's served alone, also while a
+    65th sequence waits for a slot that a client leaving mid-stream frees."""
     from babblelm.serve.sampling import Sampling
 
     model = tiny_model(arch, vocab=len(tokenizer))
@@ -213,7 +233,7 @@ def check_served_alone_and_together(arch: str, tokenizer) -> None:
     requests = []
     for i, n in enumerate(SAMPLES):
         sampling = Sampling(max_new_tokens=6 + i % 9, temperature=0.0 if i % 2 else 0.9,
-                            top_k=20 if i % 4 == 1 else None, top_p=0.8 if i % 4 == 3 else None, seed=i)
+                            top_k=20 if i % 4 == 2 else None, top_p=0.8 if i % 4 == 0 else None, seed=i)
         requests.append((" ".join(words[: 1 + (i * 7) % 17]), sampling, n, []))
     plain = serve_requests(model, tokenizer, requests, max_batch=8)
     for i, choices in enumerate(plain):  # a stop string from the text itself, so that it ends the choice
@@ -222,6 +242,7 @@ def check_served_alone_and_together(arch: str, tokenizer) -> None:
             requests[i] = (*requests[i][:3], [text[len(text) // 2: len(text) // 2 + 2], "\n\n"])
     alone = [serve_requests(model, tokenizer, [request], max_batch=8)[0] for request in requests]
     assert serve_requests(model, tokenizer, requests, max_batch=64) == alone
+    assert serve_requests(model, tokenizer, requests, max_batch=64, leaving="the cat") == alone
     cut = [(choices[0], full[0][0]) for (*_, stops), choices, full in zip(requests, alone, plain) if stops]
     assert cut and all(reason == "stop" and len(text) < len(whole) for (text, reason), whole in cut)
     sampled = [choices for (_, sampling, n, _), choices in zip(requests, alone) if sampling.temperature and n > 2]
