@@ -1,7 +1,6 @@
 """Where one step of the serving engine spends its time: N sequences decoding together, in this process.
 
-    python benchmarks/engine_profile.py --archs transformer blalm streammixer induction --sizes demo llama-26m \\
-        --rows 16 --corpus /work/shared/corpora/babylike_10M
+    python benchmarks/engine_profile.py --sizes demo llama-26m --rows 16 --corpus /work/shared/corpora/babylike_10M
 
 Models as benchmarks/serve_load.py builds them (random weights, --work). For each: `rows` sequences are
 prefilled, then 32 decoding steps are timed, split into the forward pass (Engine._forward), picking the tokens
@@ -19,6 +18,7 @@ from pathlib import Path
 import torch
 from torch.profiler import profile
 
+from babblelm.models.registry import names
 from serve_load import PROMPTS, SIZES, model_folder
 
 
@@ -74,7 +74,7 @@ def profile_step(folder: Path, rows: int) -> tuple[dict, list[tuple[str, float]]
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--archs", nargs="+", default=["transformer", "blalm", "streammixer", "induction"])
+    ap.add_argument("--archs", nargs="+", default=names(), help="default: every registered architecture")
     ap.add_argument("--sizes", nargs="+", default=["demo"], choices=list(SIZES))
     ap.add_argument("--rows", type=int, default=16)
     ap.add_argument("--corpus")

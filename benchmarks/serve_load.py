@@ -1,7 +1,7 @@
 """Load test of `babble serve`: N concurrent streaming clients on loopback, against the server before continuous
 batching and against transformers' own `generate`, in the same run.
 
-    python benchmarks/serve_load.py --archs transformer blalm streammixer induction --sizes demo llama-26m \\
+    python benchmarks/serve_load.py --archs transformer blalm streammixer induction gpt2 --sizes demo llama-26m \\
         --clients 1 4 16 64 --max-tokens 64 --corpus /work/shared/corpora/babylike_10M
     python benchmarks/serve_load.py --model runs/demo/export --clients 16 --max-tokens 32 --modes engine old
 
