@@ -15,6 +15,8 @@ generate` runs without the extra:
 - engine.py: the step scheduler. One thread owns the model; every step one forward pass decodes all running
   sequences of all requests, one token each, in the slots of the model's SlotCache (models/layers.py);
   prompts are prefilled between steps, in chunks; finished sequences free their slots for waiting ones.
+- foreign.py: a model of an architecture babblelm does not implement, decoded by the same engine one slot at
+  a time (its own cache per slot).
 - sampling.py: each sequence's settings and random stream; the batch's tokens picked at once.
 - stops.py: stop strings, found as the text streams.
 - choices.py: a request's choices from the engine's events (text, stop strings, logprobs, finish reasons),
