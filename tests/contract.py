@@ -141,6 +141,115 @@ def check_shared_prefix_scoring(arch: str, tokenizer) -> None:
 
 
 @torch.no_grad()
+def check_slot_decoding(arch: str) -> None:
+    """Sequences of different lengths in the slots of a SlotCache: prefilled alone, together and in
+    chunks, then decoded one token per row in one forward pass, with a finished sequence's slot
+    refilled by a move and a sequence forked into a free slot between passes. Every row's logits
+    equal its own text recomputed alone; the slots are allocated by the first pass, never again."""
+    model = tiny_model(arch)
+    cache, texts = model.slot_cache(slots=6, max_length=40), {}
+
+    def feed(start: int, new: torch.Tensor) -> None:
+        """One forward pass over slots [start, start + rows) with `new` (rows, seq) tokens."""
+        out = model(new, use_cache=True, logits_to_keep=1, **{CACHE_ARG: cache.select(start, start + len(new))})
+        for row, slot in enumerate(range(start, start + len(new))):
+            texts[slot] = torch.cat([texts.get(slot, new[:0, 0]), new[row]])
+            alone = model(texts[slot][None], use_cache=False).logits[0, -1]
+            torch.testing.assert_close(out.logits[row, -1], alone, atol=1e-5, rtol=0, msg=f"slot {slot}")
+
+    def decode(rows: int, seed: int) -> None:
+        feed(0, random_ids(rows, 1, seed=seed, vocab=7))
+
+    feed(0, random_ids(1, 3, seed=2, vocab=7))  # alone
+    allocated = cache.nbytes()
+    assert allocated > 0
+    feed(1, random_ids(2, 5, seed=3, vocab=7))  # two prompts of one length together
+    text = random_ids(1, 14, seed=4, vocab=7)
+    for start, stop in [(0, 6), (6, 7), (7, 14)]:  # a long prompt in chunks
+        feed(3, text[:, start:stop])
+    for step in range(4):  # rows at lengths 3, 5, 5 and 14 onwards
+        decode(4, seed=10 + step)
+    cache.copy_slot(3, 1)  # slot 1's sequence finished: the last one moves in
+    texts[1] = texts.pop(3)
+    cache.free(3)
+    cache.copy_slot(0, 3)  # slot 0 forks into slot 3
+    texts[3] = texts[0].clone()
+    feed(4, random_ids(1, 4, seed=5, vocab=7))  # a new sequence from a fresh slot
+    for step in range(5):
+        decode(5, seed=20 + step)
+    assert cache.nbytes() == allocated
+    with pytest.raises(ValueError, match="mix fresh and continuing"):
+        cache.select(4, 6)
+
+
+SAMPLES = [8, 2, 6, 4, 8, 1, 6, 3, 8, 2, 6, 4, 8, 1, 6, 3]  # n of 16 requests: odd ones greedy (n choices, one
+# sequence), even ones sampled (n sequences): 64 sequences at once
+
+
+def serve_requests(model, tokenizer, requests: list[tuple], max_batch: int,
+                   leaving: str | None = None) -> list[list[tuple[str, str]]]:
+    """(text, finish reason) of every choice of each (prompt, Sampling, n, stop strings) request, all
+    submitted at once to the engine of `babble serve` (prompts prefilled in chunks of 8 tokens).
+
+    With `leaving`, a greedy request for that prompt comes first and is cancelled after the first step
+    (a client gone mid-stream): it gets nothing more, and its slot goes at the next step to the sequence
+    that was waiting for one."""
+    from babblelm.serve.choices import Completion
+    from babblelm.serve.engine import Engine, Token
+    from babblelm.serve.sampling import Sampling
+
+    engine = Engine(model, {tokenizer.eos_token_id}, max_batch=max_batch, prefill_chunk=8)
+    if leaving is not None:
+        left = []
+        ticket = engine.submit([tokenizer(leaving).input_ids], Sampling(max_new_tokens=50), deliver=left.extend)
+    completions = []
+    for prompt, sampling, n, stops in requests:
+        completion = Completion(tokenizer, [prompt], n, stops, logprobs=False)
+        completion.ticket = engine.submit([tokenizer(prompt).input_ids], sampling, n, deliver=completion.feed)
+        completions.append(completion)
+    if leaving is not None:
+        assert engine.load() == (max_batch, 1)  # every slot taken, one sequence waiting
+        engine.step()
+        got = len(left)
+        assert got and all(isinstance(e, Token) for e in left) and ticket.sequences[0] in engine.running
+        ticket.cancel()
+        engine.step()
+        assert ticket.sequences[0] not in engine.running and engine.load() == (max_batch, 0)  # its slot taken over
+        assert len(left) == got  # no token after the cancellation
+    engine.run()
+    assert all(c.done for c in completions)
+    return [[(choice.text, choice.finish_reason) for choice in c.choices] for c in completions]
+
+
+def check_served_alone_and_together(arch: str, tokenizer) -> None:
+    """16 requests of different prompt lengths (some prefilled in several chunks), n (64 sequences, each
+    among 63 others) and stop strings, half greedy and half sampled with a seed (top-k, top-p): served
+    together, every choice's text and finish reason equal the request's served alone, also while a
+    65th sequence waits for a slot that a client leaving mid-stream frees."""
+    from babblelm.serve.sampling import Sampling
+
+    model = tiny_model(arch, vocab=len(tokenizer))
+    words = "the little dog sees where the red ball is and a cat says she likes it on the mat".split()
+    requests = []
+    for i, n in enumerate(SAMPLES):
+        sampling = Sampling(max_new_tokens=6 + i % 9, temperature=0.0 if i % 2 else 0.9,
+                            top_k=20 if i % 4 == 2 else None, top_p=0.8 if i % 4 == 0 else None, seed=i)
+        requests.append((" ".join(words[: 1 + (i * 7) % 17]), sampling, n, []))
+    plain = serve_requests(model, tokenizer, requests, max_batch=8)
+    for i, choices in enumerate(plain):  # a stop string from the text itself, so that it ends the choice
+        text = choices[0][0]
+        if i % 3 == 0 and len(text) > 4:
+            requests[i] = (*requests[i][:3], [text[len(text) // 2: len(text) // 2 + 2], "\n\n"])
+    alone = [serve_requests(model, tokenizer, [request], max_batch=8)[0] for request in requests]
+    assert serve_requests(model, tokenizer, requests, max_batch=64) == alone
+    assert serve_requests(model, tokenizer, requests, max_batch=64, leaving="the cat") == alone
+    cut = [(choices[0], full[0][0]) for (*_, stops), choices, full in zip(requests, alone, plain) if stops]
+    assert cut and all(reason == "stop" and len(text) < len(whole) for (text, reason), whole in cut)
+    sampled = [choices for (_, sampling, n, _), choices in zip(requests, alone) if sampling.temperature and n > 2]
+    assert any(len(set(choices)) > 1 for choices in sampled)  # each sample draws from its own stream
+
+
+@torch.no_grad()
 def check_state_size(arch: str) -> None:
     """A "constant" decoding state keeps its size token after token; a "growing" one grows."""
     model = tiny_model(arch)

@@ -310,9 +310,14 @@ def test_babble_import(work, tmp_path):
     assert f"error: {tmp_path / 'model'} already exists and is not empty" in err
 
 
-def test_babble_generate(run):
+def test_babble_generate(run, tmp_path):
     out = babble("generate", run, "the dog", "--max-new-tokens", "5", "--device", "cpu", cwd=run).stdout
     assert out.startswith("the dog") and len(out.split()) >= 2
+    (tmp_path / "prompts.txt").write_text("the dog\na cat\n", encoding="utf-8")
+    lines = babble("generate", run, "--prompts", tmp_path / "prompts.txt", "--max-new-tokens", "5", "--device", "cpu",
+                   cwd=run).stdout.splitlines()
+    assert [json.loads(line)["prompt"] for line in lines] == ["the dog", "a cat"]
+    assert out == "the dog" + json.loads(lines[0])["text"] + "\n"  # the same engine, the same greedy text
 
 
 def test_babble_serve(run):

@@ -93,6 +93,16 @@ def test_shared_prefix_scoring_equals_whole_text_scoring(arch, tokenizer):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
+def test_slot_decoding_equals_each_sequence_alone(arch):
+    contract.check_slot_decoding(arch)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_served_together_equals_served_alone(arch, tokenizer):
+    contract.check_served_alone_and_together(arch, tokenizer)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
 def test_decoding_state_size(arch):
     contract.check_state_size(arch)
 

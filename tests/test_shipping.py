@@ -9,7 +9,10 @@ import torch
 from babblelm.cli import main
 from babblelm.config import load_config
 from babblelm.data.tokenizer import train_tokenizer
-from babblelm.generate import Generation, Sampling, load_for_generation, stream_text
+from babblelm.generate import load_for_generation, stream_text
+from babblelm.serve.engine import Engine, Token, eos_ids
+from babblelm.serve.sampling import Sampling
+from babblelm.models.native import NATIVE
 from babblelm.models.registry import get, names, parse_model_section
 from babblelm.train.loop import train
 from conftest import tiny_raw
@@ -44,21 +47,33 @@ def test_generation_engine_matches_hf_generate(arch_name, tokenizer_dir, tmp_pat
     ids = torch.tensor([prompt])
     ref = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False,
                          pad_token_id=tok.pad_token_id, eos_token_id=None)[0, len(prompt):].tolist()
-    steps = list(Generation(model, tok, prompt, Sampling(max_new_tokens=6), logprobs=2))
-    got = [s[0].id for s in steps]
+
+    def served(sampling: Sampling, n: int = 1, logprobs: int | None = None) -> dict[int, list[Token]]:
+        events = []
+        engine = Engine(model, eos_ids(model, tok), max_batch=4)
+        engine.submit([prompt], sampling, n, logprobs, deliver=events.extend)
+        engine.run()
+        rows = {}
+        for event in events:
+            if isinstance(event, Token):
+                rows.setdefault(event.row, []).append(event)
+        return rows
+
+    steps = served(Sampling(max_new_tokens=6), logprobs=2)[0]
+    got = [t.id for t in steps]
     assert got == ref[: len(got)] and (len(got) == 6 or ref[len(got)] == tok.eos_token_id)
     # logprobs are the model's own distribution at each step (teacher-forced forward pass)
     with torch.inference_mode():
         full = torch.log_softmax(model(torch.tensor([prompt + got])).logits[0].float(), -1)
-    for k, step in enumerate(steps):
-        expect = full[len(prompt) - 1 + k, step[0].id].item()
-        assert step[0].logprob == pytest.approx(expect, abs=1e-4)
-        assert step[0].top[0][1] >= step[0].logprob - 1e-6 and len(step[0].top) == 2
+    for k, token in enumerate(steps):
+        expect = full[len(prompt) - 1 + k, token.id].item()
+        assert token.logprob == pytest.approx(expect, abs=1e-4)
+        assert token.top[0][1] >= token.logprob - 1e-6 and len(token.top) == 2
     # sampling: reproducible with a seed, n rows at once
     sample = Sampling(max_new_tokens=5, temperature=0.9, top_k=20, top_p=0.95, seed=3)
-    a = [[t.id for t in s] for s in Generation(model, tok, prompt, sample, n=3)]
-    b = [[t.id for t in s] for s in Generation(model, tok, prompt, sample, n=3)]
-    assert a == b and all(len(s) <= 3 for s in a)
+    a = {row: [t.id for t in tokens] for row, tokens in served(sample, n=3).items()}
+    b = {row: [t.id for t in tokens] for row, tokens in served(sample, n=3).items()}
+    assert a == b and all(len(s) <= 5 for s in a.values())
     text = "".join(stream_text(model, tok, "the dog sees", Sampling(max_new_tokens=5)))
     assert text == tok.decode(ref[:5] if len(got) >= 5 else got, skip_special_tokens=True)
 
@@ -95,6 +110,53 @@ def test_generate_cli_streams(run_dir, capsys):
     assert capsys.readouterr().out == first  # same seed, same text
     assert main(["generate", str(run_dir), "the dog", "--max-new-tokens", "500"]) == 2
     assert "exceeds the model's context" in capsys.readouterr().err
+
+
+def test_generate_prompts_file(run_dir, tmp_path, capsys):
+    """--prompts FILE: one JSON line per prompt, in order, each equal to that prompt continued alone; errors name
+    the file and line."""
+    prompts = ["the dog", "a cat is on", "where is the little", "the dog"]
+    path, out = tmp_path / "prompts.txt", tmp_path / "out.jsonl"
+    path.write_text("\n".join(prompts) + "\n", encoding="utf-8")
+    flags = ["--max-new-tokens", "6", "--stop", ".", "--device", "cpu"]
+    assert main(["generate", str(run_dir), "--prompts", str(path), "--out", str(out), "--max-batch", "2", *flags]) == 0
+    assert f"4 continuations written to {out}" in capsys.readouterr().err
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [(r["index"], r["prompt"]) for r in records] == list(enumerate(prompts))
+    for record in records:
+        assert record["finish_reason"] in ("stop", "length") and "." not in record["text"]
+        assert main(["generate", str(run_dir), record["prompt"], *flags]) == 0
+        assert capsys.readouterr().out == record["prompt"] + record["text"] + "\n"
+    assert main(["generate", str(run_dir), "--prompts", str(path), *flags]) == 0
+    assert capsys.readouterr().out == out.read_text(encoding="utf-8")  # standard output by default
+
+    path.write_text("the dog\n\na cat\n", encoding="utf-8")
+    assert main(["generate", str(run_dir), "--prompts", str(path), "--device", "cpu"]) == 2
+    assert f"{path}:2: empty line; expected one prompt per line" in capsys.readouterr().err
+    path.write_text("a cat\n" + "the dog " * 20 + "\n", encoding="utf-8")
+    assert main(["generate", str(run_dir), "--prompts", str(path), *flags]) == 2
+    assert f"{path}: line 2: the prompt (" in capsys.readouterr().err
+    assert main(["generate", str(run_dir), "the dog", "--prompts", str(path)]) == 2
+    assert "a PROMPT or --prompts FILE" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arch_name", sorted(NATIVE))
+def test_native_export_loads_back_for_the_engine(arch_name, tokenizer_dir, tmp_path):
+    """A native export (LlamaForCausalLM, GPT2LMHeadModel) is generated from as babblelm's own model."""
+    from babblelm.export import export_model
+
+    folder = random_model_folder(arch_name, tokenizer_dir, tmp_path / "model")
+    exported = export_model(folder, tmp_path / "hf", log=lambda *_: None)
+    assert json.loads((exported / "config.json").read_text())["model_type"] == NATIVE[arch_name].model_type
+    native, tok = load_for_generation(exported, device="cpu")
+    original, _ = load_for_generation(folder, device="cpu")
+    assert type(native) is type(original)
+    ids = torch.tensor([tok("the dog sees the ball").input_ids])
+    with torch.no_grad():
+        torch.testing.assert_close(native(ids).logits, original(ids).logits)
+    sampling = Sampling(max_new_tokens=8)
+    assert "".join(stream_text(native, tok, "the dog", sampling)) == "".join(stream_text(original, tok, "the dog",
+                                                                                          sampling))
 
 
 def test_export_branches(run_dir, tmp_path, monkeypatch):

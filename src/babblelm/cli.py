@@ -300,12 +300,22 @@ def cmd_import(args) -> None:
 
 
 def cmd_generate(args) -> None:
-    from .generate import Sampling, load_for_generation, stream_text
+    from .generate import generate_file, load_for_generation, stream_text
+    from .serve.sampling import Sampling
 
+    if (args.prompt is None) == (args.prompts is None):
+        raise ValueError("babble generate takes a PROMPT or --prompts FILE (one prompt per line), not both")
+    if args.out is not None and args.prompts is None:
+        raise ValueError("--out needs --prompts FILE (a single prompt is printed as it streams)")
     model, tokenizer = load_for_generation(args.model, args.checkpoint, device=args.device,
                                            trust_remote_code=args.trust_remote_code)
     sampling = Sampling(args.max_new_tokens, args.temperature, args.top_k, args.top_p, args.seed)
-    pieces = stream_text(model, tokenizer, args.prompt, sampling)  # checks the settings before printing
+    if args.prompts is not None:
+        count = generate_file(model, tokenizer, args.prompts, sampling, args.out, args.max_batch, args.stop)
+        if args.out is not None:
+            print(f"{count} continuations written to {args.out}", file=sys.stderr)
+        return
+    pieces = stream_text(model, tokenizer, args.prompt, sampling, args.stop)  # checks the settings before printing
     print(args.prompt, end="", flush=True)
     for piece in pieces:
         print(piece, end="", flush=True)
@@ -314,12 +324,13 @@ def cmd_generate(args) -> None:
 
 def cmd_serve(args) -> None:
     try:
-        from .serve import Limits, serve
+        from .serve.app import Limits, serve
     except ImportError as err:
         raise ValueError(f"babble serve needs the serve extra: pip install 'babblelm[serve]' ({err})") from None
     limits = Limits(max_body_bytes=args.max_body_bytes, max_prompt_tokens=args.max_prompt_tokens,
                     max_tokens=args.max_tokens, max_n=args.max_n, max_choices=args.max_choices,
-                    max_active=args.max_active, max_queue=args.max_queue, request_timeout=args.request_timeout)
+                    max_batch=args.max_batch, max_context=args.max_context, prefill_chunk=args.prefill_chunk,
+                    max_queue=args.max_queue, request_timeout=args.request_timeout)
     serve(args.model, args.checkpoint, host=args.host, port=args.port, limits=limits, device=args.device, name=args.name,
           trust_remote_code=args.trust_remote_code)
 
@@ -521,9 +532,15 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("out", help="the babblelm model folder to write (new or empty)")
     sp.set_defaults(func=cmd_import)
 
-    sp = sub.add_parser("generate", help="continue a prompt, streaming tokens to the terminal")
+    sp = sub.add_parser("generate", help="continue a prompt (streamed to the terminal) or a file of prompts (JSON lines)")
     sp.add_argument("model", help="run folder, checkpoint folder or exported Hugging Face folder")
-    sp.add_argument("prompt")
+    sp.add_argument("prompt", nargs="?", help="the text to continue (or --prompts FILE)")
+    sp.add_argument("--prompts", help="a UTF-8 file of prompts, one per line: each line's continuation is written as "
+                                      "one JSON object per line, in order")
+    sp.add_argument("--out", help="with --prompts: the JSON-lines file to write (default: standard output)")
+    sp.add_argument("--max-batch", type=int, default=16, help="with --prompts: sequences decoded at once")
+    sp.add_argument("--stop", action="append", default=[], metavar="TEXT", help="end a continuation before TEXT "
+                                                                                 "(the option may repeat)")
     sp.add_argument("--checkpoint", help="checkpoint name inside a run folder, e.g. chck_5M (default: final)")
     sp.add_argument("--max-new-tokens", type=int, default=40, help="tokens to generate (default: 40)")
     sp.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default); > 0 samples")
@@ -546,8 +563,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-tokens", type=int, help="largest max_tokens accepted (default: the model's context)")
     sp.add_argument("--max-n", type=int, default=8, help="largest n (samples per prompt)")
     sp.add_argument("--max-choices", type=int, help="largest prompts x n in one request (default: --max-n)")
-    sp.add_argument("--max-active", type=int, default=1, help="generations running at once")
-    sp.add_argument("--max-queue", type=int, default=16, help="requests waiting beyond that; more get 503")
+    sp.add_argument("--max-batch", type=int, default=16, help="sequences decoded together, each in a slot of the "
+                                                               "model's decoding state allocated at start")
+    sp.add_argument("--max-context", type=int, help="positions per slot, prompt and completion (default: the "
+                                                    "model's context)")
+    sp.add_argument("--prefill-chunk", type=int, default=128, help="prompt tokens per prefill pass: a longer prompt "
+                                                                   "starts over several steps")
+    sp.add_argument("--max-queue", type=int, default=16, help="requests waiting for slots; more get 503")
     sp.add_argument("--request-timeout", type=float, default=10.0,
                     help="seconds a connection may take to send one request in full; idle connections close then too")
     sp.add_argument("--device", default="auto")

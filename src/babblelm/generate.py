@@ -1,251 +1,124 @@
-"""Text generation through Hugging Face `generate`, streamed token by token.
-
-Works for every registered architecture: each one implements the standard causal-LM interface
-(KV cache for the Transformer, recurrent state for the others), so this module only drives
-`model.generate` and reads its tokens as they come::
+"""Text generation through babblelm's engine (serve/engine.py): continuous batching of sequences over
+the model's SlotCache, for every architecture, the engine `babble serve` runs too::
 
     model, tokenizer = load_for_generation("runs/demo")             # run folder, checkpoint or export
     for piece in stream_text(model, tokenizer, "the dog", Sampling(max_new_tokens=20)):
         print(piece, end="", flush=True)
+    for record in generate_lines(model, tokenizer, ["the dog", "a cat"], Sampling(max_new_tokens=20)):
+        print(record["text"])
 
-`Generation` is the engine under `babble generate` and `babble serve`: `generate` runs in a
-background thread; a streamer hands each step's tokens (and, on request, their log-probabilities
-under the model's unmodified distribution) to the reading thread; rows can be stopped one by one.
+`babble generate MODEL PROMPT` streams one continuation; `babble generate MODEL --prompts FILE`
+continues every line of FILE in one engine (up to `--max-batch` sequences at once) and writes one
+JSON object per line, in the file's order. With a seed, each prompt's text is the text it gets alone.
 """
 
 from __future__ import annotations
 
-import queue
-import threading
-from dataclasses import dataclass
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
-import torch
-from transformers import LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList
-from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
-from transformers.generation.streamers import BaseStreamer
+from .serve.choices import Completion
+from .serve.engine import Engine, eos_ids
+from .serve.sampling import Sampling
 
 
 def load_for_generation(path: str | Path, checkpoint: str | None = None, device: str = "auto",
                         trust_remote_code: bool = False):
     """(model, tokenizer) from a run folder (final or `checkpoint`), a checkpoint folder or an exported folder,
-    checked (modelfolder.py); `trust_remote_code` lets a folder of a foreign architecture run its own code."""
+    checked (modelfolder.py); `trust_remote_code` lets a folder of a foreign architecture run its own code. A
+    native export (Llama, GPT-2) is loaded back as babblelm's model, whose SlotCache the engine decodes."""
     from .eval.load import load_model_and_tokenizer
+    from .models.native import from_native
     from .rundir import resolve_checkpoint
 
-    return load_model_and_tokenizer(resolve_checkpoint(path, checkpoint), device=device,
-                                    trust_remote_code=trust_remote_code)
+    model, tokenizer = load_model_and_tokenizer(resolve_checkpoint(path, checkpoint), device=device,
+                                                trust_remote_code=trust_remote_code)
+    return from_native(model), tokenizer
 
 
-def context_length(model) -> int | None:
-    """The longest sequence the model accepts, or None for architectures without a limit (recurrent state)."""
-    return getattr(model.config, "max_position_embeddings", None)
+class _Request:
+    """One prompt's completion, fed by the engine as it steps in this thread."""
 
+    def __init__(self, engine: Engine, tokenizer, prompt: str, ids: list[int], sampling: Sampling, stops: list[str]):
+        self.completion, self.pieces, self.error = Completion(tokenizer, [prompt], 1, stops, False), [], None
+        self.completion.ticket = engine.submit([ids], sampling, deliver=self.take)
 
-@dataclass
-class Sampling:
-    """How to pick tokens. `temperature` 0 means greedy; `top_k` / `top_p` None mean no truncation."""
-
-    max_new_tokens: int = 40
-    temperature: float = 0.0
-    top_k: int | None = None
-    top_p: float | None = None
-    seed: int | None = None
-
-    def check(self, prompt_tokens: int, context: int | None) -> None:
-        """Raise ValueError naming the bad setting."""
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if self.top_k is not None and self.top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
-        if context is not None and prompt_tokens + self.max_new_tokens > context:
-            raise ValueError(f"the prompt ({prompt_tokens} tokens) plus max_new_tokens ({self.max_new_tokens}) "
-                             f"exceeds the model's context of {context} tokens")
-
-    def warpers(self) -> list[LogitsProcessor]:
-        if self.temperature == 0:
-            return []
-        out: list[LogitsProcessor] = [TemperatureLogitsWarper(self.temperature)]
-        if self.top_k is not None:
-            out.append(TopKLogitsWarper(self.top_k))
-        if self.top_p is not None and self.top_p < 1:
-            out.append(TopPLogitsWarper(self.top_p))
-        return out
-
-
-@dataclass
-class Token:
-    """One generated token of one row (a returned sequence)."""
-
-    row: int
-    id: int
-    logprob: float | None = None
-    top: list[tuple[int, float]] | None = None  # the `n` most likely (id, logprob) at this step
-
-
-class _LogprobRecorder(LogitsProcessor):
-    """Keeps each step's log-softmax of the raw scores, before temperature and truncation."""
-
-    def __init__(self):
-        self.steps: queue.SimpleQueue[torch.Tensor] = queue.SimpleQueue()
-
-    def __call__(self, input_ids, scores):
-        self.steps.put(torch.log_softmax(scores.float(), dim=-1).cpu())
-        return scores
-
-
-class _RowStop(StoppingCriteria):
-    """Stops the rows flagged in `done` (set from the reading thread); a sequence decoded once for
-    `copies` rows stops when all of them are done."""
-
-    def __init__(self, done: torch.Tensor, copies: int = 1):
-        self.done, self.copies = done, copies
-
-    def __call__(self, input_ids, scores, **kwargs):
-        return self.done.view(-1, self.copies).all(dim=1).to(input_ids.device, copy=True)
-
-
-class _QueueStreamer(BaseStreamer):
-    """Turns each step's tokens into `Token` lists on a queue, each decoded sequence as `copies` rows;
-    the first `put` (the prompt) is skipped."""
-
-    def __init__(self, out: queue.Queue, recorder: _LogprobRecorder | None, top_n: int, copies: int = 1):
-        self.out, self.recorder, self.top_n, self.copies, self.prompt_seen = out, recorder, top_n, copies, False
-
-    def put(self, value):
-        if not self.prompt_seen:
-            self.prompt_seen = True
-            return
-        ids = value.reshape(-1).repeat_interleave(self.copies)
-        if self.recorder is None:
-            self.out.put([Token(r, int(i)) for r, i in enumerate(ids.tolist())])
-            return
-        logp = self.recorder.steps.get().repeat_interleave(self.copies, dim=0)
-        chosen = logp.gather(1, ids[:, None].long()).squeeze(1).tolist()
-        if self.top_n:
-            top_lp, top_id = logp.topk(self.top_n, dim=-1)
-            tops = [list(zip(i, v)) for i, v in zip(top_id.tolist(), top_lp.tolist())]
-        else:
-            tops = [[] for _ in chosen]
-        self.out.put([Token(r, int(i), lp, t) for r, (i, lp, t) in enumerate(zip(ids.tolist(), chosen, tops))])
-
-    def end(self):
-        pass
-
-
-_END = object()
-
-
-class Generation:
-    """One `generate` call for `n` samples of one prompt, read step by step.
-
-    Iterating yields lists of `Token` (one per row still running). A row ends at EOS (its id is in
-    `eos_rows`, the EOS token is not yielded), at `max_new_tokens`, or when `stop_row` is called.
-    Greedy decoding (temperature 0) has one answer, so `n` greedy rows are that one sequence, decoded
-    once and yielded `n` times.
-    """
-
-    def __init__(self, model, tokenizer, prompt_ids: list[int], sampling: Sampling, n: int = 1,
-                 logprobs: int | None = None):
-        sampling.check(len(prompt_ids), context_length(model))
-        self.n = n
-        self.done = torch.zeros(n, dtype=torch.bool)
-        self.eos_rows: set[int] = set()
-        eos = model.generation_config.eos_token_id
-        if eos is None:
-            eos = tokenizer.eos_token_id
-        self.eos_ids = set(eos if isinstance(eos, list) else [] if eos is None else [eos])
-        self._queue: queue.Queue = queue.Queue()
-        recorder = _LogprobRecorder() if logprobs is not None else None
-        processors = LogitsProcessorList(([recorder] if recorder else []) + sampling.warpers())
-        ids = torch.tensor([prompt_ids], dtype=torch.long, device=model.device)
-        copies = n if sampling.temperature == 0 else 1  # each decoded sequence stands for `copies` rows
-        kwargs = dict(
-            input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=sampling.max_new_tokens,
-            do_sample=sampling.temperature > 0, num_return_sequences=n // copies,
-            logits_processor=processors, stopping_criteria=StoppingCriteriaList([_RowStop(self.done, copies)]),
-            streamer=_QueueStreamer(self._queue, recorder, logprobs or 0, copies),
-            pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(self.eos_ids), 0),
-        )
-        if sampling.temperature > 0:  # our warpers replace any defaults from generation_config.json
-            kwargs.update(temperature=1.0, top_k=0, top_p=1.0)
-        self._thread = threading.Thread(target=self._run, args=(model, kwargs, sampling.seed), daemon=True)
-        self._thread.start()
-
-    def _run(self, model, kwargs, seed):
+    def take(self, events: list) -> None:
         try:
-            if seed is not None:
-                torch.manual_seed(seed)
-            with torch.inference_mode():
-                model.generate(**kwargs)
-            self._queue.put(_END)
-        except BaseException as err:  # hand the error to the reading thread
-            self._queue.put(err)
+            self.pieces += [piece for _, piece, _, _ in self.completion.feed(events) if piece]
+        except Exception as err:  # the engine's error: raised to the caller
+            self.error = err
 
-    def __iter__(self):
-        try:
-            while (item := self._queue.get()) is not _END:
-                if isinstance(item, BaseException):
-                    raise item
-                live = []
-                for tok in item:
-                    if self.done[tok.row] or tok.row in self.eos_rows:
-                        continue
-                    if tok.id in self.eos_ids:
-                        self.eos_rows.add(tok.row)
-                    else:
-                        live.append(tok)
-                if live:
-                    yield live
-        finally:
-            self.cancel()
-
-    def stop_row(self, row: int) -> None:
-        self.done[row] = True
-
-    def stop_all(self) -> None:
-        """Ask every row to stop (returns at once)."""
-        self.done[:] = True
-
-    def cancel(self) -> None:
-        """Stop every row and wait for the generating thread to finish."""
-        self.stop_all()
-        self._thread.join()
+    def result(self) -> dict:
+        if self.error is not None:
+            raise self.error
+        choice = self.completion.choices[0]
+        return {"text": choice.text, "finish_reason": choice.finish_reason, "completion_tokens": choice.tokens}
 
 
-class TextDecoder:
-    """Incremental detokenization: `push(id)` returns the newly completed text (holds back split UTF-8)."""
-
-    def __init__(self, tokenizer):
-        self.tokenizer, self.ids, self.emitted = tokenizer, [], 0
-
-    def push(self, token_id: int) -> str:
-        self.ids.append(token_id)
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        if text.endswith("\ufffd"):  # an incomplete multi-byte character: wait for the next token
-            return ""
-        new, self.emitted = text[self.emitted:], len(text)
-        return new
-
-    def flush(self) -> str:
-        """Whatever is held back (an incomplete character decodes as U+FFFD)."""
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
-        new, self.emitted = text[self.emitted:], len(text)
-        return new
+def _encode(tokenizer, prompt: str, sampling: Sampling, context: int | None) -> list[int]:
+    ids = tokenizer(prompt).input_ids
+    if not ids:
+        raise ValueError("the prompt holds no token")
+    sampling.check(len(ids), context)
+    return ids
 
 
-def stream_text(model, tokenizer, prompt: str, sampling: Sampling):
-    """An iterator over the continuation of `prompt`, piece by piece (one sample); checks settings at once."""
-    generation = Generation(model, tokenizer, tokenizer(prompt).input_ids, sampling)
-    decoder = TextDecoder(tokenizer)
+def stream_text(model, tokenizer, prompt: str, sampling: Sampling, stops: list[str] = ()) -> Iterator[str]:
+    """An iterator over the continuation of `prompt`, piece by piece; checks the settings at once."""
+    engine = Engine(model, eos_ids(model, tokenizer), max_batch=1)
+    request = _Request(engine, tokenizer, prompt, _encode(tokenizer, prompt, sampling, engine.context), sampling,
+                       list(stops))
 
     def pieces():
-        for step in generation:
-            yield decoder.push(step[0].id)
-        yield decoder.flush()
+        while engine.step():
+            yield from request.pieces
+            request.pieces.clear()
+        request.result()  # raises the engine's error, if any
 
-    return (piece for piece in pieces() if piece)
+    return pieces()
+
+
+def generate_lines(model, tokenizer, prompts: list[str], sampling: Sampling, max_batch: int = 16,
+                   stops: list[str] = (), where: str = "prompt") -> Iterator[dict]:
+    """{"index", "prompt", "text", "finish_reason", "completion_tokens"} for each prompt, in order, each as
+    soon as it and those before it are done. Every prompt is checked first: a bad one is a ValueError
+    naming `where` and its number (from 1)."""
+    engine = Engine(model, eos_ids(model, tokenizer), max_batch=max_batch)
+    encoded = []
+    for number, prompt in enumerate(prompts, 1):
+        try:
+            encoded.append(_encode(tokenizer, prompt, sampling, engine.context))
+        except ValueError as err:
+            raise ValueError(f"{where} {number}: {err}") from None
+    requests = [_Request(engine, tokenizer, p, ids, sampling, list(stops)) for p, ids in zip(prompts, encoded)]
+    done = 0
+    while done < len(requests):
+        more = engine.step()
+        while done < len(requests) and (requests[done].completion.done or not more):
+            yield {"index": done, "prompt": prompts[done], **requests[done].result()}
+            done += 1
+
+
+def generate_file(model, tokenizer, path: str | Path, sampling: Sampling, out: str | Path | None = None,
+                  max_batch: int = 16, stops: list[str] = ()) -> int:
+    """Continue every line of the UTF-8 file `path` (one prompt per line) and write JSON lines to `out`
+    (default: standard output); returns the number of prompts."""
+    path = Path(path)
+    try:
+        prompts = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    for number, prompt in enumerate(prompts, 1):
+        if not prompt.strip():
+            raise ValueError(f"{path}:{number}: empty line; expected one prompt per line")
+    records = generate_lines(model, tokenizer, prompts, sampling, max_batch, stops, where=f"{path}: line")
+    with open(out, "w", encoding="utf-8") if out is not None else contextlib.nullcontext(sys.stdout) as sink:
+        for record in records:
+            sink.write(json.dumps(record, ensure_ascii=False) + "\n")
+            sink.flush()
+    return len(prompts)
+

@@ -10,7 +10,8 @@ Enhancements" (BabyLM 2025), each a config switch:
 - `feature_map: hedgehog`: q, k -> softmax([Wx, -Wx]) per head before the mLSTM.
 
 Generation keeps, per layer of a `BabbleCache`, the mLSTM state, the conv tail and the last window
-of SWA keys/values: its size does not grow with the sequence. Export copies this file with
+of SWA keys/values (padded to the window from the first token): its size does not grow with the
+sequence. Export copies this file with
 `layers.py` and `mlstm.py`, so it imports only torch, transformers and those two.
 Equations: docs/architectures.md.
 """
@@ -23,7 +24,8 @@ from torch import nn
 from transformers import GenerationMixin
 
 from .layers import (BabbleConfig, BabbleDecoder, BabblePreTrainedModel, CausalLMHead, RMSNorm, RotaryEmbedding,
-                     SwiGLU, apply_rotary, check_positive, init, position_ids_from_mask, scale_residual_init)
+                     SwiGLU, apply_rotary, check_positive, init, new_positions, position_ids_from_mask,
+                     scale_residual_init, total_length)
 from .mlstm import (PAD_FORGET_GATE, PAD_INPUT_GATE, mlstm_chunkwise, mlstm_kernels_available, mlstm_step,
                     mlstm_triton)
 
@@ -195,9 +197,8 @@ class MLSTMMixer(nn.Module):
         if layer_cache is not None and "swa" in layer_cache:
             past_k, past_v, past_valid = layer_cache["swa"]
             k, v, key_valid = torch.cat([past_k, k], 2), torch.cat([past_v, v], 2), torch.cat([past_valid, key_valid], 1)
-        if layer_cache is not None:
-            keep = max(window - 1, 0)
-            layer_cache["swa"] = (k[:, :, k.shape[2] - keep:], v[:, :, v.shape[2] - keep:], key_valid[:, key_valid.shape[1] - keep:])
+        if layer_cache is not None:  # the last window - 1 keys, padded at the front to that size from the start
+            layer_cache["swa"] = _last(k, 2, window - 1), _last(v, 2, window - 1), _last(key_valid, 1, window - 1)
         memory = tuple(m.to(k.dtype) for m in self.memory_kv) if self.memory_kv is not None else None
         if seq >= BLOCKED_SWA_FROM * window:  # the linear-time form; queries of cached keys are dropped
             past = k.shape[2] - seq
@@ -205,6 +206,16 @@ class MLSTMMixer(nn.Module):
         else:
             out = swa_dense(q, k, v, key_valid, window, memory)
         return out.transpose(1, 2).flatten(2)
+
+
+def _last(x: torch.Tensor, dim: int, size: int) -> torch.Tensor:
+    """The last `size` entries of x along `dim`, preceded by zeros (False) where x is shorter."""
+    short = size - x.shape[dim]
+    if short > 0:
+        shape = list(x.shape)
+        shape[dim] = short
+        return torch.cat([x.new_zeros(shape), x], dim)
+    return x.narrow(dim, x.shape[dim] - size, size)
 
 
 def swa_dense(q, k, v, key_valid, window: int, memory=None) -> torch.Tensor:
@@ -314,8 +325,8 @@ class BlalmModel(BabbleDecoder, BlalmPreTrainedModel):
         if self.rotary is not None:
             if position_ids is None:
                 position_ids = (position_ids_from_mask(attention_mask, seq) if attention_mask is not None
-                                else torch.arange(past, past + seq, device=hidden.device)[None])
-                length = past + seq
+                                else new_positions(past, seq, hidden.device))
+                length = total_length(past, seq)
             else:
                 length = int(position_ids.max()) + 1
             rope = self.rotary(position_ids, length)

@@ -21,7 +21,7 @@ from torch import nn
 from transformers import GenerationMixin
 
 from .layers import (BabbleConfig, BabbleDecoder, BabblePreTrainedModel, CausalLMHead, causal_mask, check_positive,
-                     init, position_ids_from_mask, scale_residual_init)
+                     init, new_positions, position_ids_from_mask, scale_residual_init, total_length)
 
 
 class BabbleGPT2Config(BabbleConfig):
@@ -70,9 +70,7 @@ class GPT2Attention(nn.Module):
         batch, seq, _ = x.shape
         q, k, v = self.c_attn(x).view(batch, seq, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         if layer_cache is not None:
-            if "key" in layer_cache:
-                k, v = torch.cat([layer_cache["key"], k], dim=2), torch.cat([layer_cache["value"], v], dim=2)
-            layer_cache["key"], layer_cache["value"] = k, v
+            k, v = layer_cache.extend("key", k, 2), layer_cache.extend("value", v, 2)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
                                              dropout_p=self.attn_pdrop if self.training else 0.0)
         return self.resid_dropout(self.c_proj(out.transpose(1, 2).reshape(batch, seq, -1)))
@@ -138,14 +136,15 @@ class BabbleGPT2Model(BabbleDecoder, BabbleGPT2PreTrainedModel):
             attention_mask = None  # no padding
         given = position_ids is not None
         if not given:
-            position_ids = (torch.arange(past, past + seq, device=hidden.device)[None] if attention_mask is None
+            position_ids = (new_positions(past, seq, hidden.device) if attention_mask is None
                             else position_ids_from_mask(attention_mask, seq))
         limit = self.config.max_position_embeddings
-        if (given or past + seq > limit) and int(position_ids.max()) >= limit:
-            raise ValueError(f"position {int(position_ids.max())} (sequence of {past + seq} tokens, cache included) "
-                             f"exceeds max_position_embeddings={limit}: this model's positions are a learned table "
-                             f"of {limit} entries")
-        mask = None if attention_mask is None and past == 0 else causal_mask(attention_mask, seq, past, hidden.device)
+        if (given or total_length(past, seq) > limit) and int(position_ids.max()) >= limit:
+            raise ValueError(f"position {int(position_ids.max())} (sequence of {total_length(past, seq)} tokens, "
+                             f"cache included) exceeds max_position_embeddings={limit}: this model's positions are a "
+                             f"learned table of {limit} entries")
+        start = attention_mask is None and total_length(past, 0) == 0
+        mask = None if start else causal_mask(attention_mask, seq, past, hidden.device)
         return self.drop(hidden + self.embed_positions(position_ids)), mask
 
 

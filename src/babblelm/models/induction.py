@@ -38,7 +38,7 @@ from torch import nn
 from transformers import GenerationMixin
 
 from .layers import (BabbleConfig, BabbleDecoder, BabblePreTrainedModel, CausalLMHead, RMSNorm, SwiGLU, check_positive,
-                     init, position_ids_from_mask)
+                     init, new_positions, position_ids_from_mask, total_length)
 
 DEFAULT_DILATIONS = (1, 2, 4)
 
@@ -95,17 +95,17 @@ def previous_occurrences(keys: torch.Tensor, memory: int) -> tuple[torch.Tensor,
     return candidates, order, sorted_keys
 
 
-def cached_candidates(cache, keys: torch.Tensor, memory: int, vocab_size: int) -> torch.Tensor:
-    """Absolute candidate positions for new tokens `keys` (batch, seq) after `cache.seen_tokens`
-    earlier ones. `cache.shared["table"]` (batch, vocab, memory) holds the last `memory` positions of
-    every token id seen so far (-1 for none) and is updated here."""
+def cached_candidates(cache, keys: torch.Tensor, memory: int, vocab_size: int, past) -> torch.Tensor:
+    """Absolute candidate positions for new tokens `keys` (batch, seq) after `past` earlier ones (an
+    int, or one count per row). `cache.shared["table"]` (batch, vocab, memory) holds the last `memory`
+    positions of every token id seen so far (-1 for none) and is updated here."""
     batch, seq = keys.shape
-    past = cache.seen_tokens
+    offset = past if isinstance(past, int) else past[:, None, None]
     table = cache.shared.get("table")
     if table is None:
         table = keys.new_full((batch, vocab_size, memory), -1)
     local, order, sorted_keys = previous_occurrences(keys, memory)
-    fresh = torch.where(local >= 0, local + past, -1)  # occurrences inside the new chunk
+    fresh = torch.where(local >= 0, local + offset, -1)  # occurrences inside the new chunk
     older = table.gather(1, keys.clamp_min(0)[..., None].expand(-1, -1, memory))
     older = torch.where(keys[..., None] >= 0, older, -1)
     n_fresh = (local >= 0).sum(-1, keepdim=True)  # fresh ones are nearer: they come first
@@ -115,7 +115,8 @@ def cached_candidates(cache, keys: torch.Tensor, memory: int, vocab_size: int) -
     last = (sorted_keys != F.pad(sorted_keys[:, 1:], (0, 1), value=-2)) & (sorted_keys >= 0)
     rows, slots = last.nonzero(as_tuple=True)
     positions = order[rows, slots]
-    new_rows = torch.cat([(positions + past)[:, None], merged[rows, positions, : memory - 1]], -1)
+    absolute = positions + (past if isinstance(past, int) else past[rows])
+    new_rows = torch.cat([absolute[:, None], merged[rows, positions, : memory - 1]], -1)
     table[rows, sorted_keys[rows, slots]] = new_rows
     cache.shared["table"] = table
     return merged
@@ -170,18 +171,17 @@ class InductionMixer(nn.Module):
         self.sink_key = nn.Parameter(torch.zeros(self.heads, self.head_dim))
         self.sink_value = nn.Parameter(torch.zeros(self.heads, self.head_dim))
 
-    def forward(self, z, candidates, past_kv):
+    def forward(self, z, candidates, present, layer_cache):
         """z (batch, seq, dim) the normed input; candidates (batch, seq, M) absolute positions or -1;
-        past_kv: keys and values of the earlier positions (batch, past, dim) or None. Returns (output,
-        (keys, values)) of every position so far."""
+        present (batch or 1, seq) the new tokens' own positions; `layer_cache`: keys and values of
+        the earlier positions, extended here (None: z is the whole text)."""
         batch, seq, dim = z.shape
         memory = candidates.shape[-1]
         q = self.q_proj(z).view(batch, seq, self.heads, self.head_dim)
         k, v = self.k_proj(z), self.v_proj(z)
-        if past_kv is not None:
-            k, v = torch.cat([past_kv[0], k], 1), torch.cat([past_kv[1], v], 1)
-        present = torch.arange(k.shape[1] - seq, k.shape[1], device=z.device)[None, :, None]
-        usable = (candidates >= 0) & (candidates + 1 < present)  # what followed c lies strictly before t
+        if layer_cache is not None:
+            k, v = layer_cache.extend("key", k, 1), layer_cache.extend("value", v, 1)
+        usable = (candidates >= 0) & (candidates + 1 < present[..., None])  # what followed c lies strictly before t
 
         def pick(states, index):  # (batch, total, dim) at (batch, seq, M) -> (batch, seq, M, heads, head_dim)
             flat = index.reshape(batch, seq * memory, 1).expand(-1, -1, dim)
@@ -196,7 +196,7 @@ class InductionMixer(nn.Module):
         weights = torch.cat([scores, sink[..., None]], -1).float().softmax(-1).to(values.dtype)
         out = torch.einsum("bthm,btmhd->bthd", weights[..., :memory], values)
         out = out + weights[..., memory, None] * self.sink_value.to(values.dtype)
-        return self.o_proj(out.reshape(batch, seq, dim)), (k, v)
+        return self.o_proj(out.reshape(batch, seq, dim))
 
 
 class InductionLayer(nn.Module):
@@ -212,21 +212,19 @@ class InductionLayer(nn.Module):
         self.mlp = SwiGLU(config.hidden_size, config.intermediate_size)
 
     def forward(self, hidden_states, context, layer_cache=None):
-        """context: (candidate positions, keep mask or None); `layer_cache` (conv tails, keys and
-        values of earlier positions) is read and updated in place when given."""
-        candidates, keep = context
+        """context: (candidate positions, keep mask or None, the new tokens' positions); `layer_cache`
+        (conv tails, keys and values of earlier positions) is read and updated in place when given."""
+        candidates, keep, present = context
 
         def masked(h):
             return h if keep is None else h * keep
 
-        cache = layer_cache if layer_cache is not None else {}
-        conv_out, tails = self.conv(self.conv_norm(hidden_states), keep, cache.get("conv"))
+        tails = layer_cache.get("conv") if layer_cache is not None else None
+        conv_out, tails = self.conv(self.conv_norm(hidden_states), keep, tails)
         h = masked(hidden_states + conv_out)
-        past_kv = (cache["key"], cache["value"]) if "key" in cache else None
-        mixed, (k, v) = self.induction(self.induction_norm(h), candidates, past_kv)
-        h = masked(h + mixed)
+        h = masked(h + self.induction(self.induction_norm(h), candidates, present, layer_cache))
         if layer_cache is not None:
-            layer_cache["conv"], layer_cache["key"], layer_cache["value"] = tuple(tails), k, v
+            layer_cache["conv"] = tuple(tails)
         return masked(h + self.mlp(self.mlp_norm(h)))
 
 
@@ -263,11 +261,13 @@ class BabbleInductionModel(BabbleDecoder, BabbleInductionPreTrainedModel):
             raise ValueError("the induction model needs input_ids: its occurrence index matches token ids")
         seq = input_ids.shape[1]
         limit = self.config.max_position_embeddings
-        if past + seq > limit:
-            raise ValueError(f"sequence of {past + seq} tokens (cache included) exceeds max_position_embeddings="
-                             f"{limit}: this model's positions are a learned table of {limit} entries")
+        if total_length(past, seq) > limit:
+            raise ValueError(f"sequence of {total_length(past, seq)} tokens (cache included) exceeds "
+                             f"max_position_embeddings={limit}: this model's positions are a learned table of {limit} "
+                             "entries")
+        columns = new_positions(past, seq, input_ids.device)  # where the new tokens sit in the keys and values
         if attention_mask is None:
-            positions, keep, keys = torch.arange(past, past + seq, device=input_ids.device)[None], None, input_ids
+            positions, keep, keys = columns, None, input_ids
         else:
             positions = position_ids_from_mask(attention_mask, seq)
             real = attention_mask[:, past:].bool()
@@ -275,13 +275,13 @@ class BabbleInductionModel(BabbleDecoder, BabbleInductionPreTrainedModel):
             keys = torch.where(real, input_ids, -1)
         memory = self.config.induction_memory
         if cache is not None:
-            candidates = cached_candidates(cache, keys, memory, self.config.vocab_size)
+            candidates = cached_candidates(cache, keys, memory, self.config.vocab_size, past)
         else:
             candidates = previous_occurrences(keys, memory)[0]
         hidden = self.embed_tokens(input_ids) + self.embed_positions(positions)
         if keep is not None:
             hidden = hidden * keep
-        return hidden, (candidates, keep)
+        return hidden, (candidates, keep, columns)
 
 
 class BabbleInductionForCausalLM(CausalLMHead, BabbleInductionPreTrainedModel, GenerationMixin):

@@ -14,7 +14,11 @@ releases, building blocks, the decoding cache, and the model glue.
   past the trained length), and the helpers that turn a 2-D padding mask into position ids and into
   a boolean attention mask.
 - `BabbleCache`: the one decoding state every architecture keeps (per-layer tensors, shared
-  tensors, `seen_tokens`), updated in place by each forward pass.
+  tensors, `seen_tokens`), updated in place by each forward pass; `SlotCache`: the same state for
+  many sequences of different lengths at once, in slots allocated once (a server's continuous
+  batching). An architecture keeps every entry at one size per sequence, except those that grow
+  along time, which it writes through `extend`; its `embed` takes `past` as an int or as one count
+  per row (`new_positions`, `total_length`, `causal_mask`).
 - `BabblePreTrainedModel`, `BabbleDecoder`, `CausalLMHead`: the parts of a Hugging Face model that
   do not depend on the architecture: weight initialisation, argument checks, the layer loop with
   gradient checkpointing, hidden states, the vocabulary head and loss, and the decoding contract
@@ -176,15 +180,29 @@ def position_ids_from_mask(attention_mask: torch.Tensor, q_len: int) -> torch.Te
     return positions[:, -q_len:]
 
 
-def causal_mask(attention_mask: torch.Tensor | None, q_len: int, past_len: int, device: torch.device) -> torch.Tensor:
-    """Boolean SDPA mask (batch or 1, 1, q_len, past_len + q_len); True means "may attend".
+def new_positions(past, seq: int, device) -> torch.Tensor:
+    """Positions (1 or batch, seq) of `seq` new tokens after `past` seen ones: an int (every row the
+    same) or a (batch,) LongTensor of one count per row (a `SlotCache`)."""
+    if isinstance(past, int):
+        return torch.arange(past, past + seq, device=device)[None]
+    return past[:, None] + torch.arange(seq, device=device)
 
-    Query i sits at key index past_len + i and sees keys up to there that the padding mask
-    marks real. Every query may also see itself, so rows of padding are never empty (an empty
-    row would turn into NaN and leak through the value vectors of later layers).
+
+def total_length(past, seq: int) -> int:
+    """Tokens of the longest row once `seq` more follow `past` (an int or one count per row)."""
+    return (past if isinstance(past, int) else int(past.max())) + seq
+
+
+def causal_mask(attention_mask: torch.Tensor | None, q_len: int, past_len, device: torch.device) -> torch.Tensor:
+    """Boolean SDPA mask (batch or 1, 1, q_len, keys); True means "may attend".
+
+    Query i of a row sits at key index past_len + i (an int, or one count per row, whose keys
+    then span the longest row) and sees keys up to there that the padding mask marks real. Every
+    query may also see itself, so rows of padding are never empty (an empty row would turn into
+    NaN and leak through the value vectors of later layers).
     """
-    kv_len = past_len + q_len
-    query_index = torch.arange(past_len, kv_len, device=device).view(1, 1, q_len, 1)
+    kv_len = total_length(past_len, q_len)
+    query_index = new_positions(past_len, q_len, device)[:, None, :, None]
     key_index = torch.arange(kv_len, device=device).view(1, 1, 1, kv_len)
     allowed = key_index <= query_index
     if attention_mask is not None:
@@ -192,23 +210,48 @@ def causal_mask(attention_mask: torch.Tensor | None, q_len: int, past_len: int, 
     return allowed | (key_index == query_index)
 
 
+class LayerState(dict):
+    """What one layer of a `BabbleCache` keeps: named tensors or tuples of tensors."""
+
+    def extend(self, name: str, new: torch.Tensor, dim: int) -> torch.Tensor:
+        """Append `new` along `dim` (time: keys, values) to the entry `name`; return the whole entry."""
+        if name in self:
+            new = torch.cat([self[name], new], dim)
+        self[name] = new
+        return new
+
+
+def _size(value) -> int:
+    return sum(_size(v) for v in value) if isinstance(value, tuple) else value.numel() * value.element_size()
+
+
 class BabbleCache:
     """The decoding state of every babblelm architecture, updated in place by each forward pass.
 
-    `layers[i]`: what layer i keeps (a dict of tensors or tuples of tensors: keys and values, a
-    recurrent state, a convolution tail); `shared`: state all layers read (same form);
-    `seen_tokens`: how many positions (padding included) the model has been fed.
+    `layers[i]`: what layer i keeps (a `LayerState` of tensors or tuples of tensors: keys and values,
+    a recurrent state, a convolution tail); `shared`: state all layers read (same form);
+    `seen_tokens`: how many positions (padding included) the model has been fed, the same for
+    every row. An entry that grows with the text grows through `extend`; every other entry keeps
+    one size per sequence (so that a `SlotCache` can hold it).
     """
 
     is_compileable = False
 
     def __init__(self, num_layers: int):
-        self.layers: list[dict] = [{} for _ in range(num_layers)]
-        self.shared: dict = {}
+        self.layers: list[LayerState] = [LayerState() for _ in range(num_layers)]
+        self.shared = LayerState()
         self.seen_tokens = 0
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
         return self.seen_tokens
+
+    def past(self, batch: int):
+        """Positions every row has seen (`embed`'s `past`)."""
+        return self.seen_tokens
+
+    def advance(self, seq: int) -> None:
+        """Count `seq` more positions fed (after a forward pass)."""
+        self.seen_tokens += seq
 
     def _stores(self):
         return [*self.layers, self.shared]
@@ -226,10 +269,161 @@ class BabbleCache:
 
     def nbytes(self) -> int:
         """Bytes held, to check that the memory per sequence stays flat for recurrent models."""
-        def size(value):
-            return sum(size(v) for v in value) if isinstance(value, tuple) else value.numel() * value.element_size()
+        return sum(_size(value) for store in self._stores() for value in store.values())
 
-        return sum(size(value) for store in self._stores() for value in store.values())
+
+def _apply(fn, *values):
+    """fn over tensors, or over the tensors of (nested) tuples side by side."""
+    if isinstance(values[0], tuple):
+        return tuple(_apply(fn, *parts) for parts in zip(*values))
+    return fn(*values)
+
+
+class SlotState:
+    """One layer's entries (or the shared ones) of a `SlotCache`, read and written like a
+    `LayerState`: reading gives the selected rows, writing copies into them."""
+
+    def __init__(self, cache: SlotCache):
+        self.cache = cache
+        self.tensors: dict = {}  # name -> tensor or tuple, with a first dimension of cache.slots
+        self.time_dims: dict[str, int] = {}  # entries written through extend: their time dimension
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.tensors and not self.cache.fresh
+
+    def __getitem__(self, name: str):
+        if name not in self:
+            raise KeyError(name)
+        rows = self.cache.rows
+        return _apply(lambda t: t[rows], self.tensors[name])
+
+    def get(self, name: str, default=None):
+        return self[name] if name in self else default
+
+    def values(self):
+        return self.tensors.values()
+
+    def __setitem__(self, name: str, value) -> None:
+        if name in self.time_dims:
+            raise ValueError(f"slot entry {name!r} grows along time: write it with extend")
+        if name not in self.tensors:  # the first write allocates every slot at once
+            self.tensors[name] = _apply(lambda v: v.new_zeros(self.cache.slots, *v.shape[1:]), value)
+        rows = self.cache.rows
+
+        def write(store, new):
+            target = store[rows]
+            if tuple(new.shape) != tuple(target.shape):
+                raise ValueError(f"slot entry {name!r}: got shape {tuple(new.shape)} for slots of shape "
+                                 f"{tuple(target.shape)}; an entry outside extend must keep one size per sequence")
+            if new.data_ptr() != target.data_ptr() or new.stride() != target.stride():  # not the slots themselves
+                target.copy_(new)
+
+        _apply(write, self.tensors[name], value)
+
+    def extend(self, name: str, new: torch.Tensor, dim: int) -> torch.Tensor:
+        """Write `new` along `dim` (time) after each row's own length; return the entry of the selected
+        rows up to the longest one (a row's keys past its own length are stale: masks exclude them)."""
+        cache, seq = self.cache, new.shape[dim]
+        end = cache.longest + seq
+        if cache.max_length is None or end > cache.max_length:
+            raise ValueError(f"slot entry {name!r} grows to {end} positions; the slots hold "
+                             f"{cache.max_length or 0} (SlotCache max_length)")
+        if name not in self.tensors:
+            shape = [cache.slots, *new.shape[1:]]
+            shape[dim] = cache.max_length
+            self.tensors[name], self.time_dims[name] = new.new_zeros(shape), dim
+        rows = self.tensors[name][cache.rows]
+        if cache.uniform:
+            rows.narrow(dim, cache.longest, seq).copy_(new)
+        else:
+            at = cache.past_tensor(new.device)[:, None] + torch.arange(seq, device=new.device)
+            batch = torch.arange(at.shape[0], device=new.device)[:, None]
+            rows.movedim(dim, 1)[batch, at] = new.movedim(dim, 1)
+        return rows.narrow(dim, 0, end)
+
+    def copy_slot(self, source: int, target: int, length: int) -> None:
+        for name, value in self.tensors.items():
+            dim = self.time_dims.get(name)
+
+            def copy(t):
+                src, dst = t[source], t[target]
+                if dim is not None:  # only the positions the source has seen
+                    src, dst = src.narrow(dim - 1, 0, length), dst.narrow(dim - 1, 0, length)
+                dst.copy_(src)
+
+            _apply(copy, value)
+
+
+class SlotCache(BabbleCache):
+    """The decoding state of up to `slots` sequences at once, each in a fixed slot, for a step
+    scheduler (serve/engine.py) that decodes many sequences of different lengths in one forward pass.
+
+    Each entry a layer keeps is allocated once, for all slots, on its first write: an entry of one
+    size per sequence (a recurrent state, a convolution tail, a window, a table) as (slots, ...), an
+    entry that grows along time (`extend`: keys and values) as (slots, ..., max_length, ...).
+    `lengths[s]`: the positions slot s has seen.
+
+    A forward pass runs over the contiguous slots chosen by `select(start, stop)`. Its rows may sit
+    at different lengths (`past` is then one count per row), but they must all start fresh (length
+    0: the layers find no state and make their own, overwriting what a previous sequence left) or
+    all continue. Between passes, `copy_slot` moves a sequence to another slot (to keep the busy
+    slots contiguous) or forks one prompt's state into the slots of its n samples, and `free`
+    returns a slot.
+    """
+
+    def __init__(self, num_layers: int, slots: int, max_length: int | None, device=None):
+        if slots < 1:
+            raise ValueError(f"a SlotCache needs at least 1 slot, got {slots}")
+        self.slots, self.max_length, self.device = slots, max_length, device
+        self.lengths = [0] * slots
+        self.layers = [SlotState(self) for _ in range(num_layers)]
+        self.shared = SlotState(self)
+        self.select(0, 0)
+
+    def select(self, start: int, stop: int) -> SlotCache:
+        """Make slots [start, stop) the rows of the next forward pass."""
+        if not 0 <= start <= stop <= self.slots:
+            raise ValueError(f"slots [{start}, {stop}) are not within the cache's {self.slots} slots")
+        self.rows = slice(start, stop)
+        seen = self.lengths[start:stop]
+        if any(seen) and not all(seen):
+            raise ValueError(f"slots [{start}, {stop}) mix fresh and continuing sequences ({seen})")
+        self.fresh = not any(seen)
+        self.longest = max(seen, default=0)
+        self.uniform = len(set(seen)) <= 1
+        return self
+
+    def past_tensor(self, device=None) -> torch.Tensor:
+        return torch.tensor(self.lengths[self.rows], dtype=torch.long, device=device or self.device)
+
+    def past(self, batch: int):
+        """The selected rows' lengths: an int when they agree, else a (batch,) tensor."""
+        rows = self.rows.stop - self.rows.start
+        if batch != rows:
+            raise ValueError(f"the forward pass has {batch} rows; the selected slots are {rows}")
+        return self.longest if self.uniform else self.past_tensor()
+
+    def advance(self, seq: int) -> None:
+        for slot in range(self.rows.start, self.rows.stop):
+            self.lengths[slot] += seq
+        self.select(self.rows.start, self.rows.stop)
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.longest
+
+    def copy_slot(self, source: int, target: int) -> None:
+        """Give slot `target` the state and length of slot `source`."""
+        if source != target:
+            for store in self._stores():
+                store.copy_slot(source, target, self.lengths[source])
+            self.lengths[target] = self.lengths[source]
+
+    def free(self, slot: int) -> None:
+        """Mark `slot` fresh: its next sequence starts from no state."""
+        self.lengths[slot] = 0
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        raise NotImplementedError("a SlotCache rearranges its sequences with copy_slot")
 
 
 class BabblePreTrainedModel(PreTrainedModel):
@@ -285,9 +479,11 @@ class BabbleDecoder(BabblePreTrainedModel):
     def set_input_embeddings(self, value):
         self.embed_tokens = value
 
-    def embed(self, input_ids, inputs_embeds, attention_mask, position_ids, cache, past: int):
+    def embed(self, input_ids, inputs_embeds, attention_mask, position_ids, cache, past):
         """(first hidden states (batch, seq, hidden), context for the layers). `attention_mask` is
-        None or a 0/1 (batch, past + seq) tensor; `past` is how many positions the cache has seen."""
+        None or a 0/1 (batch, past + seq) tensor; `past` is how many positions the cache has seen:
+        an int, or a (batch,) tensor of one count per row for a `SlotCache` (see `new_positions`,
+        `total_length`, `causal_mask`; no attention_mask then)."""
         raise NotImplementedError
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None, cache=None,
@@ -305,7 +501,9 @@ class BabbleDecoder(BabblePreTrainedModel):
             cache = BabbleCache(len(self.layers))
         if cache is not None and not isinstance(cache, BabbleCache):
             raise TypeError(f"{type(self).__name__} keeps its own BabbleCache; got a {type(cache).__name__}")
-        past = cache.seen_tokens if cache is not None else 0
+        past = cache.past(batch) if cache is not None else 0
+        if attention_mask is not None and not isinstance(past, int):
+            raise ValueError("rows at different lengths (a SlotCache) hold no padding: pass no attention_mask")
         if attention_mask is not None and tuple(attention_mask.shape) != (batch, past + seq):
             raise ValueError(f"attention_mask must be a 0/1 tensor of shape (batch, past + new tokens) = "
                              f"{(batch, past + seq)}, got shape {tuple(attention_mask.shape)}")
@@ -322,7 +520,7 @@ class BabbleDecoder(BabblePreTrainedModel):
             else:
                 hidden = layer(hidden, context, cache.layers[i] if cache is not None else None)
         if cache is not None:
-            cache.seen_tokens += seq
+            cache.advance(seq)
         hidden = self.norm(hidden)
         out = BaseModelOutputWithPast(last_hidden_state=hidden, **{CACHE_ARG: cache if use_cache else None},
                                       hidden_states=(*all_hidden, hidden) if output_hidden_states else None)
@@ -352,6 +550,11 @@ class CausalLMHead:
 
     def get_output_embeddings(self):
         return self.lm_head
+
+    def slot_cache(self, slots: int, max_length: int | None) -> SlotCache:
+        """A `SlotCache` for this model: `slots` sequences at once, each of up to `max_length`
+        positions (the bound of entries that grow along time; None for a model without any)."""
+        return SlotCache(len(self.model.layers), slots, max_length, self.device)
 
     def set_output_embeddings(self, value):
         self.lm_head = value

@@ -72,8 +72,9 @@ def mlstm_step(q, k, v, i, f, state: State) -> tuple[torch.Tensor, State]:
     c, n, m = state
     m_new = torch.maximum(log_f + m, i)
     keep, write = torch.exp(log_f + m - m_new), torch.exp(i - m_new)
-    c = keep[..., None, None] * c + write[..., None, None] * (k[..., :, None] * v[..., None, :])
-    n = keep[..., None] * n + write[..., None] * k
+    written = write[..., None] * k  # scaled before the outer product: two passes over C, not four
+    c = torch.addcmul(keep[..., None, None] * c, written[..., :, None], v[..., None, :])
+    n = keep[..., None] * n + written
     num = (q.unsqueeze(-2) @ c).squeeze(-2)
     return _normalise(num, (q * n).sum(-1), m_new), (c, n, m_new)
 

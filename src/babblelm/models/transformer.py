@@ -13,7 +13,8 @@ from torch import nn
 from transformers import GenerationMixin
 
 from .layers import (BabbleConfig, BabbleDecoder, BabblePreTrainedModel, CausalLMHead, RMSNorm, RotaryEmbedding,
-                     SwiGLU, apply_rotary, causal_mask, check_positive, position_ids_from_mask, scale_residual_init)
+                     SwiGLU, apply_rotary, causal_mask, check_positive, new_positions, position_ids_from_mask,
+                     scale_residual_init, total_length)
 
 
 class BabbleTransformerConfig(BabbleConfig):
@@ -72,9 +73,7 @@ class BabbleAttention(nn.Module):
         cos, sin = rope
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         if layer_cache is not None:
-            if "key" in layer_cache:
-                k, v = torch.cat([layer_cache["key"], k], dim=2), torch.cat([layer_cache["value"], v], dim=2)
-            layer_cache["key"], layer_cache["value"] = k, v
+            k, v = layer_cache.extend("key", k, 2), layer_cache.extend("value", v, 2)
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=mask is None, enable_gqa=self.kv_heads != self.num_heads
         )
@@ -120,15 +119,15 @@ class BabbleTransformerModel(BabbleDecoder, BabbleTransformerPreTrainedModel):
         seq = hidden.shape[1]
         if attention_mask is not None and bool(attention_mask.all()):
             attention_mask = None  # no padding
+        length = total_length(past, seq)
         if position_ids is None:
-            position_ids = (torch.arange(past, past + seq, device=hidden.device)[None] if attention_mask is None
+            position_ids = (new_positions(past, seq, hidden.device) if attention_mask is None
                             else position_ids_from_mask(attention_mask, seq))
-            length = past + seq
         else:
             length = int(position_ids.max()) + 1
         rope = self.rotary(position_ids, length)
-        mask = None if attention_mask is None and past == 0 else causal_mask(attention_mask, seq, past, hidden.device)
-        return hidden, (rope, mask)
+        start = attention_mask is None and total_length(past, 0) == 0
+        return hidden, (rope, None if start else causal_mask(attention_mask, seq, past, hidden.device))
 
 
 class BabbleTransformerForCausalLM(CausalLMHead, BabbleTransformerPreTrainedModel, GenerationMixin):
