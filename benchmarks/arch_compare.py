@@ -22,7 +22,7 @@ from babblelm.data.prepare import config_hash, copy_prepared, prepare_data
 from babblelm.eval.blimp import evaluate_blimp
 from babblelm.eval.load import load_model_and_tokenizer
 from babblelm.models.registry import count_parameters
-from babblelm.train.loop import train
+from babblelm.train.launch import train
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

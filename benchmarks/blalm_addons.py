@@ -18,7 +18,7 @@ from pathlib import Path
 
 from babblelm.config import load_config
 from babblelm.data.prepare import copy_prepared, prepare_data
-from babblelm.train.loop import train
+from babblelm.train.launch import train
 
 REPO = Path(__file__).resolve().parents[1]
 ADD_ONS = {

@@ -188,7 +188,7 @@ def load_times(folder: Path, repeat: int) -> tuple[float, float]:
     from transformers import AutoModelForCausalLM
 
     from babblelm.modelfolder import load_model
-    from babblelm.models.registry import hf_progress_bars_off
+    from babblelm.modelfolder import hf_progress_bars_off
 
     def best(load) -> float:
         times = []

@@ -79,7 +79,7 @@ def build_model(work: Path, arch: str = "transformer", words: int = 60_000) -> P
     from babblelm.data import synthetic
     from babblelm.demo import CONFIG, demo_model
     from babblelm.export import export_model
-    from babblelm.train.loop import train
+    from babblelm.train.launch import train
 
     home = work / f"model-{arch}"
     hf = home / "hf"

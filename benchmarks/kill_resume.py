@@ -63,7 +63,7 @@ def kill_and_resume(raw: dict, kills: int, seed: int = 0, signals=(signal.SIGKIL
     "milestones" (every milestone of the whole run there, bitwise equal), "seconds"}."""
     from babblelm.config import load_config
     from babblelm.train.checkpoints import latest_resumable
-    from babblelm.train.loop import train
+    from babblelm.train.launch import train
 
     killed = Path(raw["run"]["out_dir"])
     whole = train(load_config(raw={**raw, "run": {**raw["run"], "out_dir": f"{killed}-whole"}}), progress=False)

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from babblelm.config import load_config
 from babblelm.data.synthlang import write_synthetic_languages
-from babblelm.train.loop import train
-from babblelm.train.multilingual import final_losses, read_mixing_records
+from babblelm.train.launch import train
+from babblelm.train.mixedsource import final_losses, read_mixing_records
 
 REWARDS = ("normalized_excess_loss", "cross_lingual_deficit")
 GAMMA, MIN_PI = 0.1, 0.05

@@ -69,7 +69,7 @@ def _measure(kind: str, raw: dict, args: dict) -> dict:
     from babblelm.models.registry import count_parameters, parse_model_section
     from babblelm.train import distributed
     from babblelm.train.stepper import build_stepper
-    from babblelm.train.speed import autocast, resolve_precision
+    from babblelm.train.precision import autocast, resolve_precision
 
     torch.set_num_threads(args["threads"]) if args["threads"] else None
     device = torch.device(args["device"])

@@ -358,7 +358,7 @@ def check_training_and_resume(arch: str, corpus, tmp_path) -> None:
 
     from babblelm.config import load_config
     from babblelm.export import export_model
-    from babblelm.train.loop import train
+    from babblelm.train.launch import train
     from conftest import tiny_raw
 
     def raw(out):

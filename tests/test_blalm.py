@@ -161,7 +161,7 @@ def test_training_logs_and_plots_modulation(small_corpus, tmp_path, capsys):
     from conftest import tiny_raw
 
     from babblelm.cli import main
-    from babblelm.train.loop import train
+    from babblelm.train.launch import train
 
     raw = tiny_raw(small_corpus, tmp_path / "run", model={"arch": "blalm", "swa_window": 8, "swa_modulation": "dynamic",
                                                           "short_conv": True, "chunk_size": 16})

@@ -15,7 +15,7 @@ from babblelm.data.audit import audit
 from babblelm.data import corpus
 from babblelm.data.corpus import DataError, ReadStats, read_lines
 from babblelm.data.filters import FilterChain, chain_names
-from babblelm.data.mixing import allocate, round_robin, take_within
+from babblelm.data.quotas import allocate, round_robin, take_within
 from babblelm.data.prepare import prepare_data
 from babblelm.data.readers import CorpusFile, discover, read_text, scan_corpus
 from babblelm.data.stats import format_stats, source_stats

@@ -14,7 +14,7 @@ import yaml
 from safetensors.torch import load_file
 
 from babblelm.config import load_config
-from babblelm.train.loop import train
+from babblelm.train.launch import train
 from conftest import tiny_raw
 
 SRC = Path(__file__).resolve().parents[1] / "src"

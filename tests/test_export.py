@@ -12,7 +12,7 @@ import torch
 
 from babblelm.config import load_config
 from babblelm.export import export_model
-from babblelm.train.loop import train
+from babblelm.train.launch import train
 import envs
 from conftest import tiny_raw
 

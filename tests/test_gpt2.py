@@ -85,7 +85,7 @@ def test_training_with_dropout_resumes_exactly(small_corpus, tmp_path):
     from safetensors.torch import load_file
 
     from babblelm.config import load_config
-    from babblelm.train.loop import train
+    from babblelm.train.launch import train
     from conftest import tiny_raw
 
     def cfg(out, pdrop=0.1):

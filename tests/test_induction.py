@@ -22,7 +22,7 @@ from babblelm.export import export_model
 from babblelm.importers import import_model
 from babblelm.models.induction import BabbleInductionConfig, BabbleInductionForCausalLM, previous_occurrences
 from babblelm.models.layers import CACHE_ARG
-from babblelm.train.loop import train
+from babblelm.train.launch import train
 from conftest import tiny_raw
 from contract import padded_batch
 from contract import random_ids as any_ids

@@ -21,7 +21,7 @@ from babblelm.cli import main
 from babblelm.config import load_config
 from babblelm.run import run_all
 from babblelm.rundir import RunDir
-from babblelm.train.loop import source_for, train
+from babblelm.train.launch import source_for, train
 from babblelm.train.optim import Optimizers
 from conftest import tiny_raw
 

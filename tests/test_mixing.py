@@ -11,8 +11,8 @@ import torch
 
 from babblelm.config import load_config
 from babblelm.configbase import ConfigError
-from babblelm.data.multilingual import PREMIUMS, premium_table
-from babblelm.train.mixing import Mixer, apply_floor, cross_lingual_deficit, normalized_excess_loss
+from babblelm.data.languages import PREMIUMS, premium_table
+from babblelm.train.exp3 import Mixer, apply_floor, cross_lingual_deficit, normalized_excess_loss
 
 REFERENCE = Path(__file__).parent / "data" / "taam_reference"
 EXP3 = json.loads((REFERENCE / "exp3.json").read_text())
@@ -136,7 +136,7 @@ def test_typological_prior_follows_the_reference(ref):
 
 def test_the_other_priors():
     pytest.importorskip("lang2vec")
-    from babblelm.train.multilingual import initial_pi
+    from babblelm.train.mixedsource import initial_pi
     from babblelm.train.prior import typological_prior
 
     reverse = PRIOR["reverse"]
@@ -149,7 +149,7 @@ def test_the_other_priors():
 
 
 def test_pi_from_runs_is_their_time_average(tmp_path):
-    from babblelm.train.multilingual import initial_pi
+    from babblelm.train.mixedsource import initial_pi
 
     for name, pis in (("s1", [[0.2, 0.3, 0.5], [0.1, 0.3, 0.6]]), ("s2", [[0.2, 0.2, 0.6], [0.2, 0.2, 0.6]])):
         (tmp_path / name).mkdir()
@@ -173,7 +173,7 @@ def test_the_presets_are_the_reference_conditions(cid):
     """Each configs/taam preset against the reference's condition as its train.py reads it: the start
     or fixed pi, the EXP3 settings and the run (the model and tokenizer: test_taam_preset_is_the_card_model)."""
     pytest.importorskip("lang2vec")
-    from babblelm.train.multilingual import initial_pi
+    from babblelm.train.mixedsource import initial_pi
 
     ref = CONDITIONS[cid]
     cfg = load_config(PRESETS / Path(ref["file"]).name, ["model={arch: transformer}", "tokenizer={vocab_size: 400}"])
@@ -237,7 +237,7 @@ def languages(tmp_path_factory):
 @pytest.mark.parametrize("policy,reward", [("uniform", "normalized_excess_loss"), ("static", "normalized_excess_loss"),
                                            ("taam", "normalized_excess_loss"), ("taam", "cross_lingual_deficit")])
 def test_three_language_run_end_to_end(languages, tmp_path, policy, reward):
-    from babblelm.train.loop import train
+    from babblelm.train.launch import train
 
     extra = {"pi": {"easy": 0.6, "medium": 0.3, "hard": 0.1}} if policy == "static" else {}
     result = train(load_config(raw=_raw(languages, tmp_path, policy, reward, **extra)), progress=False)
@@ -268,7 +268,7 @@ def test_three_language_run_end_to_end(languages, tmp_path, policy, reward):
 
 def test_a_language_without_enough_dev_text_is_refused_before_training(languages, tmp_path):
     from babblelm.data.corpus import DataError
-    from babblelm.train.loop import train
+    from babblelm.train.launch import train
 
     with pytest.raises(DataError, match=r"mixing.reward_dev_tokens \+ mixing.final_dev_tokens: easy has \d+ dev blocks "
                                         r"of 16 tokens, the dev slices need 4 \+ 3125; add easy dev text or lower them"):
@@ -278,7 +278,7 @@ def test_a_language_without_enough_dev_text_is_refused_before_training(languages
 
 def test_resume_keeps_the_mixing_state(languages, tmp_path):
     from babblelm.train import checkpoints as ckpt
-    from babblelm.train.loop import train
+    from babblelm.train.launch import train
 
     full = train(load_config(raw=_raw(languages, tmp_path / "full", "taam")), progress=False)
     cfg = load_config(raw=_raw(languages, tmp_path / "cut", "taam"))
@@ -296,7 +296,7 @@ def test_resume_keeps_the_mixing_state(languages, tmp_path):
 def test_eval_with_language_tag_reads_multiblimp_and_blimp_pairs(languages, tmp_path):
     from babblelm.cli import main
     from babblelm.eval.tasks import load_multilingual_pairs
-    from babblelm.train.loop import train
+    from babblelm.train.launch import train
 
     data = tmp_path / "eval" / "nld"
     data.mkdir(parents=True)
@@ -326,7 +326,7 @@ def test_two_gloo_processes_mix_like_one_process(languages, tmp_path, policy):
     from test_ddp import _torchrun
 
     from babblelm.train import checkpoints as ckpt
-    from babblelm.train.loop import train
+    from babblelm.train.launch import train
 
     extra = {"pi": {"easy": 0.6, "medium": 0.3, "hard": 0.1}} if policy == "static" else {}
     raw = {name: _raw(languages, tmp_path / name, policy, "cross_lingual_deficit", **extra) for name in ("single", "ddp")}

@@ -13,7 +13,7 @@ from babblelm.models.registry import parse_model_section
 from babblelm.train import distributed
 from babblelm.train.stepper import build_stepper
 from babblelm.train.optim import build_optimizer, describe, lr_multiplier, split_parameters
-from babblelm.train.speed import largest_fitting
+from babblelm.train.precision import largest_fitting
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -14,7 +14,7 @@ from babblelm.cli import main
 from babblelm.config import load_config
 from babblelm.configbase import ConfigError
 from babblelm.train import checkpoints as ckpt
-from babblelm.train.loop import train
+from babblelm.train.launch import train
 from babblelm.train.optim import lr_multiplier
 from conftest import tiny_raw
 

@@ -15,7 +15,7 @@ from babblelm.config import load_config
 from babblelm.hubrepo import branches, git
 from babblelm.run import run_all
 from babblelm.rundir import RunDir
-from babblelm.train.loop import train
+from babblelm.train.launch import train
 from conftest import tiny_raw
 from eval_fixtures import write_eval_data
 

@@ -17,7 +17,7 @@ from babblelm.config import load_config
 from babblelm.generate import load_for_generation
 from babblelm.serve.app import Limits, Server
 from babblelm.serve.stops import StopScanner
-from babblelm.train.loop import train
+from babblelm.train.launch import train
 from conftest import tiny_raw
 
 REQUEST_TIMEOUT = 2.0

@@ -14,7 +14,7 @@ from babblelm.serve.engine import Engine, Token, eos_ids
 from babblelm.serve.sampling import Sampling
 from babblelm.models.native import NATIVE
 from babblelm.models.registry import get, names, parse_model_section
-from babblelm.train.loop import train
+from babblelm.train.launch import train
 from conftest import tiny_raw
 
 LINES = ["the dog sees the ball .", "a cat is on the mat .", "where is the little dog ?", "she likes the red ball ."] * 50

@@ -14,12 +14,12 @@ import torch
 import envs
 from babblelm.config import TokenizerSection, load_config
 from babblelm.data.corpus import DataError
-from babblelm.data.multilingual import premium_table, prepare_multilingual
+from babblelm.data.languages import premium_table, prepare_multilingual
 from babblelm.data.prepare import prepare_data
 from babblelm.data.spm import MODEL_FILE, train_model
 from babblelm.data.tokenizer import fit_tokenizer
 from babblelm.export import export_model
-from babblelm.train.loop import train
+from babblelm.train.launch import train
 from conftest import DATA, tiny_raw
 from multilingual_corpus import dutch_sentence, mandarin_sentence, write_corpus
 

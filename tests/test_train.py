@@ -8,7 +8,7 @@ from safetensors.torch import load_file
 
 from babblelm.config import load_config, save_config
 from babblelm.train import checkpoints as ckpt
-from babblelm.train.loop import train
+from babblelm.train.launch import train
 from babblelm.train.plan import make_plan
 from conftest import tiny_raw
 

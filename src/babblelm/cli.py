@@ -94,7 +94,7 @@ def cmd_run(args) -> int:
 
 def cmd_train(args) -> int:
     from .interrupts import exit_code, name
-    from .train.loop import train
+    from .train.launch import train
 
     cfg = _load_cfg(args)
     if args.allow_changes and not args.resume:
@@ -192,7 +192,7 @@ def cmd_eval(args) -> int:
 
 
 def _eval_multilingual(args) -> int:
-    from .eval.multilingual import parse_languages
+    from .eval.lmeval import parse_languages
     from .submit import evaluate_multilingual_model
 
     if not args.tasks_dir:

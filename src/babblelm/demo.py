@@ -63,7 +63,7 @@ def run_demo(out: Path, quick: bool = False, seed: int = 0, arch: str = "transfo
     from .eval.report import text_table
     from .run import run_all
     from .train.engine import build_model
-    from .train.loop import source_for
+    from .train.launch import source_for
 
     hf_logging.disable_progress_bar()  # keep the demo's own output readable
     t0 = time.perf_counter()

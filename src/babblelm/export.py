@@ -28,9 +28,9 @@ import yaml
 
 from .card import model_card
 from .folders import check_new_folder, folder_lock, recover, written_whole
-from .modelfolder import check_tokenizer, load_model, read_config
+from .modelfolder import check_tokenizer, hf_progress_bars_off, load_model, read_config
 from .models.native import NATIVE, as_native
-from .models.registry import arch_for_folder, hf_progress_bars_off, register_auto_classes
+from .models.registry import arch_for_folder, register_auto_classes
 from .rundir import RunDir, resolve_checkpoint
 from .train.checkpoints import HYPERPARAMETERS, hyperparameters
 

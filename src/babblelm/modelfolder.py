@@ -23,13 +23,14 @@ import json
 import pickle
 import re
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from .errors import NotUsable
-from .models.registry import hf_progress_bars_off, names, register_auto_classes
+from .models.registry import names, register_auto_classes
 
 SAFETENSORS, SAFETENSORS_INDEX = "model.safetensors", "model.safetensors.index.json"
 PYTORCH, PYTORCH_INDEX = "pytorch_model.bin", "pytorch_model.bin.index.json"
@@ -270,3 +271,18 @@ def _check_weights(folder: Path, expected: Expected, declared: torch.dtype) -> N
         if not any(name in stored for name in group):
             raise ModelFolderError(f"{folder}: tensor {group[0]!r} (shape {list(tensors[group[0]][0])}) is missing "
                                    f"from {where}; the model {config_json} describes needs it")
+
+
+@contextmanager
+def hf_progress_bars_off():
+    """Hide the one-line bars transformers draws when it loads or saves weights (noise amid
+    babblelm's own output); restores the previous setting."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()

@@ -209,7 +209,7 @@ def _data(cfg, run, redo, progress, summary, log):
 
     from .data.blocks import MANIFEST
     from .data.prepare import format_allocation
-    from .train.loop import source_for
+    from .train.launch import source_for
 
     if redo and run.data.exists():
         shutil.rmtree(run.data)
@@ -239,7 +239,7 @@ def _final_complete(run: RunDir) -> bool:
 
 def _train(cfg, run, redo, progress, summary, log):
     from .train.checkpoints import latest_resumable
-    from .train.loop import train
+    from .train.launch import train
 
     final = run.checkpoint(FINAL)
     if _final_complete(run) and not redo:

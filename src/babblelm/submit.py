@@ -1,7 +1,7 @@
 """`babble submit`: the files the BabyLM leaderboard takes, from a run (or a model folder).
 
 Everything a submission needs that is not there yet is computed through the evaluation suite
-(`eval.suite`, `eval.finetune`, `eval.multilingual`), reusing every result whose inputs match; then
+(`eval.suite`, `eval.finetune`, `eval.lmeval`), reusing every result whose inputs match; then
 `eval.submission` writes the official layout and checks it with the official size rules.
 """
 
@@ -51,9 +51,9 @@ def hf_revisions(model, work_dir: Path, log=print, trust_remote_code: bool = Fal
 
 
 def evaluate_multilingual_model(model, tasks_dir, out_dir=None, trust_remote_code: bool = False, **options) -> dict:
-    """`eval.multilingual.evaluate_multilingual` over `model`'s revisions (`hf_revisions`); results go to
+    """`eval.lmeval.evaluate_multilingual` over `model`'s revisions (`hf_revisions`); results go to
     `out_dir`, else `<run>/results/multilingual` (or `results/<model folder>/multilingual`)."""
-    from .eval.multilingual import evaluate_multilingual, lm_eval_program
+    from .eval.lmeval import evaluate_multilingual, lm_eval_program
 
     options["program"] = lm_eval_program(options.get("program"))  # before any export: a missing harness fails first
     run = RunDir(model)
@@ -118,9 +118,9 @@ def submit(model, data, track: str = "strict-small", out=None, device: str = "au
 
 
 def submit_multilingual(model, tasks_dir, out=None, **options):
-    """The multilingual track's submission of `model` (`eval.multilingual.write_submission`), evaluating
+    """The multilingual track's submission of `model` (`eval.lmeval.write_submission`), evaluating
     with lm-eval what it lacks (`evaluate_multilingual_model`); `out` defaults as `submit`'s."""
-    from .eval.multilingual import write_submission
+    from .eval.lmeval import write_submission
     from .eval.submission import official_sizes
 
     run = RunDir(model)

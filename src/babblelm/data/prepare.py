@@ -13,7 +13,7 @@ from disk, so memory stays bounded whatever the corpus size:
    not used (and every file that gave no text) goes into `skipped_files` with the reason; a file
    read through a link leading outside the corpus folder into `outside_links` with its target.
 2. allocate: split the budget (`data.max_words` or `data.max_bytes`) between sources
-   (mixing.py), keep whole lines of each, check the words against the track's cap.
+   (quotas.py), keep whole lines of each, check the words against the track's cap.
 3. tokenizer: `tokenizer.kind` (byte-level BPE, or SentencePiece BPE on a sample) trained on the
    selected training lines only (they count in the budget).
 4. blocks: encode train and dev into `seq_len` blocks with words per block.
@@ -41,7 +41,7 @@ from ..config import TRACK_WORDS, DataSection, SourceSection, TokenizerSection
 from .blocks import MANIFEST, token_dtype, write_blocks
 from .corpus import DataError, ReadStats, warn_once
 from .filters import FilterChain, chain_names, merge_reports
-from .mixing import allocate, measure, round_robin, take_within
+from .quotas import allocate, measure, round_robin, take_within
 from .readers import CorpusFile, Skipped, canonical_source, read_text, scan_corpus, skipped_summary
 from .tokenizer import fit_tokenizer
 

@@ -38,7 +38,7 @@ import numpy as np
 
 from ..config import UNK_RATE_LIMITS
 from .corpus import DataError
-from .mixing import measure
+from .quotas import measure
 
 SEED = 0
 HOLD_OUT_EVERY = 20  # every 20th sampled line checks the unknown rate (5%, as the reference)

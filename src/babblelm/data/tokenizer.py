@@ -19,7 +19,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from transformers import PreTrainedTokenizerFast
 
 from .corpus import batched
-from .mixing import round_robin
+from .quotas import round_robin
 
 BOS, EOS, PAD = "<bos>", "<eos>", "<pad>"
 SPECIAL_TOKENS = [BOS, EOS, PAD]  # ids 0, 1, 2

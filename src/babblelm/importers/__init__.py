@@ -26,7 +26,8 @@ import torch
 
 from ..data.prepare import file_sha256
 from ..eval.load import TOKENIZER_FILES
-from ..models.registry import count_parameters, get, hf_progress_bars_off
+from ..modelfolder import hf_progress_bars_off
+from ..models.registry import count_parameters, get
 from . import induction
 from .spec import Importer, NameMap
 

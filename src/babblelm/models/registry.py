@@ -21,7 +21,6 @@ import json
 import re
 import typing
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -226,18 +225,3 @@ def arch_for_folder(path) -> Architecture:
         if arch.config_class.model_type == model_type:
             return arch
     raise ValueError(f"{cfg_file}: model_type {model_type!r} is not a babblelm architecture ({', '.join(names())})")
-
-
-@contextmanager
-def hf_progress_bars_off():
-    """Hide the one-line bars transformers draws when it loads or saves weights (noise amid
-    babblelm's own output); restores the previous setting."""
-    from transformers.utils import logging as hf_logging
-
-    enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .. import folders
-from ..models.registry import hf_progress_bars_off
+from ..modelfolder import hf_progress_bars_off
 
 TRAINER_STATE = "trainer_state.json"
 RESUME_STATE = "resume_state.pt"

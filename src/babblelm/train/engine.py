@@ -8,7 +8,7 @@ metrics.jsonl, dev evaluation, checkpoints at milestones, periodically (`last`) 
 interruption (SIGINT, SIGTERM or `--stop-after` save an exact resume point between two steps;
 interrupts.py) and the final plots. What differs between runs is the data, behind the
 `BatchSource` interface: a monolingual corpus read by a word plan (train/plan.py) or the TAAM
-language mixer (train/multilingual.py).
+language mixer (train/mixedsource.py).
 """
 
 from __future__ import annotations
@@ -28,9 +28,8 @@ from tqdm.auto import tqdm
 from .. import interrupts
 from ..config import RunConfig, save_config
 from ..configbase import to_dict
-from ..modelfolder import load_model
-from ..models.registry import (count_parameters, hf_progress_bars_off, init_folder, parse_model_section,
-                               register_auto_classes)
+from ..modelfolder import hf_progress_bars_off, load_model
+from ..models.registry import (count_parameters, init_folder, parse_model_section, register_auto_classes)
 from ..rundir import FINAL, LAST, RunDir
 from . import changes
 from . import checkpoints as ckpt
@@ -38,7 +37,7 @@ from . import distributed
 from .optim import describe
 from .plan import init_tokenizer
 from .plot import plot_training
-from .speed import autocast
+from .precision import autocast
 from .stepper import Stepper, build_stepper
 
 

@@ -23,12 +23,12 @@ import numpy as np
 
 from ..config import load_config
 from ..configbase import to_dict
-from ..data.multilingual import ML_MANIFEST, multilingual_config_hash
+from ..data.languages import ML_MANIFEST, multilingual_config_hash
 from ..data.prepare import copy_prepared
 from ..rundir import FINAL, RunDir
 from . import changes
 from .checkpoints import latest_resumable
-from .multilingual import final_losses, read_mixing_records
+from .mixedsource import final_losses, read_mixing_records
 
 METRICS = (("dev_loss", "final dev loss", 3), ("multiblimp", "MultiBLiMP", 2), ("pi", "final pi", 3))
 
@@ -61,7 +61,7 @@ def plan(config_paths: list[str | Path], seeds: list[int], out: Path, overrides:
 def run_matrix(config_paths: list[str | Path], seeds: list[int], out: str | Path, overrides: list[str] | None = None,
                eval_data: str | Path | None = None, progress: bool = True) -> list[dict]:
     """Train (or reuse) every condition x seed; return the table's rows (also written to the matrix folder)."""
-    from .loop import train
+    from .launch import train
 
     out = Path(out)
     jobs, prepared, runs = plan(config_paths, seeds, out, overrides), {}, []

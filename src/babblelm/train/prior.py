@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .mixing import apply_floor, softmax
+from .exp3 import apply_floor, softmax
 
 DEFAULT_FEATURES = ("syntax_knn", "phonology_knn", "inventory_knn")
 DEFAULT_TEMPERATURE = 0.5

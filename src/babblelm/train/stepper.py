@@ -13,7 +13,7 @@ import torch
 from ..config import RunConfig
 from . import distributed
 from .optim import LRSchedule, Optimizers, build_optimizer, build_scheduler
-from .speed import autocast, cuda_fits, grad_scaler, micro_batch_size, resolve_precision
+from .precision import autocast, cuda_fits, grad_scaler, micro_batch_size, resolve_precision
 
 
 @dataclass

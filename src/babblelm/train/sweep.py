@@ -72,7 +72,7 @@ def _measure(cfg, final_dir: Path) -> dict[str, float]:
 def run_sweep(config_path: str | Path, grid: dict[str, list], overrides: list[str] | None = None,
               out_dir: str | Path | None = None, progress: bool = True) -> list[dict]:
     """Train every combination; return one row per run (also written to sweep.md / sweep.csv)."""
-    from .loop import train
+    from .launch import train
 
     base = load_config(config_path, overrides)
     out = Path(out_dir) if out_dir else Path("runs") / f"sweep-{base.run.name}"

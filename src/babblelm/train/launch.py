@@ -15,7 +15,7 @@ from ..config import RunConfig
 from ..folders import folder_lock
 from . import distributed
 from .engine import Training, TrainResult
-from .multilingual import MixedSource
+from .mixedsource import MixedSource
 from .plan import PlanSource
 
 

@@ -1,7 +1,7 @@
 """Multilingual training: each step's batch is drawn from the languages by the mixing policy's pi.
 
 `MixedSource` is the training engine's batch source when the config has `mixing.languages`: the
-data is per-language blocks (data/multilingual.py); each step's batch is one language drawn from pi
+data is per-language blocks (data/languages.py); each step's batch is one language drawn from pi
 (`mixing.granularity: batch`) or rows drawn per language (`rows`), see `Mixer.sample`; every
 `mixing.eval_every` steps the per-language loss on the reward dev slice updates pi; at the end a
 separate, larger final dev slice is measured. Checkpoints fall at token-exposure milestones
@@ -29,9 +29,9 @@ import numpy as np
 from ..config import PiFromRuns, RunConfig
 from ..data.blocks import Blocks, load_blocks
 from ..data.corpus import DataError
-from ..data.multilingual import prepare_multilingual
+from ..data.languages import prepare_multilingual
 from ..rundir import RunDir
-from .mixing import Mixer
+from .exp3 import Mixer
 from .plan import milestone_steps
 from .prior import typological_prior
 
