@@ -227,9 +227,10 @@ def total_length(past, seq: int) -> int:
 
 def token_positions(attention_mask: torch.Tensor | None, position_ids: torch.Tensor | None, past, seq: int,
                     device) -> tuple[torch.Tensor, int]:
-    """(position ids of `seq` new tokens, how many positions they span: the largest plus one). Given
-    `position_ids` are kept; else they count the real tokens of the padding mask (left padding does
-    not shift them) or, without a mask, follow `past`."""
+    """(position ids of `seq` new tokens, a bound on them: the largest plus one for given ones, else
+    the total length, which needs no read of the device). Given `position_ids` are kept; else they
+    count the real tokens of the padding mask (left padding does not shift them) or, without a
+    mask, follow `past`."""
     if position_ids is not None:
         return position_ids, int(position_ids.max()) + 1
     if attention_mask is None:
@@ -239,9 +240,9 @@ def token_positions(attention_mask: torch.Tensor | None, position_ids: torch.Ten
 
 def attention_inputs(embed_tokens: nn.Embedding, input_ids, inputs_embeds, attention_mask, position_ids,
                      past) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor | None]:
-    """The start of an attention decoder's `embed`: (token embeddings, the new tokens' position ids,
-    how many positions they span (`token_positions`), the SDPA mask: None on the is_causal fast
-    path (no padding, nothing cached), else `causal_mask`)."""
+    """The start of an attention decoder's `embed`: (token embeddings, the new tokens' position ids
+    and their bound (`token_positions`), the SDPA mask: None on the is_causal fast path (no padding,
+    nothing cached), else `causal_mask`)."""
     hidden = embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
     seq = hidden.shape[1]
     if attention_mask is not None and bool(attention_mask.all()):
