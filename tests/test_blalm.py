@@ -112,7 +112,8 @@ def test_modulation_is_learned_and_reported():
 
 
 @pytest.mark.parametrize("bad, message", [
-    (dict(hidden_size=30), "whole, even head dimension"),
+    (dict(hidden_size=30), "divisible by num_attention_heads"),
+    (dict(hidden_size=36), "must be even for rotary embeddings"),
     (dict(swa_memory_tokens=2), "need sliding-window attention"),
     (dict(swa_modulation="bounded"), "need sliding-window attention"),
     (dict(chunk_size=0), "chunk_size must be >= 1"),

@@ -23,9 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import GenerationMixin
 
-from .layers import (BabbleConfig, BabbleDecoder, BabblePreTrainedModel, CausalLMHead, RMSNorm, RotaryEmbedding,
-                     SwiGLU, apply_rotary, check_positive, init, new_positions, position_ids_from_mask,
-                     scale_residual_init, total_length)
+from .layers import (BabbleDecoder, BabblePreTrainedModel, CausalLMHead, MultiHeadConfig, RMSNorm, RotaryEmbedding,
+                     SwiGLU, apply_rotary, check_positive, init, scale_residual_init, token_positions)
 from .mlstm import (PAD_FORGET_GATE, PAD_INPUT_GATE, mlstm_chunkwise, mlstm_kernels_available, mlstm_step,
                     mlstm_triton)
 
@@ -36,12 +35,13 @@ MODULATIONS = ("none", "dynamic", "bounded")
 FEATURE_MAPS = ("none", "hedgehog")
 
 
-class BlalmConfig(BabbleConfig):
+class BlalmConfig(MultiHeadConfig):
     """Shape, mLSTM settings and add-on switches. `max_position_embeddings` is the trained length of
     the SWA branch's rotary positions (longer texts extend them); the mLSTM has no position limit."""
 
     model_type = "blalm"
     keys_to_ignore_at_inference = ["past_key_values", "cache"]
+    rotary_heads = True
 
     def __init__(self, vocab_size: int = 16000, hidden_size: int = 384, num_hidden_layers: int = 6,
                  num_attention_heads: int = 6, intermediate_size: int = 1536, max_position_embeddings: int = 512,
@@ -54,19 +54,12 @@ class BlalmConfig(BabbleConfig):
                  **kwargs):
         super().__init__(locals(), **kwargs)
 
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_attention_heads
-
     def check_settings(self):
         super().check_settings()
-        check_positive(self, "num_attention_heads", "max_position_embeddings", "chunk_size", "conv_kernel_size")
+        check_positive(self, "max_position_embeddings", "chunk_size", "conv_kernel_size")
         for name, allowed in (("mlstm_backend", BACKENDS), ("swa_modulation", MODULATIONS), ("feature_map", FEATURE_MAPS)):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}")
-        if self.hidden_size % self.num_attention_heads or self.head_dim % 2:
-            raise ValueError(f"hidden_size ({self.hidden_size}) / num_attention_heads ({self.num_attention_heads}) "
-                             "must be a whole, even head dimension")
         if self.swa_window < 0 or self.swa_memory_tokens < 0:
             raise ValueError("swa_window and swa_memory_tokens must be >= 0")
         if self.swa_window == 0 and (self.swa_memory_tokens or self.swa_modulation != "none"):
@@ -323,13 +316,7 @@ class BlalmModel(BabbleDecoder, BlalmPreTrainedModel):
             valid = attention_mask[:, past:].bool()
         rope = None
         if self.rotary is not None:
-            if position_ids is None:
-                position_ids = (position_ids_from_mask(attention_mask, seq) if attention_mask is not None
-                                else new_positions(past, seq, hidden.device))
-                length = total_length(past, seq)
-            else:
-                length = int(position_ids.max()) + 1
-            rope = self.rotary(position_ids, length)
+            rope = self.rotary(*token_positions(attention_mask, position_ids, past, seq, hidden.device))
         return hidden, (rope, valid)
 
 

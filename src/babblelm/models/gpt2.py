@@ -20,11 +20,11 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import GenerationMixin
 
-from .layers import (BabbleConfig, BabbleDecoder, BabblePreTrainedModel, CausalLMHead, causal_mask, check_positive,
-                     init, new_positions, position_ids_from_mask, scale_residual_init, total_length)
+from .layers import (BabbleDecoder, BabblePreTrainedModel, CausalLMHead, MultiHeadConfig, attention_inputs,
+                     check_positive, scale_residual_init, total_length)
 
 
-class BabbleGPT2Config(BabbleConfig):
+class BabbleGPT2Config(MultiHeadConfig):
     """Shape of GPT-2 (the defaults: the BabyBabelLM / TAAM small baseline, 6 x 512, 8 heads, context
     512). The dropout rates are GPT-2's `embd_pdrop`, `attn_pdrop` and `resid_pdrop`."""
 
@@ -37,16 +37,9 @@ class BabbleGPT2Config(BabbleConfig):
                  resid_pdrop: float = 0.1, initializer_range: float = 0.02, tie_word_embeddings: bool = True, **kwargs):
         super().__init__(locals(), **kwargs)
 
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_attention_heads
-
     def check_settings(self):
         super().check_settings()
-        check_positive(self, "num_attention_heads", "max_position_embeddings")
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by "
-                             f"num_attention_heads ({self.num_attention_heads})")
+        check_positive(self, "max_position_embeddings")
         if self.layer_norm_epsilon <= 0:
             raise ValueError(f"layer_norm_epsilon must be > 0, got {self.layer_norm_epsilon}")
         for name in ("embd_pdrop", "attn_pdrop", "resid_pdrop"):
@@ -109,12 +102,6 @@ class BabbleGPT2PreTrainedModel(BabblePreTrainedModel):
     config_class = BabbleGPT2Config
     _no_split_modules = ["GPT2Block"]
 
-    def _init_module(self, module):
-        """LayerNorms start at gain 1, bias 0."""
-        if isinstance(module, nn.LayerNorm):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
-
 
 class BabbleGPT2Model(BabbleDecoder, BabbleGPT2PreTrainedModel):
     """Token + learned position embeddings, the blocks and the final LayerNorm; returns hidden states."""
@@ -130,21 +117,13 @@ class BabbleGPT2Model(BabbleDecoder, BabbleGPT2PreTrainedModel):
 
     def embed(self, input_ids, inputs_embeds, attention_mask, position_ids, cache, past):
         """Token + position embeddings; context: the SDPA mask (None on the is_causal fast path)."""
-        hidden = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
-        seq = hidden.shape[1]
-        if attention_mask is not None and bool(attention_mask.all()):
-            attention_mask = None  # no padding
-        given = position_ids is not None
-        if not given:
-            position_ids = (new_positions(past, seq, hidden.device) if attention_mask is None
-                            else position_ids_from_mask(attention_mask, seq))
+        hidden, position_ids, length, mask = attention_inputs(self.embed_tokens, input_ids, inputs_embeds,
+                                                              attention_mask, position_ids, past)
         limit = self.config.max_position_embeddings
-        if (given or total_length(past, seq) > limit) and int(position_ids.max()) >= limit:
-            raise ValueError(f"position {int(position_ids.max())} (sequence of {total_length(past, seq)} tokens, "
-                             f"cache included) exceeds max_position_embeddings={limit}: this model's positions are a "
-                             f"learned table of {limit} entries")
-        start = attention_mask is None and total_length(past, 0) == 0
-        mask = None if start else causal_mask(attention_mask, seq, past, hidden.device)
+        if length > limit and int(position_ids.max()) >= limit:
+            raise ValueError(f"position {int(position_ids.max())} (sequence of {total_length(past, hidden.shape[1])} "
+                             f"tokens, cache included) exceeds max_position_embeddings={limit}: this model's positions "
+                             f"are a learned table of {limit} entries")
         return self.drop(hidden + self.embed_positions(position_ids)), mask
 
 

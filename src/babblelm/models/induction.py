@@ -37,13 +37,13 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import GenerationMixin
 
-from .layers import (BabbleConfig, BabbleDecoder, BabblePreTrainedModel, CausalLMHead, RMSNorm, SwiGLU, check_positive,
-                     init, new_positions, position_ids_from_mask, total_length)
+from .layers import (BabbleDecoder, BabblePreTrainedModel, CausalLMHead, MultiHeadConfig, RMSNorm, SwiGLU,
+                     check_divides, check_positive, init, new_positions, position_ids_from_mask, total_length)
 
 DEFAULT_DILATIONS = (1, 2, 4)
 
 
-class BabbleInductionConfig(BabbleConfig):
+class BabbleInductionConfig(MultiHeadConfig):
     """Shape of the Conv-Routed Induction LM. `conv_dilations` None means (1, 2, 4). Positions are a
     learned table, so `max_position_embeddings` is a hard limit on the text length."""
 
@@ -61,17 +61,10 @@ class BabbleInductionConfig(BabbleConfig):
     def dilations(self) -> tuple[int, ...]:
         return tuple(self.conv_dilations or DEFAULT_DILATIONS)
 
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_attention_heads
-
     def check_settings(self):
         super().check_settings()
-        check_positive(self, "num_attention_heads", "induction_memory", "conv_kernel_size", "conv_groups",
-                       "max_position_embeddings")
-        for name in ("num_attention_heads", "conv_groups"):
-            if self.hidden_size % getattr(self, name):
-                raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by {name} ({getattr(self, name)})")
+        check_positive(self, "induction_memory", "conv_kernel_size", "conv_groups", "max_position_embeddings")
+        check_divides(self, "conv_groups")
         if not self.dilations or any(d < 1 for d in self.dilations):
             raise ValueError(f"conv_dilations must be a non-empty list of integers >= 1, got {self.conv_dilations}")
 
@@ -233,13 +226,10 @@ class BabbleInductionPreTrainedModel(BabblePreTrainedModel):
     _no_split_modules = ["InductionLayer"]
 
     def _init_module(self, module):
-        """Sink keys and values Normal(0, initializer_range); the final LayerNorm at (1, 0)."""
+        """Sink keys and values Normal(0, initializer_range)."""
         if isinstance(module, InductionMixer):
             init.normal_(module.sink_key, mean=0.0, std=self.config.initializer_range)
             init.normal_(module.sink_value, mean=0.0, std=self.config.initializer_range)
-        elif isinstance(module, nn.LayerNorm):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
 
 
 class BabbleInductionModel(BabbleDecoder, BabbleInductionPreTrainedModel):

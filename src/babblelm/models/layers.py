@@ -10,9 +10,12 @@ releases, building blocks, the decoding cache, and the model glue.
   a decoding cache travels between `generate` and `forward` (`cache` in recent releases,
   `past_key_values` before). It lives here rather than in a module of its own because transformers
   4.x copies only the files an architecture module imports directly into its remote-code cache.
+- Configs: `BabbleConfig`, the base of every architecture's config, and `MultiHeadConfig`, the base
+  of those split into heads (`head_dim` and its checks).
 - Blocks: RMSNorm, the SwiGLU feed-forward block, rotary position embeddings (extended on the fly
   past the trained length), and the helpers that turn a 2-D padding mask into position ids and into
-  a boolean attention mask.
+  a boolean attention mask (`token_positions`, `causal_mask`; `attention_inputs`, the start of an
+  attention decoder's `embed`).
 - `BabbleCache`: the one decoding state every architecture keeps (per-layer tensors, shared
   tensors, `seen_tokens`), updated in place by each forward pass; `SlotCache`: the same state for
   many sequences of different lengths at once, in slots allocated once (a server's continuous
@@ -86,6 +89,35 @@ class BabbleConfig(PreTrainedConfig):
         for name in ("rope_theta", "rms_norm_eps", "initializer_range"):
             if getattr(self, name, 1) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+
+
+def check_divides(config, *names: str) -> None:
+    """Raise ValueError naming the first of the config's `names` that does not divide hidden_size."""
+    for name in names:
+        if config.hidden_size % getattr(config, name):
+            raise ValueError(f"hidden_size ({config.hidden_size}) must be divisible by {name} ({getattr(config, name)})")
+
+
+class MultiHeadConfig(BabbleConfig):
+    """Base of the configs whose hidden states split into `num_attention_heads` heads of `head_dim`
+    channels. `rotary_heads`: the heads carry rotary positions, so `head_dim` must be even."""
+
+    rotary_heads = False
+
+    def __init__(self, settings: dict, **kwargs):
+        # its own __init__: transformers 5 gives a config class without one a keyword-only constructor
+        super().__init__(settings, **kwargs)
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    def check_settings(self) -> None:
+        super().check_settings()
+        check_positive(self, "num_attention_heads")
+        check_divides(self, "num_attention_heads")
+        if self.rotary_heads and self.head_dim % 2:
+            raise ValueError(f"hidden_size / num_attention_heads must be even for rotary embeddings, got {self.head_dim}")
 
 
 def scale_residual_init(config, *projections: nn.Linear, branches: int = 2) -> None:
@@ -191,6 +223,33 @@ def new_positions(past, seq: int, device) -> torch.Tensor:
 def total_length(past, seq: int) -> int:
     """Tokens of the longest row once `seq` more follow `past` (an int or one count per row)."""
     return (past if isinstance(past, int) else int(past.max())) + seq
+
+
+def token_positions(attention_mask: torch.Tensor | None, position_ids: torch.Tensor | None, past, seq: int,
+                    device) -> tuple[torch.Tensor, int]:
+    """(position ids of `seq` new tokens, a bound on them: the largest plus one for given ones, else
+    the total length, which needs no read of the device). Given `position_ids` are kept; else they
+    count the real tokens of the padding mask (left padding does not shift them) or, without a
+    mask, follow `past`."""
+    if position_ids is not None:
+        return position_ids, int(position_ids.max()) + 1
+    if attention_mask is None:
+        return new_positions(past, seq, device), total_length(past, seq)
+    return position_ids_from_mask(attention_mask, seq), total_length(past, seq)
+
+
+def attention_inputs(embed_tokens: nn.Embedding, input_ids, inputs_embeds, attention_mask, position_ids,
+                     past) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor | None]:
+    """The start of an attention decoder's `embed`: (token embeddings, the new tokens' position ids
+    and their bound (`token_positions`), the SDPA mask: None on the is_causal fast path (no padding,
+    nothing cached), else `causal_mask`)."""
+    hidden = embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
+    seq = hidden.shape[1]
+    if attention_mask is not None and bool(attention_mask.all()):
+        attention_mask = None  # no padding
+    position_ids, length = token_positions(attention_mask, position_ids, past, seq, hidden.device)
+    start = attention_mask is None and total_length(past, 0) == 0
+    return hidden, position_ids, length, None if start else causal_mask(attention_mask, seq, past, hidden.device)
 
 
 def causal_mask(attention_mask: torch.Tensor | None, q_len: int, past_len, device: torch.device) -> torch.Tensor:
@@ -441,14 +500,17 @@ class BabblePreTrainedModel(PreTrainedModel):
     @torch.no_grad()
     def _init_weights(self, module):
         """Normal(0, initializer_range), or a module's own `init_std` (projections whose outputs add
-        to the residual stream); biases at 0; norms at 1; rotary tables recomputed. Modules of an
-        architecture's own kind go to its `_init_module`. Called per module, leaves first."""
+        to the residual stream); biases at 0; norms (RMSNorm, LayerNorm) at gain 1, bias 0; rotary
+        tables recomputed. Modules of an architecture's own kind go to its `_init_module`. Called per
+        module, leaves first."""
         if isinstance(module, (nn.Linear, nn.Embedding)):
             init.normal_(module.weight, mean=0.0, std=getattr(module, "init_std", self.config.initializer_range))
             if getattr(module, "bias", None) is not None:
                 init.zeros_(module.bias)
-        elif isinstance(module, RMSNorm):
+        elif isinstance(module, (RMSNorm, nn.LayerNorm)):
             init.ones_(module.weight)
+            if getattr(module, "bias", None) is not None:
+                init.zeros_(module.bias)
         elif isinstance(module, RotaryEmbedding):
             cos, sin = module.tables()
             init.copy_(module.cos, cos)

@@ -12,17 +12,17 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import GenerationMixin
 
-from .layers import (BabbleConfig, BabbleDecoder, BabblePreTrainedModel, CausalLMHead, RMSNorm, RotaryEmbedding,
-                     SwiGLU, apply_rotary, causal_mask, check_positive, new_positions, position_ids_from_mask,
-                     scale_residual_init, total_length)
+from .layers import (BabbleDecoder, BabblePreTrainedModel, CausalLMHead, MultiHeadConfig, RMSNorm, RotaryEmbedding,
+                     SwiGLU, apply_rotary, attention_inputs, check_positive, scale_residual_init)
 
 
-class BabbleTransformerConfig(BabbleConfig):
+class BabbleTransformerConfig(MultiHeadConfig):
     """Shape of the decoder. `num_key_value_heads` None means one KV head per query head.
     `max_position_embeddings` is the trained length; longer texts extend the rotary positions."""
 
     model_type = "babble_transformer"
     keys_to_ignore_at_inference = ["past_key_values", "cache"]
+    rotary_heads = True
 
     def __init__(self, vocab_size: int = 16000, hidden_size: int = 384, num_hidden_layers: int = 6,
                  num_attention_heads: int = 6, num_key_value_heads: int | None = None, intermediate_size: int = 1536,
@@ -31,21 +31,12 @@ class BabbleTransformerConfig(BabbleConfig):
         super().__init__(locals(), **kwargs)
 
     @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_attention_heads
-
-    @property
     def kv_heads(self) -> int:
         return self.num_key_value_heads or self.num_attention_heads
 
     def check_settings(self):
         super().check_settings()
-        check_positive(self, "num_attention_heads", "max_position_embeddings")
-        if self.hidden_size % self.num_attention_heads:
-            raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by "
-                             f"num_attention_heads ({self.num_attention_heads})")
-        if self.head_dim % 2:
-            raise ValueError(f"hidden_size / num_attention_heads must be even for rotary embeddings, got {self.head_dim}")
+        check_positive(self, "max_position_embeddings")
         if self.num_key_value_heads is not None and (
             self.num_key_value_heads < 1 or self.num_attention_heads % self.num_key_value_heads
         ):
@@ -115,19 +106,9 @@ class BabbleTransformerModel(BabbleDecoder, BabbleTransformerPreTrainedModel):
 
     def embed(self, input_ids, inputs_embeds, attention_mask, position_ids, cache, past):
         """Token embeddings; context: rotary tables and the SDPA mask (None on the is_causal fast path)."""
-        hidden = self.embed_tokens(input_ids) if inputs_embeds is None else inputs_embeds
-        seq = hidden.shape[1]
-        if attention_mask is not None and bool(attention_mask.all()):
-            attention_mask = None  # no padding
-        length = total_length(past, seq)
-        if position_ids is None:
-            position_ids = (new_positions(past, seq, hidden.device) if attention_mask is None
-                            else position_ids_from_mask(attention_mask, seq))
-        else:
-            length = int(position_ids.max()) + 1
-        rope = self.rotary(position_ids, length)
-        start = attention_mask is None and total_length(past, 0) == 0
-        return hidden, (rope, None if start else causal_mask(attention_mask, seq, past, hidden.device))
+        hidden, position_ids, length, mask = attention_inputs(self.embed_tokens, input_ids, inputs_embeds,
+                                                              attention_mask, position_ids, past)
+        return hidden, (self.rotary(position_ids, length), mask)
 
 
 class BabbleTransformerForCausalLM(CausalLMHead, BabbleTransformerPreTrainedModel, GenerationMixin):
