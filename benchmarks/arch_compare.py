@@ -19,7 +19,7 @@ from pathlib import Path
 
 from babblelm.config import load_config
 from babblelm.data.prepare import config_hash, copy_prepared, prepare_data
-from babblelm.eval.blimp import evaluate_blimp
+from babblelm.eval.tasks import evaluate_task
 from babblelm.eval.load import load_model_and_tokenizer
 from babblelm.models.registry import count_parameters
 from babblelm.train.launch import train
@@ -81,9 +81,9 @@ def main():
             last = [r["loss"] for r in logs if "loss" in r][-3:]
             final = result.final_dir
             model, tokenizer = load_model_and_tokenizer(final, device="cpu")
-            score = evaluate_blimp(model, tokenizer, blimp, batch_size=64)
+            score = evaluate_task(model, tokenizer, "blimp", blimp, batch_size=64)["scores"]["blimp"]
             print(f"| {name} | {count_parameters(model):,} | {result.seconds:.0f} | {result.tokens_seen / result.seconds:,.0f} | "
-                  f"{sum(last) / len(last):.3f} | {result.final_dev_loss:.3f} | {score['accuracy']:.2f} |", flush=True)
+                  f"{sum(last) / len(last):.3f} | {result.final_dev_loss:.3f} | {score:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

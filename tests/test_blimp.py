@@ -1,4 +1,4 @@
-"""BLiMP loading, scoring rules (ties, macro average) and an end-to-end run on BLiMP-format files
+"""BLiMP loading, its scoring through the suite (ties, macro average) and an end-to-end run on BLiMP-format files
 (tests/data/blimp: original pairs in the official record layout, all four fields)."""
 
 import json
@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from conftest import BLIMP, SHARED
 
-from babblelm.eval.blimp import EvalDataError, MinimalPair, evaluate_blimp, format_table, load_blimp, summarize
+from babblelm.eval.blimp import EvalDataError, MinimalPair, load_blimp
+from babblelm.eval.tasks import Choice, evaluate_task, summarize
 from babblelm.eval.scoring import sentence_logprobs
 
 SHARED_BLIMP = SHARED / "eval" / "blimp"  # the 67 official files; only the `slow` test reads them
@@ -76,46 +77,48 @@ def test_every_data_file_is_read_or_named(tmp_path):
         load_blimp(tmp_path)
 
 
-def test_ties_count_as_correct():
+def _choices(pairs):
+    return [Choice((("", p.good), ("", p.bad)), p.uid, p.field) for p in pairs]
+
+
+def test_ties_count_as_the_rules_say():
     pairs = [MinimalPair("a", "b", "u", "f")] * 3
-    result = summarize(pairs, [-1.0, -2.0, -3.0], [-1.0, -1.0, -4.0])
-    assert result["by_uid"] == {"u": pytest.approx(200 / 3)}  # tie right, worse wrong, better right
+    scores = [[-1.0, -1.0], [-2.0, -1.0], [-3.0, -4.0]]  # a tie, worse, better
+    assert summarize("blimp", _choices(pairs), scores, "2025")["by_uid"] == {"u": pytest.approx(200 / 3)}
+    assert summarize("blimp", _choices(pairs), scores, "2026")["by_uid"] == {"u": pytest.approx(150 / 3)}
 
 
 def test_accuracy_is_macro_over_uids():
     pairs = [MinimalPair("g", "b", "small", "morphology")] + [MinimalPair("g", "b", "large", "syntax")] * 3
-    good, bad = [0.0, -1.0, -1.0, -1.0], [-1.0, 0.0, 0.0, 0.0]  # "small" all right, "large" all wrong
-    result = summarize(pairs, good, bad)
+    scores = [[0.0, -1.0]] + [[-1.0, 0.0]] * 3  # "small" all right, "large" all wrong
+    result = summarize("blimp", _choices(pairs), scores, "2026")
     assert result["by_uid"] == {"large": 0.0, "small": 100.0}
-    assert result["accuracy"] == 50.0  # micro over pairs would be 25.0
-    assert result["by_field"] == {"morphology": 100.0, "syntax": 0.0}
+    assert result["scores"]["blimp"] == 50.0  # micro over pairs would be 25.0
+    assert result["by_group"] == {"morphology": 100.0, "syntax": 0.0}
 
 
 def test_identical_sentences_tie_end_to_end(model, tokenizer, tmp_path):
     records = [{"sentence_good": s, "sentence_bad": s, "UID": "same"} for s in ["The cat sat.", "Who ran?", "A dog."]]
     write_jsonl(tmp_path / "same.jsonl", records)
     for batch_size in (1, 2):
-        assert evaluate_blimp(model, tokenizer, tmp_path, batch_size=batch_size)["by_uid"] == {"same": 100.0}
+        result = evaluate_task(model, tokenizer, "blimp", tmp_path, batch_size=batch_size, rules="2025")
+        assert result["by_uid"] == {"same": 100.0}
 
 
 def test_evaluate_on_blimp_files(model, tokenizer):
     # 8 pairs for each of 6 UIDs; fields spelled "syntax_semantics" and "syntax/semantics" both group as the latter
-    result = evaluate_blimp(model, tokenizer, BLIMP, batch_size=16)
+    result = evaluate_task(model, tokenizer, "blimp", BLIMP, batch_size=16)
 
-    assert result["task"] == "blimp" and result["n_pairs"] == 48 and result["seconds"] > 0
+    assert result["task"] == "blimp" and result["n_items"] == 48 and result["seconds"] > 0
     assert sorted(result["by_uid"]) == BLIMP_UIDS
-    assert sorted(result["by_field"]) == ["morphology", "semantics", "syntax", "syntax/semantics"]
-    assert result["accuracy"] == pytest.approx(sum(result["by_uid"].values()) / 6)
+    assert sorted(result["by_group"]) == ["morphology", "semantics", "syntax", "syntax/semantics"]
+    assert result["scores"]["blimp"] == pytest.approx(sum(result["by_uid"].values()) / 6)
     pairs = load_blimp(BLIMP)
     assert [p.uid for p in pairs] == [uid for uid in BLIMP_UIDS for _ in range(8)]
     scores = sentence_logprobs(model, tokenizer, [p.good for p in pairs] + [p.bad for p in pairs], batch_size=7)
-    expected = summarize(pairs, scores[:48], scores[48:])
-    assert result["by_uid"] == expected["by_uid"]  # other batches and order, same verdicts
-    assert result["by_field"] == expected["by_field"]
-
-    table = format_table(result)
-    assert f"{result['accuracy']:.2f}" in table and "anaphor_gender_agreement" in table and "morphology" in table
-    assert "syntax/semantics" in table and "macro over 6 UIDs" in table
+    expected = summarize("blimp", _choices(pairs), [list(pair) for pair in zip(scores[:48], scores[48:])])
+    assert result["by_uid"] == pytest.approx(expected["by_uid"])  # other batches and order, same verdicts
+    assert result["by_group"] == pytest.approx(expected["by_group"])
 
 
 @pytest.mark.slow

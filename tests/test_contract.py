@@ -15,7 +15,6 @@ import babblelm.models
 import contract
 import envs
 from babblelm.data.tokenizer import train_tokenizer
-from babblelm.eval.blimp import evaluate_blimp
 from babblelm.export import export_model
 from babblelm.models import registry
 from babblelm.models.native import NATIVE
@@ -276,6 +275,7 @@ def test_lm_eval_scores_the_export_as_babblelm_scores_minimal_pairs(arch, export
     of minimal pairs: its log-likelihoods are babblelm's sentence scores, so its accuracy is ours."""
     from babblelm.data import synthetic
     from babblelm.eval.scoring import sentence_logprobs
+    from babblelm.eval.tasks import evaluate_task
 
     synthetic.write_minimal_pairs(tmp_path / "pairs", pairs_per_phenomenon=4, seed=1)
     records = [json.loads(line) for f in sorted((tmp_path / "pairs").glob("*.jsonl")) for line in f.read_text().splitlines()]
@@ -296,10 +296,10 @@ def test_lm_eval_scores_the_export_as_babblelm_scores_minimal_pairs(arch, export
     good = sentence_logprobs(model, tokenizer, [r["sentence_good"] for r in records])
     bad = sentence_logprobs(model, tokenizer, [r["sentence_bad"] for r in records])
     assert theirs == pytest.approx([score for pair in zip(good, bad) for score in pair], abs=1e-4)
-    ours = evaluate_blimp(model, tokenizer, tmp_path / "pairs")  # macro over UIDs = micro: 4 pairs each
-    assert ours["n_pairs"] == len(records) == 4 * len(ours["by_uid"])
+    ours = evaluate_task(model, tokenizer, "blimp", tmp_path / "pairs", rules="2025")  # macro over UIDs = micro
+    assert ours["n_items"] == len(records) == 4 * len(ours["by_uid"])
     decided = [abs(g - b) > 1e-4 for g, b in zip(good, bad)]  # float noise may flip an exact tie, nothing else
     agree = [(s["acc"] == 1.0) == (g >= b) for s, g, b in zip(samples, good, bad)]
     assert all(a for a, d in zip(agree, decided) if d)
     if all(decided):
-        assert 100 * results["results"]["babble_pairs"]["acc,none"] == pytest.approx(ours["accuracy"], abs=1e-9)
+        assert 100 * results["results"]["babble_pairs"]["acc,none"] == pytest.approx(ours["scores"]["blimp"], abs=1e-9)

@@ -47,15 +47,54 @@ def table(out: str) -> dict[str, str]:
     return {row.split("|")[1].strip(): row.split("|")[2].strip() for row in rows if row.count("|") >= 4}
 
 
+PREPARED: list[str] = []  # the data folders `prepare_data` was called on while the `finished` run ran
+
+
 @pytest.fixture(scope="module")
 def finished(small_corpus, tmp_path_factory):
     """A whole `babble run` (two milestones, BLiMP scored, exported), kept pristine; its raw config."""
+    import babblelm.train.plan as plan
+
     root = tmp_path_factory.mktemp("finished")
     raw = tiny_raw(small_corpus, root / "run", train={"epochs": 0.3})
     raw["eval"] = {"tasks": ["blimp"], "data": str(write_eval_data(root / "eval"))}
-    summary = run_all(load_config(raw=raw), progress=False, log=lambda _: None)
-    assert not summary.failed and RunDir(root / "run").milestones() and (root / "run" / "hf").is_dir()
+    prepare = plan.prepare_data
+
+    def counted(data_cfg, tok_cfg, out_dir, **options):
+        PREPARED.append(str(out_dir))
+        return prepare(data_cfg, tok_cfg, out_dir, **options)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(plan, "prepare_data", counted)
+        summary = run_all(load_config(raw=raw), progress=False, log=lambda _: None)
+    assert not summary.failed and RunDir(root / "run").milestones() and RunDir(root / "run").hf.is_dir()
     return root / "run", raw
+
+
+def test_a_run_prepares_its_data_once(finished):
+    """The data stage prepares (hashing every input and output file); training receives its manifest."""
+    folder, _ = finished
+    assert PREPARED == [str(RunDir(folder).data)]
+
+
+def test_the_card_of_main_and_of_every_branch_shows_its_scores(finished, tmp_path):
+    """The exported card shows the final model's scores and the learning curve of the fast stage; each
+    `chck_*` branch's card shows that checkpoint's own fast scores."""
+    from babblelm.hubrepo import checkout
+    from babblelm.rundir import FINAL
+
+    folder, _ = finished
+    run = RunDir(folder)
+    card = (run.hf / "README.md").read_text()
+    final = json.loads((run.results_of(FINAL) / "blimp.json").read_text())["scores"]["blimp"]
+    assert "### Zero-shot\n" in card and f"| blimp | blimp | {final:.2f} |" in card
+    curve = (run.fast_results / "learning_curves.md").read_text().strip()
+    assert "### Across checkpoints (fast evaluation)" in card and curve in card
+    for milestone in run.milestones():
+        branch = (checkout(run.hf, milestone.name, tmp_path / milestone.name) / "README.md").read_text()
+        score = json.loads((run.fast_results_of(milestone.name) / "blimp.json").read_text())["scores"]["blimp"]
+        assert f"({milestone.name})" in branch and "### Zero-shot, fast evaluation" in branch
+        assert f"| blimp | blimp | {score:.2f} |" in branch and curve in branch
 
 
 def copy_of(finished, tmp_path):

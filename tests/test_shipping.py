@@ -16,6 +16,7 @@ from babblelm.models.native import NATIVE
 from babblelm.models.registry import get, names, parse_model_section
 from babblelm.train.launch import train
 from conftest import tiny_raw
+from eval_fixtures import write_full_eval
 
 LINES = ["the dog sees the ball .", "a cat is on the mat .", "where is the little dog ?", "she likes the red ball ."] * 50
 
@@ -90,14 +91,25 @@ def test_sampling_checks():
 
 @pytest.fixture(scope="module")
 def run_dir(small_corpus, tmp_path_factory):
-    run = tmp_path_factory.mktemp("ship") / "run"
+    """A trained run whose final model `babble eval` scored on BLiMP and `babble finetune` fine-tuned on BoolQ,
+    each writing where it writes by default."""
+    root = tmp_path_factory.mktemp("ship")
+    run, data = root / "run", write_full_eval(root / "full_eval")
     train(load_config(raw=tiny_raw(small_corpus, run, train={"epochs": 0.2})), progress=False)
-    results = run / "results" / "final"
-    (results / "finetune").mkdir(parents=True)
-    (results / "blimp.json").write_text(json.dumps({"task": "blimp", "scores": {"blimp": 55.5}}))
-    (results / "finetune" / "boolq.json").write_text(json.dumps({"task": "boolq", "metric": "accuracy",
-                                                                  "scores": {"boolq": 61.25}}))
+    assert main(["eval", str(run), "--tasks", "blimp", "--data", str(data), "--device", "cpu"]) == 0
+    assert main(["finetune", str(run), "--tasks", "boolq", "--data", str(data / "glue_filtered"), "--epochs", "1",
+                 "--batch-size", "4", "--max-length", "32", "--device", "cpu"]) == 0
     return run
+
+
+def test_finetuning_a_run_lands_where_the_card_and_submit_read(run_dir):
+    """`babble finetune RUN` writes into the run's results/final/finetune: the folder `babble submit` fine-tunes
+    into (and reuses) and the model card reads."""
+    from babblelm.rundir import FINAL, RunDir, finetune_folder, model_results
+
+    run = RunDir(run_dir)
+    assert (run.finetune_results(FINAL) / "boolq.json").is_file()
+    assert finetune_folder(model_results(run.checkpoint(FINAL))) == run.finetune_results(FINAL)  # submit's folder
 
 
 def test_generate_cli_streams(run_dir, capsys):
@@ -168,9 +180,12 @@ def test_export_branches(run_dir, tmp_path, monkeypatch):
     names_ = [folder.name for folder in RunDir(run_dir).milestones()]
     assert names_ and branches(out) == ["main", *names_]  # main first, then the milestones in order
     card = (out / "README.md").read_text()
+    results = RunDir(run_dir).results_of("final")
+    blimp = json.loads((results / "blimp.json").read_text())["scores"]["blimp"]
+    boolq = json.loads((results / "finetune" / "boolq.json").read_text())["scores"]["boolq"]
     for part in ("## Model details", "## How to use", "## Training details", "| wall-clock | ", "## Data",
-                 "childes_speaker_tags", "### Zero-shot", "| blimp | blimp | 55.50 |", "### Fine-tuning",
-                 "| boolq | accuracy | 61.25 |", "## Intermediate checkpoints", f"`{names_[0]}`", "## Limitations"):
+                 "childes_speaker_tags", "### Zero-shot", f"| blimp | blimp | {blimp:.2f} |", "### Fine-tuning",
+                 f"| boolq | accuracy | {boolq:.2f} |", "## Intermediate checkpoints", f"`{names_[0]}`", "## Limitations"):
         assert part in card, part
     assert "not recorded" not in card  # wall-clock and validation loss come from metrics.jsonl
 

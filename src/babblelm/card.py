@@ -1,10 +1,12 @@
 """The model card (README.md of an exported folder), generated from the run that made the model.
 
-Sources, all optional except the model itself: `config.yaml` (training setup), the checkpoint's
-`trainer_state.json` (steps, words), `metrics.jsonl` (wall-clock, validation loss),
-`data/manifest.json` (corpus and the cleaning filters' reports), `results/<checkpoint>/*.json`
-(zero-shot tasks, from `babble eval`) and `results/<checkpoint>/finetune/*.json` (fine-tuning),
-and the run's other `chck_*` checkpoints.
+Sources, all optional except the model itself and all found through the run folder's layout
+(rundir.py): `config.yaml` (training setup), the checkpoint's `trainer_state.json` (steps, words),
+`metrics.jsonl` (wall-clock, validation loss), `data/manifest.json` (corpus and the cleaning
+filters' reports), the checkpoint's own results (`results/<checkpoint>/`: zero-shot tasks of
+`babble eval` and the full stage, `finetune/` of `babble finetune`; `results/fast/<chck_*>/`: the
+fast stage), the learning curves (`results/fast/` and `results/`) and the run's other `chck_*`
+checkpoints.
 """
 
 from __future__ import annotations
@@ -17,8 +19,7 @@ import yaml
 
 from .importers import IMPORT_RECORD
 from .models.registry import count_parameters, get
-from .rundir import RunDir
-from .train.checkpoints import TRAINER_STATE
+from .rundir import FINAL, TRAINER_STATE, RunDir, learning_curves
 
 
 def model_card(src: Path, model, arch_name: str, native: str | None = None) -> str:
@@ -33,13 +34,13 @@ def model_card(src: Path, model, arch_name: str, native: str | None = None) -> s
     sections = [
         "\n".join(["---", "library_name: transformers", "pipeline_tag: text-generation",
                    "tags: [babylm, babblelm, causal-lm]", "---"]),
-        f"# {title}" + (f" ({src.name})" if src.name != "final" else ""),
+        f"# {title}" + (f" ({src.name})" if src.name != FINAL else ""),
         _origin(src, arch_name),
         _details(model, arch_name, native, cfg.get("tokenizer", {})),
         _usage(bool(checkpoints), native),
     ]
     if run:
-        mixing = (run.path / "mixing.md").read_text(encoding="utf-8") if (run.path / "mixing.md").exists() else ""  # TAAM runs
+        mixing = run.mixing_card.read_text(encoding="utf-8") if run.mixing_card.exists() else ""  # TAAM runs
         sections += [_training(run, src, cfg), _data(run), _evaluation(run, src.name), mixing, _checkpoint_list(checkpoints)]
     sections.append(
         "## Limitations\n\nA small model trained on a child-sized corpus: a research artifact for studying "
@@ -150,7 +151,9 @@ def _loss_text(dev) -> str:
 
 
 def _data(run: RunDir) -> str:
-    manifest = _read_json(run.data / "manifest.json")
+    from .data.blocks import MANIFEST
+
+    manifest = _read_json(run.data / MANIFEST)
     if not manifest:
         return ""
     budget, train = manifest.get("budget", {}), manifest.get("splits", {}).get("train", {})
@@ -174,23 +177,26 @@ def _data(run: RunDir) -> str:
 
 
 def _evaluation(run: RunDir, checkpoint: str) -> str:
+    """This checkpoint's own scores (full evaluation, other data, fast evaluation, fine-tuning), then the
+    learning curves across the run's checkpoints (of the fast stage and of a full evaluation of them)."""
     from .eval.report import read_results
     from .eval.suite import OTHER_DATA
 
-    folder = run.results / checkpoint
+    folder = run.results_of(checkpoint)
     parts = []
     others = sorted(f for f in folder.glob(OTHER_DATA + "*") if f.is_dir())
-    for results, heading in [(folder, "### Zero-shot"), *((f, f"### Zero-shot on other data (`{f.name}`)") for f in others)]:
+    for results, heading in [(folder, "### Zero-shot"), *((f, f"### Zero-shot on other data (`{f.name}`)") for f in others),
+                             (run.fast_results_of(checkpoint), "### Zero-shot, fast evaluation")]:
         zero_shot = read_results(results)
         if zero_shot:
             parts.append(f"{heading}\n\n{_zero_shot(zero_shot)}")
-    finetuned = read_results(folder / "finetune")
+    finetuned = read_results(run.finetune_results(checkpoint))
     if finetuned:
         rows = [(task, r.get("metric", ""), f"{value:.2f}") for task, r in finetuned.items() for value in r["scores"].values()]
         parts.append("### Fine-tuning\n\n" + _table(rows, ("task", "metric", "score")))
-    curves = run.results / "learning_curves.md"
-    if curves.exists():
-        parts.append("### Across checkpoints\n\n" + curves.read_text(encoding="utf-8").strip())
+    for results, how in ((run.fast_results, "fast evaluation"), (run.results, "full evaluation")):
+        if learning_curves(results).exists():
+            parts.append(f"### Across checkpoints ({how})\n\n" + learning_curves(results).read_text(encoding="utf-8").strip())
     return "## Evaluation\n\n" + "\n\n".join(parts) if parts else ""
 
 

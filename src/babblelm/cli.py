@@ -46,13 +46,15 @@ def cmd_info(args) -> None:
 
 
 def cmd_data_prepare(args) -> None:
+    from .data.blocks import MANIFEST
     from .data.prepare import format_allocation, prepare_data
+    from .rundir import RunDir
 
     cfg = _load_cfg(args)
-    out = Path(args.out) if args.out else cfg.out_dir / "data"
+    out = Path(args.out) if args.out else RunDir(cfg.out_dir).data
     manifest = prepare_data(cfg.data, cfg.tokenizer, out)
     print(format_allocation(manifest))
-    print(f"prepared {manifest['splits']['train']['words']:,} training words into {out} (manifest: {out / 'manifest.json'})")
+    print(f"prepared {manifest['splits']['train']['words']:,} training words into {out} (manifest: {out / MANIFEST})")
     print(f"next: `babble data stats {out}` for a per-source table, or train: `babble train {args.config}`")
 
 
@@ -77,6 +79,7 @@ def cmd_data_stats(args) -> None:
 def cmd_run(args) -> int:
     from .interrupts import exit_code
     from .run import run_all
+    from .rundir import RunDir
 
     summary = run_all(_load_cfg(args), force=args.force, progress=not args.no_progress, overwrite=args.overwrite)
     for task, error in summary.failed.items():
@@ -86,14 +89,15 @@ def cmd_run(args) -> int:
     interrupted = any(s.status == "interrupted" for s in summary.stages)
     if interrupted:
         print("next: the same `babble run` command again continues where this one stopped")
-    elif (summary.run_dir / "hf").is_dir():
-        print(f"next: `babble generate {summary.run_dir / 'hf'} \"the little dog\"`, `babble report {summary.run_dir} "
-              f"OTHER_RUN` to compare, or publish {summary.run_dir / 'hf'} (README, \"Shipping\")")
+    elif (hf := RunDir(summary.run_dir).hf).is_dir():
+        print(f"next: `babble generate {hf} \"the little dog\"`, `babble report {summary.run_dir} "
+              f"OTHER_RUN` to compare, or publish {hf} (README, \"Shipping\")")
     return 1 if summary.failed or interrupted else 0
 
 
 def cmd_train(args) -> int:
     from .interrupts import exit_code, name
+    from .rundir import LAST, RunDir
     from .train.launch import train
 
     cfg = _load_cfg(args)
@@ -108,7 +112,7 @@ def cmd_train(args) -> int:
     if result.signal is not None:
         state += f" ({name(result.signal)})"
     print(f"{state} after {result.steps:,} steps, {result.words_seen:,} words, {result.seconds:.0f}s; "
-          f"model: {result.final_dir if not result.interrupted else cfg.out_dir / 'checkpoints' / 'last'}")
+          f"model: {result.final_dir if not result.interrupted else RunDir(cfg.out_dir).checkpoint(LAST)}")
     if result.interrupted:
         print("next: the same `babble train` command with --resume continues from there")
     else:
@@ -161,6 +165,7 @@ def cmd_eval(args) -> int:
     from .eval.report import failures, scores_of
     from .eval.suite import evaluate_all_checkpoints, evaluate_model
     from .eval.tasks import parse_task_list
+    from .rundir import learning_curves
 
     tasks = parse_task_list(args.tasks or args.task, args.rules)
     if not args.data:
@@ -172,7 +177,7 @@ def cmd_eval(args) -> int:
         summary = evaluate_all_checkpoints(args.model, tasks, args.data, args.out and Path(args.out), device=args.device,
                                            **options)
         out = Path(summary["folder"])
-        print((out / "learning_curves.md").read_text(encoding="utf-8"))
+        print(learning_curves(out).read_text(encoding="utf-8"))
         if "aoa" in summary:
             print(f"AoA curve fitness (Pearson r, model vs child AoA): {summary['aoa']:.2f}")
         best = summary["best_checkpoint"]
@@ -222,14 +227,14 @@ def _report_failures(failed: dict[str, str], written: bool = True, next_step: st
 
 def cmd_finetune(args) -> None:
     from .eval.finetune import GLUE_TASKS, finetune_tasks, format_results
-    from .rundir import resolve_checkpoint
+    from .rundir import finetune_folder, model_results, resolve_checkpoint
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
     unknown = [t for t in tasks if t not in GLUE_TASKS]
     if unknown or not tasks:
         raise ValueError(f"unknown GLUE task(s) {', '.join(unknown) or '(none)'}; known: {', '.join(GLUE_TASKS)}")
     model_dir = resolve_checkpoint(args.model, args.checkpoint)
-    out = Path(args.out) if args.out else Path("results") / model_dir.name / "finetune"
+    out = Path(args.out) if args.out else finetune_folder(model_results(model_dir))
     results = finetune_tasks(model_dir, tasks, args.data, out, lr=args.lr, batch_size=args.batch_size,
                              epochs=args.epochs, max_length=args.max_length, seed=args.seed, device=args.device,
                              rules=args.rules, force=args.force, trust_remote_code=args.trust_remote_code)
@@ -490,7 +495,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "--take_final); 2025 the first position of a right-padded one (the 2025 defaults)")
     sp.add_argument("--force", action="store_true", help="fine-tune again tasks whose result has the same inputs")
     sp.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    sp.add_argument("--out", help="results folder (default: results/<model>/finetune)")
+    sp.add_argument("--out", help="results folder (default: <run>/results/<checkpoint>/finetune, where the model card "
+                                  "and `babble submit` read them; for a model folder outside a run "
+                                  "results/<folder name>/finetune)")
     sp.add_argument("--trust-remote-code", action="store_true", help=TRUST_HELP)
     with_threads(sp)
     sp.set_defaults(func=cmd_finetune)

@@ -1,8 +1,9 @@
 """`babble demo`: the whole loop on a laptop CPU, on the embedded demo grammar; a preset of `babble run`.
 
-demo corpus + held-out minimal pairs -> minimal-pair accuracy of the untrained model -> `babble run`
-of the demo config (data preparation, training with word-milestone checkpoints, the pairs scored at
-every checkpoint and on the final model, report, Hugging Face export) -> a sample from the export.
+demo corpus + held-out minimal pairs -> `babble run` of the demo config (data preparation, training
+with word-milestone checkpoints, the pairs scored at every checkpoint and on the final model, report,
+Hugging Face export) -> the pairs scored by the untrained model (the run's initial weights, rebuilt
+from its seed and tokenizer: the data are prepared once, by the run) -> a sample from the export.
 
 The pairs are the task `demo_pairs`: sentences of the demo grammar, in BLiMP's format and scored as
 BLiMP is, but synthetic and far easier than BLiMP; their accuracy says the loop works, not how good a
@@ -22,6 +23,7 @@ from .config import load_config
 from .device import cpu_threads, set_threads
 from .models.registry import get
 from .rundir import FINAL, RunDir
+from .train.checkpoints import read_trainer_state
 
 CONFIG = Path(__file__).parent / "demo.yaml"
 TASK = "demo_pairs"  # the demo's evaluation task (eval.tasks in demo.yaml)
@@ -53,17 +55,16 @@ def demo_config(out: Path, quick: bool, seed: int, arch: str = "transformer", th
 
 
 def run_demo(out: Path, quick: bool = False, seed: int = 0, arch: str = "transformer", threads: int | None = None) -> dict:
-    """The demo corpus and pairs, the untrained model's accuracy, then `babble run` of the demo config
-    (data, training, learning curve, final score, report, export) and a sample from the export."""
+    """The demo corpus and pairs, `babble run` of the demo config (data, training, learning curve, final
+    score, report, export), the untrained model's accuracy and a sample from the export."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     from .data import synthetic
-    from .eval.tasks import evaluate_task
     from .eval.report import text_table
+    from .eval.suite import evaluate_tasks
     from .run import run_all
     from .train.engine import build_model
-    from .train.launch import source_for
 
     hf_logging.disable_progress_bar()  # keep the demo's own output readable
     t0 = time.perf_counter()
@@ -80,22 +81,23 @@ def run_demo(out: Path, quick: bool = False, seed: int = 0, arch: str = "transfo
     if run.path.exists():  # a rerun of the demo starts over
         shutil.rmtree(run.path)
     run.path.mkdir(parents=True)
-    source_for(cfg).prepare(cfg, run, progress=False)
-    tokenizer = AutoTokenizer.from_pretrained(run.data / "tokenizer")
-    before = evaluate_task(build_model(cfg, tokenizer).eval(), tokenizer, TASK, out / "pairs")["scores"][TASK]
-    print(f"demo minimal pairs before training: {before:.2f}% (chance is 50%)")
 
     summary = run_all(cfg, progress=True)
-    after = json.loads((run.results / FINAL / f"{TASK}.json").read_text(encoding="utf-8"))
+    after = json.loads((run.results_of(FINAL) / f"{TASK}.json").read_text(encoding="utf-8"))
     print(text_table(after))
-    hf_dir = run.path / "hf"
+    tokenizer = AutoTokenizer.from_pretrained(run.checkpoint(FINAL))
+    untrained = build_model(cfg, tokenizer).eval()  # the run's initial weights (seeded as training seeds them)
+    before = evaluate_tasks(untrained, tokenizer, [TASK], out / "pairs", out / "untrained", log=lambda _: None,
+                            rules=cfg.eval.rules)[TASK]["scores"][TASK]
+    print(f"demo minimal pairs before training: {before:.2f}% (chance is 50%)")
+    hf_dir = run.hf
     hf_model = AutoModelForCausalLM.from_pretrained(hf_dir, trust_remote_code=True).eval()
     hf_tok = AutoTokenizer.from_pretrained(hf_dir, trust_remote_code=True)
     ids = hf_tok("the little dog", return_tensors="pt")
     with torch.inference_mode():
         sample = hf_tok.decode(hf_model.generate(**ids, max_new_tokens=16, do_sample=False)[0], skip_special_tokens=True)
     seconds = time.perf_counter() - t0
-    state = json.loads((run.checkpoint(FINAL) / "trainer_state.json").read_text(encoding="utf-8"))
+    state = read_trainer_state(run.checkpoint(FINAL))
     milestones = [folder.name for folder in run.milestones()]
     print(f"\nsample from the exported model: {sample!r}")
     print(f"\ndemo minimal-pair accuracy ({TASK}; synthetic pairs, not BLiMP): {before:.2f}% before -> "

@@ -31,8 +31,8 @@ from .folders import check_new_folder, folder_lock, recover, written_whole
 from .modelfolder import check_tokenizer, hf_progress_bars_off, load_model, read_config
 from .models.native import NATIVE, as_native
 from .models.registry import arch_for_folder, register_auto_classes
-from .rundir import RunDir, resolve_checkpoint
-from .train.checkpoints import HYPERPARAMETERS, hyperparameters
+from .rundir import HYPERPARAMETERS, RunDir, resolve_checkpoint
+from .train.checkpoints import hyperparameters
 
 MODEL_INPUT_NAMES = ["input_ids", "attention_mask"]
 
@@ -79,8 +79,8 @@ def write_export(src: Path, out: Path, remote_code: bool = False, log=print) -> 
     _save_tokenizer(tokenizer, out)
     _write_hyperparameters(src, out / HYPERPARAMETERS)
     (out / "README.md").write_text(model_card(src, model, arch.name, native=mapping.class_name if native is not None else None), encoding="utf-8")
-    if (run := RunDir.of(src)) is not None and (run.path / "mixing.png").exists():
-        (out / "mixing.png").write_bytes((run.path / "mixing.png").read_bytes())
+    if (run := RunDir.of(src)) is not None and run.mixing_plot.exists():
+        (out / run.mixing_plot.name).write_bytes(run.mixing_plot.read_bytes())
 
 
 def _save_weights(model, out: Path, generation) -> None:

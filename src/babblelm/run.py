@@ -64,6 +64,7 @@ class RunSummary:
     scores: dict[str, float] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
     signal: int | None = None  # the SIGINT or SIGTERM that stopped the run
+    manifest: dict | None = field(default=None, repr=False)  # the data stage's, handed to training: prepared once
 
     def table(self) -> str:
         lines = ["| stage | status | time | detail |", "|---|---|---|---|"]
@@ -155,7 +156,7 @@ def check_start(cfg: RunConfig, run: RunDir, redo: set[str], overwrite: bool, lo
         raise ValueError(f"--force {'data' if 'data' in redo else 'train'} retrains from scratch, replacing the run in "
                          f"{run.path} (checkpoints: {saved}): add --overwrite to do that")
     if not run.config.is_file():
-        raise ValueError(f"{run.path} holds training (checkpoints: {saved}) but no config.yaml, so nothing shows "
+        raise ValueError(f"{run.path} holds training (checkpoints: {saved}) but no {run.config.name}, so nothing shows "
                          "what trained it: start over with --overwrite, or use another run.out_dir")
     changed = {k: v for k, v in changes.differences(run, to_dict(cfg)).items() if not k.startswith(FREE)}
     if changed:
@@ -163,7 +164,7 @@ def check_start(cfg: RunConfig, run: RunDir, redo: set[str], overwrite: bool, lo
         raise ValueError(f"the config differs from that of the run in {run.path} ({listing}); run it with the run's "
                          f"own config ({run.config}), choose another run.out_dir, start over with --overwrite, or "
                          "change a setting a run may change mid-way with `babble train CONFIG --resume --allow-changes KEY`")
-    if not _final_complete(run) and latest_resumable(run.checkpoints) is None:
+    if not run.finished() and latest_resumable(run.checkpoints) is None:
         raise ValueError(f"{run.path} holds a run that cannot be continued: no final model and no checkpoint with resume "
                          f"state (checkpoints: {saved}); start over with --overwrite (deletes what the run wrote, keeps "
                          "every other file), or use another run.out_dir")
@@ -218,23 +219,12 @@ def _data(cfg, run, redo, progress, summary, log):
         return {path.name: path.read_bytes() for path in run.data.glob("*.json")}
 
     before = manifests() if run.data.is_dir() else {}
-    source_for(cfg).prepare(cfg, run, progress)
+    summary.manifest = source_for(cfg).prepare(cfg, run, progress)
     if (run.data / MANIFEST).is_file():  # one corpus (a multilingual run says its shares when it trains)
-        log(format_allocation(json.loads((run.data / MANIFEST).read_text(encoding="utf-8"))))
+        log(format_allocation(summary.manifest))
     after = manifests()
     return ("reused" if before and before == after else "done"), f"{run.data}", {
         "manifest_sha256": hashlib.sha256(b"".join(after[k] for k in sorted(after))).hexdigest()}
-
-
-def _final_complete(run: RunDir) -> bool:
-    """Whether training finished: a final model whose state says it is the plan's last step."""
-    from .train.checkpoints import TRAINER_STATE, read_trainer_state
-
-    final = run.checkpoint(FINAL)
-    if not all((final / name).is_file() for name in ("config.json", "model.safetensors", TRAINER_STATE)):
-        return False
-    state = read_trainer_state(final)
-    return state.get("step") == state.get("total_steps", 0) - 1
 
 
 def _train(cfg, run, redo, progress, summary, log):
@@ -242,9 +232,9 @@ def _train(cfg, run, redo, progress, summary, log):
     from .train.launch import train
 
     final = run.checkpoint(FINAL)
-    if _final_complete(run) and not redo:
+    if run.finished() and not redo:
         return "reused", f"{final}", _weights([final])
-    result = train(cfg, resume=latest_resumable(run.checkpoints) is not None, progress=progress)
+    result = train(cfg, resume=latest_resumable(run.checkpoints) is not None, progress=progress, manifest=summary.manifest)
     summary.signal = result.signal
     if result.interrupted:
         how = f"by {interrupts.name(result.signal)} " if result.signal else ""
@@ -293,8 +283,8 @@ def _report(cfg, run, redo, progress, summary, log):
     from .eval.suite import model_identity, results_folder, stale_path
     from .eval.tasks import parse_task_list
 
-    final, path = run.checkpoint(FINAL), run.results / "report.md"
-    folder = run.results / FINAL  # the full stage's results of eval.data (eval/suite.py, results_folder)
+    final, path = run.checkpoint(FINAL), run.report
+    folder = run.results_of(FINAL)  # the full stage's results of eval.data (eval/suite.py, results_folder)
     if cfg.eval.data:
         folder = results_folder(folder, run, cfg.eval.data, parse_task_list(",".join(cfg.eval.tasks), cfg.eval.rules))
     identity = model_identity(final)["model_sha256"] if (final / "config.json").is_file() else None

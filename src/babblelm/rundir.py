@@ -6,18 +6,23 @@
       data/                       the prepared corpus                 RunDir.data
       metrics.jsonl               training and dev records            RunDir.metrics
       checkpoints/chck_<N>M/      BabyLM word milestones              RunDir.checkpoint(name), .milestones()
-      checkpoints/last/, final/   resume point, final model
-      results/<checkpoint>/       evaluation results                  RunDir.results
-      results/fast/<checkpoint>/  fast evaluation of each chck_*      RunDir.fast_results
+      checkpoints/last/, final/   resume point, final model           RunDir.finished()
+      results/<checkpoint>/       full evaluation of a checkpoint     RunDir.results_of(name)
+      results/<checkpoint>/finetune/  its GLUE fine-tuning            RunDir.finetune_results(name)
+      results/fast/<chck_*>/      fast evaluation of each chck_*      RunDir.fast_results_of(name)
+      results[/fast]/learning_curves.{md,csv}, best_checkpoint.json, curves/   across checkpoints
+      results/report.md           the final model's report            RunDir.report
+      results/multilingual/       lm-eval of every revision           RunDir.multilingual_results
       submission/                 the leaderboard's files             RunDir.submission
       hf/                         the Hub repository of `babble run`  RunDir.hf
       stages.json                 what each `babble run` stage did    RunDir.stages
-      *.png, mixing.md            plots and the mixing card section   RunDir.path / name
+      loss.png, lr_schedule.png, <group>.png, mixing.png, mixing.md   plots and the mixing card section
       .babble-lock                held by the process writing the run (folders.py)
 
-Milestone names are written (`milestone_name`) and read (`milestone_count`) here only; everything
-else lists and resolves a run's checkpoints through this module. `clear` deletes what a run writes
-and nothing else.
+Every path and file name of a run (and of a checkpoint folder's state files, and of a results
+folder's tables) is written here only; everything else asks this module. Milestone names are
+written (`milestone_name`) and read (`milestone_count`) here only. `clear` deletes what a run
+writes and nothing else.
 """
 
 from __future__ import annotations
@@ -32,10 +37,20 @@ MILESTONES_M = list(range(1, 11)) + list(range(20, 101, 10)) + list(range(200, 1
 FINAL, LAST = "final", "last"
 _MILESTONE = re.compile(r"^chck_(\d+(?:\.\d+)?)([KMB])$")
 _UNITS = {"K": 1e3, "M": 1e6, "B": 1e9}
-LOSS_PLOT = "loss.png"
-RUN_FILES = ("config.yaml", "config_changes.jsonl", "metrics.jsonl", "stages.json", LOSS_PLOT, "lr_schedule.png",
-             "mixing.png", "mixing.md")  # the files a run writes at its top level (beside the per-metric plots)
+
+# the run's folders and top-level files
+DATA, CHECKPOINTS, RESULTS, FAST, SUBMISSION, HF = "data", "checkpoints", "results", "fast", "submission", "hf"
+CONFIG, CHANGES, METRICS, STAGES = "config.yaml", "config_changes.jsonl", "metrics.jsonl", "stages.json"
+LOSS_PLOT, LR_PLOT, MIXING_PLOT, MIXING_CARD = "loss.png", "lr_schedule.png", "mixing.png", "mixing.md"
+RUN_FILES = (CONFIG, CHANGES, METRICS, STAGES, LOSS_PLOT, LR_PLOT, MIXING_PLOT, MIXING_CARD)  # beside <group>.png
+# the state files of a checkpoint folder (beside its Hugging Face files)
+TRAINER_STATE, RESUME_STATE, HYPERPARAMETERS = "trainer_state.json", "resume_state.pt", "hyperparameters.json"
+# a results folder: <checkpoint>/<task>.json per checkpoint, these across checkpoints, finetune/ per checkpoint
+LEARNING_CURVES, BEST_CHECKPOINT, CURVES, AOA = "learning_curves", "best_checkpoint.json", "curves", "aoa.json"
+AOA_SURPRISAL = "aoa_surprisal.json"  # per checkpoint: every word's surprisal after each context
+FINETUNE, REPORT, MULTILINGUAL = "finetune", "report.md", "multilingual"
 RESULT_SUFFIXES = (".json", ".stale", ".md", ".csv", ".png")  # what evaluation writes under results/
+LOOSE_RESULTS = Path(RESULTS)  # where results of a model folder outside a run go (relative to the working folder)
 
 
 def plot_groups(records: list[dict]) -> dict[str, set[str]]:
@@ -66,20 +81,52 @@ class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
-    config = property(lambda self: self.path / "config.yaml")
-    changes = property(lambda self: self.path / "config_changes.jsonl")
-    data = property(lambda self: self.path / "data")
-    metrics = property(lambda self: self.path / "metrics.jsonl")
-    checkpoints = property(lambda self: self.path / "checkpoints")
-    results = property(lambda self: self.path / "results")
-    fast_results = property(lambda self: self.path / "results" / "fast")
-    submission = property(lambda self: self.path / "submission")
+    config = property(lambda self: self.path / CONFIG)
+    changes = property(lambda self: self.path / CHANGES)
+    data = property(lambda self: self.path / DATA)
+    metrics = property(lambda self: self.path / METRICS)
+    checkpoints = property(lambda self: self.path / CHECKPOINTS)
+    results = property(lambda self: self.path / RESULTS)
+    fast_results = property(lambda self: self.results / FAST)
+    report = property(lambda self: self.results / REPORT)
+    multilingual_results = property(lambda self: self.results / MULTILINGUAL)
+    submission = property(lambda self: self.path / SUBMISSION)
+    hf = property(lambda self: self.path / HF)
+    stages = property(lambda self: self.path / STAGES)
+    loss_plot = property(lambda self: self.path / LOSS_PLOT)
+    lr_plot = property(lambda self: self.path / LR_PLOT)
+    mixing_plot = property(lambda self: self.path / MIXING_PLOT)
+    mixing_card = property(lambda self: self.path / MIXING_CARD)
 
     def checkpoint(self, name: str) -> Path:
         return self.checkpoints / name
 
-    hf = property(lambda self: self.path / "hf")
-    stages = property(lambda self: self.path / "stages.json")
+    def results_of(self, checkpoint: str) -> Path:
+        """The full evaluation results of one checkpoint (`babble eval`, the full stage, `babble submit`)."""
+        return self.results / checkpoint
+
+    def fast_results_of(self, checkpoint: str) -> Path:
+        """The fast evaluation results of one `chck_*` (the fast stage, `babble submit`)."""
+        return self.fast_results / checkpoint
+
+    def finetune_results(self, checkpoint: str) -> Path:
+        """The GLUE fine-tuning results of one checkpoint (`babble finetune`, `babble submit`)."""
+        return finetune_folder(self.results_of(checkpoint))
+
+    def group_plot(self, group: str) -> Path:
+        """The plot of one per-layer metric group (`group/<layer>` keys of metrics.jsonl)."""
+        return self.path / f"{group}.png"
+
+    def finished(self) -> bool:
+        """Whether training finished: a complete final model whose state says it is the plan's last step."""
+        final = self.checkpoint(FINAL)
+        if not all((final / name).is_file() for name in ("config.json", "model.safetensors", TRAINER_STATE)):
+            return False
+        try:
+            state = json.loads((final / TRAINER_STATE).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError):
+            return False
+        return isinstance(state, dict) and state.get("step") == state.get("total_steps", 0) - 1
 
     def is_run(self) -> bool:
         return self.checkpoints.is_dir()
@@ -90,7 +137,7 @@ class RunDir:
         if not self.checkpoints.is_dir():
             return []
         return sorted(d for d in self.checkpoints.iterdir() if d.is_dir() and not d.is_symlink() and (
-            d.name.startswith((".tmp-", ".old-")) or (d / "trainer_state.json").is_file()))
+            d.name.startswith((".tmp-", ".old-")) or (d / TRAINER_STATE).is_file()))
 
     def holds_training(self) -> bool:
         """Has a run trained here (checkpoints or metrics written)?"""
@@ -101,7 +148,7 @@ class RunDir:
         config, metrics, plots and run record, its checkpoints, evaluation results, and `hf/` if the
         export stage wrote it. Everything else stays, and is named."""
         written = [self.path / name for name in RUN_FILES]
-        written += [self.path / f"{group}.png" for group in plot_groups(self.metric_records())]
+        written += [self.group_plot(group) for group in plot_groups(self.metric_records())]
         if self.export_record():
             written.append(self.hf)
         written += self.written_checkpoints()
@@ -156,7 +203,30 @@ class RunDir:
         """The run a checkpoint folder belongs to, if any."""
         model_dir = Path(model_dir)
         run = cls(model_dir.parent.parent)
-        return run if model_dir.parent.name == "checkpoints" and run.config.exists() else None
+        return run if model_dir.parent.name == CHECKPOINTS and run.config.exists() else None
+
+
+def learning_curves(results: Path, suffix: str = ".md") -> Path:
+    """The table of scores across checkpoints in a results folder (`.md` or `.csv`)."""
+    return Path(results) / f"{LEARNING_CURVES}{suffix}"
+
+
+def finetune_folder(results: Path) -> Path:
+    """The fine-tuning results beside a checkpoint's zero-shot results."""
+    return Path(results) / FINETUNE
+
+
+def model_results(model_dir: str | Path) -> Path:
+    """Where results of a model folder go by default: `<run>/results/<checkpoint>` for a run's checkpoint,
+    else `results/<folder name>` in the working folder."""
+    model_dir = Path(model_dir)
+    run = RunDir.of(model_dir)
+    return run.results_of(model_dir.name) if run else LOOSE_RESULTS / model_dir.name
+
+
+def submission_folder(run: RunDir) -> Path:
+    """Where `babble submit` writes by default: the run's `submission/`, else `submission/` in the working folder."""
+    return run.submission if run.is_run() else Path(SUBMISSION)
 
 
 def _remove_empty(folder: Path) -> None:

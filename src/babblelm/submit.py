@@ -11,7 +11,8 @@ import json
 from pathlib import Path
 
 from .export import export_model
-from .rundir import RunDir, resolve_checkpoint
+from .rundir import (AOA_SURPRISAL, MULTILINGUAL, RunDir, finetune_folder, model_results, resolve_checkpoint,
+                     submission_folder)
 
 SOURCE_STAMP = "babble_source.json"  # in an exported revision: which checkpoint (and weights) it came from
 
@@ -57,7 +58,7 @@ def evaluate_multilingual_model(model, tasks_dir, out_dir=None, trust_remote_cod
 
     options["program"] = lm_eval_program(options.get("program"))  # before any export: a missing harness fails first
     run = RunDir(model)
-    out = Path(out_dir) if out_dir else (run.results if run.is_run() else Path("results") / run.path.name) / "multilingual"
+    out = Path(out_dir) if out_dir else (run.multilingual_results if run.is_run() else model_results(run.path) / MULTILINGUAL)
     revisions = hf_revisions(model, out / "models", log=options.get("log", print), trust_remote_code=trust_remote_code)
     return evaluate_multilingual(revisions, tasks_dir, out, **options)
 
@@ -98,22 +99,22 @@ def submit(model, data, track: str = "strict-small", out=None, device: str = "au
         summary = evaluate_all_checkpoints(run.path, list(FAST_TASKS), data, run.fast_results, device=device, fast=True,
                                            log=log, **options)
         for checkpoint in run.milestones():
-            folder = run.fast_results / checkpoint.name
+            folder = run.fast_results_of(checkpoint.name)
             fast[checkpoint.name] = {**read_results(folder), **{task: {"failed": error} for task, error in
                                                                 summary["failed"].get(checkpoint.name, {}).items()}}
-            if (folder / "aoa_surprisal.json").is_file():
-                aoa[checkpoint.name] = json.loads((folder / "aoa_surprisal.json").read_text(encoding="utf-8"))["surprisal"]
+            if (folder / AOA_SURPRISAL).is_file():
+                aoa[checkpoint.name] = json.loads((folder / AOA_SURPRISAL).read_text(encoding="utf-8"))["surprisal"]
     log("== GLUE fine-tuning of the final model")
     glue = {}
     for task in GLUE:
         try:
             glue |= finetune_tasks(resolve_checkpoint(model), [task], data_layout(data)[0] / "glue_filtered",
-                                   final_dir / "finetune", device=device, force=force, log=log, progress=progress,
+                                   finetune_folder(final_dir), device=device, force=force, log=log, progress=progress,
                                    rules=SUBMISSION_RULES)
         except (ValueError, FileNotFoundError) as err:  # e.g. its data files are missing: named in the report
             glue[task] = {"failed": str(err)}
             log(f"{task}: FAILED: {err}")
-    out = Path(out) if out else (run.submission if run.is_run() else Path("submission"))
+    out = Path(out) if out else submission_folder(run)
     return write_submission(out, run.path.name, data, final, fast, glue, aoa, track, sizes)
 
 
@@ -125,5 +126,5 @@ def submit_multilingual(model, tasks_dir, out=None, **options):
 
     run = RunDir(model)
     summary = evaluate_multilingual_model(model, tasks_dir, **options)
-    out = Path(out) if out else (run.submission if run.is_run() else Path("submission"))
+    out = Path(out) if out else submission_folder(run)
     return write_submission(summary, out, run.path.name, official_sizes()["revisions"]["multilingual"])

@@ -20,6 +20,7 @@ import numpy as np
 import yaml
 
 from ..config import MAX_EPOCHS, TRACK_WORDS
+from ..rundir import RunDir
 from .blocks import MANIFEST
 from .corpus import DataError
 from .prepare import file_sha256
@@ -75,7 +76,7 @@ def audit(data_dir: str | Path) -> dict:
     check("track cap", cap is None or budget["words_used"] <= cap,
           f"{budget['words_used']:,} training words (tokenizer trained on {budget.get('tokenizer_words', 0):,} of them)"
           + (f" <= {budget['track']} cap {cap:,}" if cap else "; no track cap (track: none)"))  # fmt: skip
-    run_cfg = data_dir.parent / "config.yaml"
+    run_cfg = RunDir(data_dir.parent).config
     if run_cfg.is_file():
         epochs = float((yaml.safe_load(run_cfg.read_text(encoding="utf-8")) or {}).get("train", {}).get("epochs", 1))
         check("epochs", epochs <= MAX_EPOCHS, f"train.epochs={epochs:g} in {run_cfg} (at most {MAX_EPOCHS})")

@@ -40,6 +40,7 @@ from .tasks import Choice, data_layout, task_choices
 
 BACKEND = "causal"
 MAIN = "main"
+GLUE_FOLDER = "finetune"  # the official layout's, inside each revision
 COLLATED = f"all_full_preds_and_fast_scores_{BACKEND}.json"
 GLUE = ("boolq", "mnli", "mrpc", "multirc", "qqp", "rte", "wsc")  # the collation's order
 
@@ -215,7 +216,7 @@ def write_submission(out: Path, name: str, data_dir, final: dict[str, dict], fas
             problems.append(f"{task}: missing: {glue.get(task, {}).get('failed', 'not fine-tuned')}")
             continue
         contents = glue_file(task, glue[task])
-        _write(root / MAIN / "finetune" / task / "predictions.json", contents)
+        _write(root / MAIN / GLUE_FOLDER / task / "predictions.json", contents)
         collated["glue"] |= checked(task, contents, sizes["full"][task]) or {}
     collated["fast_eval_results"] = _fast(root, fast, data_dir, revisions, sizes, problems)
     _write(root / COLLATED, collated)

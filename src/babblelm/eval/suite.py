@@ -26,7 +26,8 @@ from ..device import resolve_device
 from ..errors import NotUsable
 from ..modelfolder import load_model
 from ..models.registry import register_auto_classes
-from ..rundir import RunDir, milestone_count, plain_name, resolve_checkpoint
+from ..rundir import (AOA, AOA_SURPRISAL, BEST_CHECKPOINT, CURVES, FINAL, RunDir, learning_curves, milestone_count, model_results,
+                      plain_name, resolve_checkpoint)
 from ..train.checkpoints import exposure
 from . import report
 from .aoa import context_surprisals, curve_fitness, load_cdi, load_contexts
@@ -244,7 +245,7 @@ def evaluate_model(model_path, tasks: list[str], data_dir, checkpoint: str | Non
 
     model_dir = resolve_checkpoint(model_path, checkpoint)
     run = RunDir.of(model_dir)
-    base = (run.results if run else Path("results")) / model_dir.name
+    base = model_results(model_dir)
     out = Path(out_dir) if out_dir else results_folder(base, run, data_dir, tasks)
     if language:
         plain_name(language, "--language", "a language tag such as nld")
@@ -283,7 +284,7 @@ def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, out_dir: Path 
     checkpoints = run_checkpoints(run_dir)
     if out_dir is None:
         run = RunDir(run_dir)
-        first = run.results / checkpoints[0].name
+        first = run.results_of(checkpoints[0].name)
         home = results_folder(first, run, data_dir, tasks, fast)  # other data: <results>/data-.../<checkpoint>/
         out_dir = run.results if home == first else run.results / home.name
     out_dir = Path(out_dir)
@@ -306,7 +307,7 @@ def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, out_dir: Path 
         identity = model_identity(checkpoint)
         results, todo = plan_tasks(tasks, data_dir, folder, identity, shared_prefix, force,
                                    log=lambda line, name=checkpoint.name: log(f"{name}: {line}"), fast=fast, rules=rules)
-        aoa_path = folder / "aoa_surprisal.json"
+        aoa_path = folder / AOA_SURPRISAL
         aoa_inputs = {**aoa_data, **identity} if aoa_data is not None and aoa_failed is None else None
         need_aoa = aoa_inputs is not None and (force or what_changed(_stored(aoa_path), aoa_inputs) is not None)
         model = None
@@ -344,7 +345,7 @@ def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, out_dir: Path 
             failed[checkpoint.name] = report.failures(results)
         words[checkpoint.name] = exposure(checkpoint) or (milestone_count(checkpoint.name), "words (milestone)")
     summary = {"checkpoints": rows, "failed": failed, "folder": str(out_dir)}
-    aoa_json = out_dir / "aoa.json"
+    aoa_json = out_dir / AOA
     if aoa_failed is None and surprisal_curves:
         try:
             aoa = curve_fitness(surprisal_curves, aoa_cdi)
@@ -360,10 +361,10 @@ def evaluate_all_checkpoints(run_dir, tasks: list[str], data_dir, out_dir: Path 
             _set_aside("aoa", aoa_json, "AoA failed in this run", log)
     best = max(rows, key=lambda name: -math.inf if math.isnan(rows[name].get("average", math.nan)) else rows[name]["average"])
     summary["best_checkpoint"] = {"name": best, **rows[best]}
-    (out_dir / "best_checkpoint.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    (out_dir / "learning_curves.md").write_text(report.markdown_table(rows, "checkpoint"), encoding="utf-8")
-    (out_dir / "learning_curves.csv").write_text(report.csv_table(rows, "checkpoint"), encoding="utf-8")
-    report.plot_curves(rows, words, out_dir / "curves")
+    (out_dir / BEST_CHECKPOINT).write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    learning_curves(out_dir).write_text(report.markdown_table(rows, "checkpoint"), encoding="utf-8")
+    learning_curves(out_dir, ".csv").write_text(report.csv_table(rows, "checkpoint"), encoding="utf-8")
+    report.plot_curves(rows, words, out_dir / CURVES)
     return summary
 
 
@@ -372,8 +373,8 @@ def compare_runs(run_dirs: list[Path], out_dir: Path) -> dict[str, dict[str, flo
     results (`babble eval`'s output folder): Markdown, CSV, plot, card section."""
     rows = {}
     for run in map(Path, run_dirs):
-        results_dir = run / "results" if (run / "results").is_dir() else run
-        best = results_dir / "best_checkpoint.json"
+        results_dir = RunDir(run).results if RunDir(run).results.is_dir() else run
+        best = results_dir / BEST_CHECKPOINT
         if not best.exists() and results_dir == run and report.read_results(run):  # one model's results folder
             rows[run.name] = report.scores_of(report.read_results(run))
             continue
@@ -383,7 +384,7 @@ def compare_runs(run_dirs: list[Path], out_dir: Path) -> dict[str, dict[str, flo
             candidates = [d for d in results_dir.iterdir() if d.is_dir() and report.read_results(d)]
             if not candidates:
                 raise FileNotFoundError(f"{results_dir}: no results (run `babble eval` first)")
-            chosen = next((d.name for d in candidates if d.name == "final"), sorted(d.name for d in candidates)[-1])
+            chosen = next((d.name for d in candidates if d.name == FINAL), sorted(d.name for d in candidates)[-1])
         rows[f"{run.name} ({chosen})"] = report.scores_of(report.read_results(results_dir / chosen))
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "comparison.md").write_text(report.markdown_table(rows, "run"), encoding="utf-8")

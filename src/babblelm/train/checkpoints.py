@@ -27,10 +27,7 @@ import torch
 
 from .. import folders
 from ..modelfolder import hf_progress_bars_off
-
-TRAINER_STATE = "trainer_state.json"
-RESUME_STATE = "resume_state.pt"
-HYPERPARAMETERS = "hyperparameters.json"
+from ..rundir import HYPERPARAMETERS, RESUME_STATE, TRAINER_STATE
 HYPERPARAMETER_SECTIONS = ("model", "optim", "schedule", "train")
 
 

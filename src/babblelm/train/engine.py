@@ -45,7 +45,8 @@ RESUME_HINT = "`babble train CONFIG --resume` (or `babble run CONFIG`)"
 
 
 class BatchSource(Protocol):
-    """What a run's data gives the engine. Built after `prepare` (rank 0, before the others start)."""
+    """What a run's data gives the engine, built from the manifest that `prepare` returned (once per run, on
+    rank 0, before the others start; they read it back with `prepared`, which hashes nothing)."""
 
     unit: str  # "words" or "tokens": what milestones and the progress bar count
     steps: int  # optimizer steps in the run
@@ -53,7 +54,10 @@ class BatchSource(Protocol):
     milestones: dict[int, list[str]]  # step -> checkpoint names first reached after that step
 
     @classmethod
-    def prepare(cls, cfg: RunConfig, run: RunDir, progress: bool) -> None: ...
+    def prepare(cls, cfg: RunConfig, run: RunDir, progress: bool) -> dict: ...  # prepare or reuse; the manifest
+
+    @classmethod
+    def prepared(cls, run: RunDir) -> dict: ...  # the manifest `prepare` wrote
 
     def describe(self) -> str: ...  # the data plan, for the start message
 
@@ -152,25 +156,30 @@ class Training:
 
     A new run refuses a folder that already holds one, unless `overwrite` (which clears it). A
     resumed run refuses a config that differs from the run's, unless every difference is in
-    `allow_changes`; then the change is recorded and applies from the resumed step on."""
+    `allow_changes`; then the change is recorded and applies from the resumed step on. `manifest`: the
+    data the caller prepared (`babble run`'s data stage); without it rank 0 prepares them here."""
 
     def __init__(self, cfg: RunConfig, source_cls, ctx: distributed.Dist, device: torch.device, progress: bool,
-                 resume: bool = False, overwrite: bool = False, allow_changes: list[str] | None = None):
+                 resume: bool = False, overwrite: bool = False, allow_changes: list[str] | None = None,
+                 manifest: dict | None = None):
         from transformers import AutoTokenizer
 
         self.cfg, self.ctx, self.device, self.progress = cfg, ctx, device, progress
         self.run_dir = RunDir(cfg.out_dir)
         self.changed = self.check_folder(resume, overwrite, allow_changes or [])
         torch.manual_seed(cfg.run.seed)
-        if ctx.is_main:  # rank 0 prepares the data; the others then find it prepared
+        if ctx.is_main:  # rank 0 prepares the data, unless the caller did; the others then read its manifest
             self.run_dir.path.mkdir(parents=True, exist_ok=True)
             if not resume:
                 save_config(cfg, self.run_dir.config)
             for message in ckpt.recover(self.run_dir.checkpoints):
                 print(message)
-            source_cls.prepare(cfg, self.run_dir, progress)
+            if manifest is None:
+                manifest = source_cls.prepare(cfg, self.run_dir, progress)
         distributed.barrier(ctx)
-        self.source: BatchSource = source_cls(cfg, self.run_dir, ctx)
+        if manifest is None:
+            manifest = source_cls.prepared(self.run_dir)
+        self.source: BatchSource = source_cls(cfg, self.run_dir, ctx, manifest)
         self.tokenizer = AutoTokenizer.from_pretrained(self.run_dir.data / "tokenizer")
         self.init_from = init_folder(cfg.model)
         self.model = build_model(cfg, self.tokenizer).to(device)

@@ -25,15 +25,17 @@ def source_for(cfg: RunConfig):
 
 
 def train(cfg: RunConfig, resume: bool = False, progress: bool = True, stop_after_steps: int | None = None,
-          overwrite: bool = False, allow_changes: list[str] | None = None) -> TrainResult:
+          overwrite: bool = False, allow_changes: list[str] | None = None, manifest: dict | None = None) -> TrainResult:
     """Run (or resume) training as configured; under torchrun, one data-parallel rank of it.
     `stop_after_steps` stops early (saving a resume point), as an interruption would; `overwrite`
-    clears a folder that holds another run; `allow_changes` lists the config keys a resume may change."""
+    clears a folder that holds another run; `allow_changes` lists the config keys a resume may change;
+    `manifest`: the run's data as the caller just prepared them (`source_for(cfg).prepare`), else
+    they are prepared here."""
     ctx, device = distributed.setup(cfg.run.device)
     try:
         with folder_lock(cfg.out_dir, "run folder") if ctx.is_main else nullcontext():
             training = Training(cfg, source_for(cfg), ctx, device, progress and ctx.is_main, resume, overwrite,
-                                allow_changes)
+                                allow_changes, manifest)
             return training.run(resume, stop_after_steps)
     finally:
         distributed.shutdown(ctx)

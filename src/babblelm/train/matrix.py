@@ -25,7 +25,7 @@ from ..config import load_config
 from ..configbase import to_dict
 from ..data.languages import ML_MANIFEST, multilingual_config_hash
 from ..data.prepare import copy_prepared
-from ..rundir import FINAL, RunDir
+from ..rundir import RunDir
 from . import changes
 from .checkpoints import latest_resumable
 from .mixedsource import final_losses, read_mixing_records
@@ -50,7 +50,7 @@ def plan(config_paths: list[str | Path], seeds: list[int], out: Path, overrides:
             folder = out / f"{base.run.name}-s{seed}"
             cfg = load_config(path, list(overrides or []) + [f"run.seed={seed}", f"run.out_dir={json.dumps(str(folder))}"])
             run = RunDir(folder)
-            differ = changes.differences(run, to_dict(cfg)) if (run.checkpoint(FINAL) / "model.safetensors").is_file() else {}
+            differ = changes.differences(run, to_dict(cfg)) if run.finished() else {}
             if differ:
                 raise ValueError(f"{folder} holds a finished run of another config ({', '.join(differ)} differ); "
                                  "choose another --out")
@@ -68,7 +68,7 @@ def run_matrix(config_paths: list[str | Path], seeds: list[int], out: str | Path
     for condition, seed, cfg in jobs:
         run = RunDir(cfg.out_dir)
         data_hash = multilingual_config_hash(cfg.mixing, cfg.data, cfg.tokenizer)
-        if not (run.checkpoint(FINAL) / "model.safetensors").is_file():
+        if not run.finished():
             if data_hash in prepared:
                 copy_prepared(prepared[data_hash], run.data, ML_MANIFEST)
             resume = latest_resumable(run.checkpoints) is not None

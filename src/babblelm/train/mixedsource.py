@@ -29,14 +29,12 @@ import numpy as np
 from ..config import PiFromRuns, RunConfig
 from ..data.blocks import Blocks, load_blocks
 from ..data.corpus import DataError
-from ..data.languages import prepare_multilingual
-from ..rundir import RunDir
+from ..data.languages import ML_MANIFEST, prepare_multilingual
+from ..rundir import MIXING_PLOT, RunDir
 from .exp3 import Mixer
 from .plan import milestone_steps
 from .prior import typological_prior
 
-MIXING_CARD = "mixing.md"
-MIXING_PLOT = "mixing.png"
 
 
 def initial_pi(cfg: RunConfig, manifest: dict) -> np.ndarray:
@@ -113,12 +111,15 @@ class MixedSource:
     unit = "tokens"
 
     @classmethod
-    def prepare(cls, cfg: RunConfig, run: RunDir, progress: bool) -> None:
-        prepare_multilingual(cfg.mixing, cfg.data, cfg.tokenizer, run.data, progress=progress)
+    def prepare(cls, cfg: RunConfig, run: RunDir, progress: bool) -> dict:
+        return prepare_multilingual(cfg.mixing, cfg.data, cfg.tokenizer, run.data, progress=progress)
 
-    def __init__(self, cfg: RunConfig, run: RunDir, ctx):
-        self.cfg, self.run, mix = cfg, run, cfg.mixing
-        self.manifest = prepare_multilingual(mix, cfg.data, cfg.tokenizer, run.data, progress=False)
+    @classmethod
+    def prepared(cls, run: RunDir) -> dict:
+        return json.loads((run.data / ML_MANIFEST).read_text(encoding="utf-8"))
+
+    def __init__(self, cfg: RunConfig, run: RunDir, ctx, manifest: dict):
+        self.cfg, self.run, self.manifest, mix = cfg, run, manifest, cfg.mixing
         self.langs = list(mix.languages)
         self.train = {lang: load_blocks(run.data / lang, "train") for lang in self.langs}
         slices = {lang: dev_slices(load_blocks(run.data / lang, "dev"), lang, cfg) for lang in self.langs}
@@ -188,10 +189,10 @@ class MixedSource:
         records = read_mixing_records(self.run.metrics)
         if not records:
             return None
-        plot_mixing(records, self.run.path / MIXING_PLOT)
+        plot_mixing(records, self.run.mixing_plot)
         mix = self.cfg.mixing
         seconds = max((r.get("elapsed_s", 0.0) for r in read_records(self.run.metrics)), default=0.0)
-        (self.run.path / MIXING_CARD).write_text(card_section(records, mix.policy, mix.reward, seconds), encoding="utf-8")
+        self.run.mixing_card.write_text(card_section(records, mix.policy, mix.reward, seconds), encoding="utf-8")
         return float(np.mean(list(final_losses(records[-1]).values())))
 
 

@@ -8,6 +8,7 @@ exact at every step and a resumed run reads exactly the blocks an uninterrupted 
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import MAX_EPOCHS, RunConfig
-from ..data.blocks import load_blocks
+from ..data.blocks import MANIFEST, load_blocks
 from ..data.prepare import prepare_data
 from ..eval.load import TOKENIZER_FILES
 from ..models.registry import init_folder
@@ -101,12 +102,15 @@ class PlanSource:
     unit = "words"
 
     @classmethod
-    def prepare(cls, cfg: RunConfig, run: RunDir, progress: bool) -> None:
-        prepare_data(cfg.data, cfg.tokenizer, run.data, progress=progress, tokenizer_from=init_tokenizer(cfg))
+    def prepare(cls, cfg: RunConfig, run: RunDir, progress: bool) -> dict:
+        return prepare_data(cfg.data, cfg.tokenizer, run.data, progress=progress, tokenizer_from=init_tokenizer(cfg))
 
-    def __init__(self, cfg: RunConfig, run: RunDir, ctx):
-        self.cfg = cfg
-        self.manifest = prepare_data(cfg.data, cfg.tokenizer, run.data, progress=False, tokenizer_from=init_tokenizer(cfg))
+    @classmethod
+    def prepared(cls, run: RunDir) -> dict:
+        return json.loads((run.data / MANIFEST).read_text(encoding="utf-8"))
+
+    def __init__(self, cfg: RunConfig, run: RunDir, ctx, manifest: dict):
+        self.cfg, self.manifest = cfg, manifest
         self.train, self.dev = load_blocks(run.data, "train"), load_blocks(run.data, "dev")
         self.global_batch = cfg.train.batch_size * cfg.train.grad_accum
         self.plan = make_plan(self.train.words, self.global_batch, cfg.train.epochs, cfg.train.words, cfg.run.seed,

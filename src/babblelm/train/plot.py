@@ -9,14 +9,13 @@ import json
 from pathlib import Path
 
 from ..config import RunConfig
-from ..rundir import LOSS_PLOT, plot_groups
+from ..rundir import RunDir, plot_groups
 from .optim import lr_curves, warmup_steps
 
 
 def planned_steps(cfg: RunConfig) -> int:
     """Total optimizer steps of the run, from its prepared data (never prepares it)."""
     from ..data.blocks import load_blocks
-    from ..rundir import RunDir
     from .plan import make_plan
 
     data = RunDir(cfg.out_dir).data
@@ -35,7 +34,7 @@ def plot_schedule(cfg: RunConfig, out: Path | None = None, steps: int | None = N
     import matplotlib.pyplot as plt
 
     steps = steps or planned_steps(cfg)
-    out = out or cfg.out_dir / "lr_schedule.png"
+    out = out or RunDir(cfg.out_dir).lr_plot
     out.parent.mkdir(parents=True, exist_ok=True)
     s = cfg.schedule
     title = f"{s.name} schedule, {steps:,} steps, warmup {warmup_steps(steps, s):,}"
@@ -59,9 +58,10 @@ def plot_training(run_dir: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    path = Path(run_dir) / "metrics.jsonl"
+    run = RunDir(run_dir)
+    path = run.metrics
     if not path.is_file():
-        raise FileNotFoundError(f"no metrics.jsonl in {run_dir}: is it a run folder of babble train?")
+        raise FileNotFoundError(f"no {path.name} in {run_dir}: is it a run folder of babble train?")
     with path.open(encoding="utf-8") as handle:
         records = [json.loads(line) for line in handle if line.strip()]
     x_key = "words" if any("words" in r for r in records) else "tokens"  # multilingual runs count tokens
@@ -74,7 +74,7 @@ def plot_training(run_dir: Path) -> list[Path]:
         ax.plot([r[x_key] for r in dev], [r["dev_loss"] for r in dev], "o-", label="dev loss")
     ax.set(xlabel=f"{x_key} seen", ylabel="loss (nats per token)", title=Path(run_dir).name)
     ax.legend()
-    written.append(_save(fig, Path(run_dir) / LOSS_PLOT))
+    written.append(_save(fig, run.loss_plot))
     for group, members in sorted(plot_groups(train).items()):
         fig, ax = plt.subplots(figsize=(7, 3.5))
         for member in sorted(members, key=lambda m: (len(m), m)):  # layer 2 before layer 10
@@ -82,7 +82,7 @@ def plot_training(run_dir: Path) -> list[Path]:
             ax.plot(*zip(*points), label=f"layer {member}" if member.isdigit() else member)
         ax.set(xlabel=f"{x_key} seen", ylabel=group, title=f"{group} per layer")
         ax.legend(fontsize="small", ncol=2)
-        written.append(_save(fig, Path(run_dir) / f"{group}.png"))
+        written.append(_save(fig, run.group_plot(group)))
     return written
 
 

@@ -1,11 +1,16 @@
 """Grid sweeps: `babble sweep cfg.yaml --grid optim.lr=3e-4,4e-4,5e-4 [--grid key=v1,v2 ...]`.
 
 Every combination of the grid values becomes one run (its own run folder under the sweep folder);
-a finished run (checkpoints/final present) is not trained again. Runs whose data config is the
-same share one data preparation: later runs start from a copy of the first one's data folder. The table holds each final model's
-dev loss and perplexity (on the run's dev subset: train.dev_batches x train.batch_size blocks) and,
-when `eval.data` is set, its evaluation scores and their average;
-it is printed and saved as sweep.md and sweep.csv in the sweep folder.
+a finished run (`RunDir.finished`) is not trained again. Runs whose data config is the same share
+one data preparation: later runs start from a copy of the first one's data folder. The table holds
+each final model's dev loss and perplexity (on the run's dev subset: train.dev_batches x
+train.batch_size blocks) and, when `eval.data` is set, its scores on `eval.tasks` under `eval.rules`
+(default: the 2026 rules, as `babble run` and `babble eval` score) and their average (`eval_avg`).
+Scoring goes through the evaluation suite (eval/suite.py), as `babble run`'s full stage does: the
+same task loaders and scorers, the same data layouts (a full evaluation folder, its parent, or one
+task's folder), and the results land in the run's `results/final/`, reused when their inputs match.
+The table is printed and saved as sweep.md and sweep.csv in the sweep folder; a task that fails is
+named (FAILED lines) and left out of its run's row.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import yaml
 from ..config import load_config
 from ..configbase import ConfigError
 from ..data.prepare import config_hash, copy_prepared
-from ..rundir import RunDir
+from ..rundir import FINAL, RunDir
 from .checkpoints import latest_resumable
 
 
@@ -51,22 +56,30 @@ def _value(text: str):
     return value
 
 
-def _measure(cfg, final_dir: Path) -> dict[str, float]:
-    """The final model's dev loss (the run's dev subset) and the scores (percent) of the evaluation
-    tasks that can run here (BLiMP when eval.data is set)."""
+def _measure(cfg, run: RunDir, log=print) -> dict[str, float]:
+    """The final model's dev loss (the run's dev subset) and, when eval.data is set, its scores (percent)
+    on eval.tasks through the evaluation suite, with their average; a failed task is logged."""
     from ..data.blocks import load_blocks
     from ..eval.load import load_model_and_tokenizer
+    from ..eval.report import failures, scores_of
+    from ..eval.suite import evaluate_tasks, results_folder
+    from ..eval.tasks import parse_task_list
     from .engine import dev_loss
 
-    model, tokenizer = load_model_and_tokenizer(final_dir, device="auto")
-    loss = dev_loss(model, load_blocks(cfg.out_dir / "data", "dev"), cfg.train.batch_size, cfg.train.dev_batches, model.device)
+    final = run.checkpoint(FINAL)
+    model, tokenizer = load_model_and_tokenizer(final, device=cfg.run.device)
+    loss = dev_loss(model, load_blocks(run.data, "dev"), cfg.train.batch_size, cfg.train.dev_batches, model.device)
     scores = {}
-    if cfg.eval.data and "blimp" in cfg.eval.tasks:
-        from ..eval.blimp import evaluate_blimp
-
-        scores["blimp"] = evaluate_blimp(model, tokenizer, cfg.eval.data, batch_size=cfg.eval.batch_size)["accuracy"]
-    return {"dev_loss": loss, "dev_ppl": math.exp(min(loss, 50)), **scores,
-            "eval_avg": sum(scores.values()) / len(scores) if scores else None}
+    if cfg.eval.data:
+        tasks = parse_task_list(",".join(cfg.eval.tasks), cfg.eval.rules)
+        out = results_folder(run.results_of(FINAL), run, cfg.eval.data, tasks)
+        results = evaluate_tasks(model, tokenizer, tasks, cfg.eval.data, out, batch_size=cfg.eval.batch_size,
+                                 model_dir=final, rules=cfg.eval.rules, log=lambda _: None)
+        for task, error in failures(results).items():
+            log(f"FAILED {run.path.name}/{task}: {error}")
+        scores = scores_of(results)
+    average = scores.pop("average", None)
+    return {"dev_loss": loss, "dev_ppl": math.exp(min(loss, 50)), **scores, "eval_avg": average}
 
 
 def run_sweep(config_path: str | Path, grid: dict[str, list], overrides: list[str] | None = None,
@@ -83,18 +96,22 @@ def run_sweep(config_path: str | Path, grid: dict[str, list], overrides: list[st
         sets = list(overrides or []) + [f"{k}={json.dumps(v)}" for k, v in combo.items()]
         sets += [f"run.name={base.run.name}-{slug}", f"run.out_dir={json.dumps(str(out / slug))}"]
         configs.append((combo, slug, load_config(config_path, sets)))
+    if base.eval.data:  # the task names, before any training
+        from ..eval.tasks import parse_task_list
+
+        parse_task_list(",".join(base.eval.tasks), base.eval.rules)
     rows, prepared = [], {}  # data config hash -> a data folder prepared with it
     for combo, slug, cfg in configs:
-        final = cfg.out_dir / "checkpoints" / "final"
+        run = RunDir(cfg.out_dir)
         data_hash = config_hash(cfg.data, cfg.tokenizer)
-        if not (final / "model.safetensors").exists():
+        if not run.finished():
             if data_hash in prepared:
-                copy_prepared(prepared[data_hash], cfg.out_dir / "data")
-            resume = latest_resumable(RunDir(cfg.out_dir).checkpoints) is not None
+                copy_prepared(prepared[data_hash], run.data)
+            resume = latest_resumable(run.checkpoints) is not None
             print(f"sweep: {'resuming' if resume else 'training'} {slug} -> {cfg.out_dir}")
             train(cfg, resume=resume, overwrite=not resume, progress=progress)
-        prepared.setdefault(data_hash, cfg.out_dir / "data")
-        rows.append({"run": slug, **combo, **_measure(cfg, final)})
+        prepared.setdefault(data_hash, run.data)
+        rows.append({"run": slug, **combo, **_measure(cfg, run)})
     write_table(rows, out)
     return rows
 
