@@ -28,13 +28,13 @@ def cmd_demo(args) -> None:
 
 def cmd_info(args) -> None:
     from .configbase import to_dict
-    from .models.registry import count_parameters, init_folder, parameter_breakdown, parse_model_section
+    from .models.registry import count_parameters, init_folder, parameter_breakdown
 
     import yaml
 
     cfg = _load_cfg(args)
     print(yaml.safe_dump(to_dict(cfg), sort_keys=False).rstrip())
-    arch, margs = parse_model_section(cfg.model)
+    arch, margs = cfg.model_section
     folder = init_folder(cfg.model)
     config = (arch.config_class.from_pretrained(folder) if folder is not None
               else arch.make_config(margs, cfg.tokenizer.vocab_size, 0, 1, 2))
@@ -340,7 +340,7 @@ TRUST_HELP = ("run the model folder's own Python code (its auto_map) when its ar
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .models.registry import names
+    from .models.registry import DEFAULT_ARCH, names
 
     p = argparse.ArgumentParser(prog="babble", description="Train, evaluate and ship BabyLM models.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -361,8 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--quick", action="store_true",
                     help="a smaller corpus and model: the pairs are learnt in under a minute (README)")
     sp.add_argument("--out", default="babble-demo", help="folder for every artifact (default: ./babble-demo)")
-    sp.add_argument("--arch", default="transformer", choices=names(),
-                    help="the architecture to train (default: transformer)")
+    sp.add_argument("--arch", default=DEFAULT_ARCH, choices=names(),
+                    help=f"the architecture to train (default: {DEFAULT_ARCH})")
     sp.add_argument("--seed", type=int, default=0, help="seed of the corpus, the pairs and the run (default: 0)")
     with_threads(sp)
     sp.set_defaults(func=cmd_demo)
@@ -566,7 +566,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-batch", type=int, default=16, help="sequences decoded together, each in a slot of the "
                                                                "model's decoding state allocated at start")
     sp.add_argument("--max-context", type=int, help="positions per slot, prompt and completion (default: the "
-                                                    "model's context)")
+                                                    "length the model was trained for; more only where its positions "
+                                                    "extend: rotary or none)")
     sp.add_argument("--prefill-chunk", type=int, default=128, help="prompt tokens per prefill pass: a longer prompt "
                                                                    "starts over several steps")
     sp.add_argument("--max-queue", type=int, default=16, help="requests waiting for slots; more get 503")

@@ -20,7 +20,7 @@ import torch
 
 from .config import load_config
 from .device import cpu_threads, set_threads
-from .models.registry import get
+from .models.registry import DEFAULT_ARCH, get
 from .rundir import FINAL, RunDir
 
 CONFIG = Path(__file__).parent / "demo.yaml"
@@ -41,7 +41,7 @@ def demo_model(arch: str, quick: bool) -> dict:
     return get(arch).demo_section(width, layers)
 
 
-def demo_config(out: Path, quick: bool, seed: int, arch: str = "transformer", threads: int | None = None):
+def demo_config(out: Path, quick: bool, seed: int, arch: str = DEFAULT_ARCH, threads: int | None = None):
     import yaml
 
     _, _, overrides = SIZES["quick" if quick else "full"]
@@ -52,7 +52,7 @@ def demo_config(out: Path, quick: bool, seed: int, arch: str = "transformer", th
                                                    *overrides])
 
 
-def run_demo(out: Path, quick: bool = False, seed: int = 0, arch: str = "transformer", threads: int | None = None) -> dict:
+def run_demo(out: Path, quick: bool = False, seed: int = 0, arch: str = DEFAULT_ARCH, threads: int | None = None) -> dict:
     """The demo corpus and pairs, the untrained model's accuracy, then `babble run` of the demo config
     (data, training, learning curve, final score, report, export) and a sample from the export."""
     from transformers import AutoModelForCausalLM, AutoTokenizer

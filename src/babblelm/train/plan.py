@@ -108,8 +108,7 @@ class PlanSource:
         self.cfg = cfg
         self.manifest = prepare_data(cfg.data, cfg.tokenizer, run.data, progress=False, tokenizer_from=init_tokenizer(cfg))
         self.train, self.dev = load_blocks(run.data, "train"), load_blocks(run.data, "dev")
-        self.global_batch = cfg.train.batch_size * cfg.train.grad_accum
-        self.plan = make_plan(self.train.words, self.global_batch, cfg.train.epochs, cfg.train.words, cfg.run.seed,
+        self.plan = make_plan(self.train.words, cfg.train.global_batch, cfg.train.epochs, cfg.train.words, cfg.run.seed,
                               cfg.train.steps)
         self.steps, self.seq_len = self.plan.steps, self.train.tokens.shape[1]
         self.milestones = (milestone_steps(self.plan.cum_words, cfg.checkpoints.scale)
@@ -125,7 +124,7 @@ class PlanSource:
 
     def seen(self, step: int) -> dict:
         """After steps 0..step (step -1: nothing yet)."""
-        return {"words": self.plan.words_before(step + 1), "tokens": (step + 1) * self.global_batch * self.seq_len,
+        return {"words": self.plan.words_before(step + 1), "tokens": (step + 1) * self.plan.global_batch * self.seq_len,
                 "epoch": self.plan.epoch_at(step, len(self.train.words))}
 
     def due(self, step: int) -> bool:

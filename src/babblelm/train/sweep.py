@@ -3,7 +3,7 @@
 Every combination of the grid values becomes one run (its own run folder under the sweep folder);
 a finished run (checkpoints/final present) is not trained again. Runs whose data config is the
 same share one data preparation: later runs start from a copy of the first one's data folder. The table holds each final model's
-dev loss and perplexity (on the run's dev subset: train.dev_batches x train.batch_size blocks) and,
+dev loss and perplexity (on the run's dev subset: train.dev_batches x train.dev_batch_size blocks) and,
 when `eval.data` is set, its evaluation scores and their average;
 it is printed and saved as sweep.md and sweep.csv in the sweep folder.
 """
@@ -59,7 +59,7 @@ def _measure(cfg, final_dir: Path) -> dict[str, float]:
     from .engine import dev_loss
 
     model, tokenizer = load_model_and_tokenizer(final_dir, device="auto")
-    loss = dev_loss(model, load_blocks(cfg.out_dir / "data", "dev"), cfg.train.batch_size, cfg.train.dev_batches, model.device)
+    loss = dev_loss(model, load_blocks(cfg.out_dir / "data", "dev"), cfg.train.dev_batch, cfg.train.dev_blocks, model.device)
     scores = {}
     if cfg.eval.data and "blimp" in cfg.eval.tasks:
         from ..eval.blimp import evaluate_blimp
