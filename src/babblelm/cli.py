@@ -160,7 +160,7 @@ def cmd_eval(args) -> int:
         return _eval_multilingual(args)
     from .eval.report import failures, scores_of
     from .eval.suite import evaluate_all_checkpoints, evaluate_model
-    from .eval.tasks import parse_task_list
+    from .eval.catalog import parse_task_list
 
     tasks = parse_task_list(args.tasks or args.task, args.rules)
     if not args.data:
@@ -221,7 +221,8 @@ def _report_failures(failed: dict[str, str], written: bool = True, next_step: st
 
 
 def cmd_finetune(args) -> None:
-    from .eval.finetune import GLUE_TASKS, finetune_tasks, format_results
+    from .eval.catalog import GLUE_TASKS
+    from .eval.finetune import finetune_tasks, format_results
     from .rundir import resolve_checkpoint
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
@@ -340,6 +341,7 @@ TRUST_HELP = ("run the model folder's own Python code (its auto_map) when its ar
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .eval.catalog import ALL_TASKS, GLUE_TASKS, OFFICIAL
     from .models.registry import DEFAULT_ARCH, names
 
     p = argparse.ArgumentParser(prog="babble", description="Train, evaluate and ship BabyLM models.")
@@ -444,9 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("eval", help="score a model (or every checkpoint of a run) on the BabyLM zero-shot tasks")
     sp.add_argument("model", help="run folder, checkpoint folder or exported Hugging Face folder")
-    sp.add_argument("--tasks", help="comma-separated: blimp,supplement,multiblimp,ewok,entity_tracking,comps,"
-                                    "global_piqa,wug_adj,wug_past,reading (and demo_pairs, the demo's synthetic "
-                                    "pairs); official: the rules' official tasks")
+    sp.add_argument("--tasks", help=f"comma-separated: {','.join(ALL_TASKS)}; {OFFICIAL}: the rules' official tasks")
     sp.add_argument("--task", default="blimp", help="one task (kept for compatibility; --tasks wins; default: blimp)")
     sp.add_argument("--data", help="evaluation data folder (official full_eval layout, or one task's folder)")
     sp.add_argument("--checkpoint", help="checkpoint name inside a run folder (default: final)")
@@ -476,8 +476,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("finetune", help="fine-tune a classification head on the GLUE tasks (official defaults)")
     sp.add_argument("model", help="run folder, checkpoint folder or exported Hugging Face folder")
-    sp.add_argument("--tasks", default="boolq,multirc,rte,wsc,mrpc,qqp,mnli",
-                    help="comma-separated GLUE tasks (default: boolq,multirc,rte,wsc,mrpc,qqp,mnli)")
+    sp.add_argument("--tasks", default=",".join(GLUE_TASKS), help=f"comma-separated GLUE tasks (default: "
+                                                                   f"{','.join(GLUE_TASKS)})")
     sp.add_argument("--data", required=True, help="glue_filtered folder: <task>.train.jsonl and <task>.valid.jsonl")
     sp.add_argument("--checkpoint", help="checkpoint name inside a run folder (default: final)")
     sp.add_argument("--lr", type=float, default=3e-5, help="learning rate (default: 3e-5)")

@@ -252,11 +252,21 @@ class CheckpointSection:
 
 @dataclass
 class EvalSection:
-    tasks: list[str] = field(default_factory=lambda: ["blimp"])
+    tasks: list[str] = field(default_factory=lambda: ["blimp"], metadata={
+        "help": "zero-shot tasks (eval/catalog.py); official: the rules' official tasks"})
     data: str | None = None
     batch_size: int = field(default=64, metadata={"min": 1})
     rules: Literal["2026", "2025"] = field(default="2026", metadata={
         "help": "whose official scoring rules (ties, EWoK, entity tracking, tasks, fast subsets): docs/evaluation.md"})
+
+    def validate(self):
+        from .eval.catalog import known_tasks, unknown_tasks
+
+        if not self.tasks:
+            yield "tasks", f"expected at least one task; known: {known_tasks()}"
+        for i, name in enumerate(self.tasks):
+            if unknown_tasks([name]):
+                yield f"tasks[{i}]", f"unknown task {name!r}; known: {known_tasks()}"
 
 
 # --- multilingual mixing (TAAM): see docs/multilingual.md ---

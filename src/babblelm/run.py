@@ -255,9 +255,12 @@ def _train(cfg, run, redo, progress, summary, log):
 
 def _fast(cfg, run, redo, progress, summary, log):
     from .eval.suite import evaluate_all_checkpoints
-    from .eval.tasks import has_fast, parse_task_list
+    from .eval.catalog import parse_task_list
+    from .eval.tasks import has_fast
 
-    tasks = [t for t in parse_task_list(",".join(cfg.eval.tasks), cfg.eval.rules) if has_fast(t, cfg.eval.rules)]
+    asked = parse_task_list(",".join(cfg.eval.tasks), cfg.eval.rules)
+    tasks = [t for t in asked if has_fast(t, cfg.eval.rules)]
+    without = [t for t in asked if t not in tasks]
     if not cfg.eval.data or not tasks or not run.milestones():
         return "skipped", _why_not(cfg, tasks, run), {}
     result = evaluate_all_checkpoints(run.path, tasks, cfg.eval.data, run.fast_results, batch_size=cfg.eval.batch_size,
@@ -266,6 +269,8 @@ def _fast(cfg, run, redo, progress, summary, log):
     failed = {f"fast/{c}/{t}": e for c, failed in result["failed"].items() for t, e in failed.items()}
     summary.failed.update(failed)
     where = f"{len(result['checkpoints'])} checkpoints x {', '.join(tasks)}; curves in {run.fast_results}"
+    if without:
+        where += f"; no fast subset under the {cfg.eval.rules} rules: {', '.join(without)}"
     if failed:
         return "failed", f"{len(failed)} of {len(result['checkpoints']) * len(tasks)} scores failed; {where}", {}
     return "done", where, {}
@@ -273,8 +278,8 @@ def _fast(cfg, run, redo, progress, summary, log):
 
 def _full(cfg, run, redo, progress, summary, log):
     from .eval.report import failures, scores_of
+    from .eval.catalog import parse_task_list
     from .eval.suite import evaluate_model
-    from .eval.tasks import parse_task_list
 
     if not cfg.eval.data:
         return "skipped", _why_not(cfg, cfg.eval.tasks, run), {}
@@ -290,8 +295,8 @@ def _report(cfg, run, redo, progress, summary, log):
     """The report of the final model's results on eval.data computed from its current weights; without any,
     an earlier report is set aside (`report.md.stale`), never left to read as current."""
     from .eval.report import read_results, write_run_report
+    from .eval.catalog import parse_task_list
     from .eval.suite import model_identity, results_folder, stale_path
-    from .eval.tasks import parse_task_list
 
     final, path = run.checkpoint(FINAL), run.results / "report.md"
     folder = run.results / FINAL  # the full stage's results of eval.data (eval/suite.py, results_folder)
