@@ -66,7 +66,7 @@ def _measure(kind: str, raw: dict, args: dict) -> dict:
     import torch
 
     from babblelm.config import load_config
-    from babblelm.models.registry import count_parameters, parse_model_section
+    from babblelm.models.registry import count_parameters
     from babblelm.train import distributed
     from babblelm.train.stepper import build_stepper
     from babblelm.train.precision import autocast, resolve_precision
@@ -83,7 +83,7 @@ def _measure(kind: str, raw: dict, args: dict) -> dict:
     if "max_position_embeddings" in model_raw:  # only architectures with a position limit
         model_raw["max_position_embeddings"] = max(args["seq_len"], model_raw["max_position_embeddings"])
     cfg = load_config(raw=raw)
-    arch, margs = parse_model_section(cfg.model)
+    arch, margs = cfg.model_section
     vocab = cfg.tokenizer.vocab_size
     torch.manual_seed(0)
     ours = arch.model_class(arch.make_config(margs, vocab, 0, 1, 2)).to(device)

@@ -3,7 +3,6 @@ model section, one default), the keys fixed on resume (a marker on the field); a
 limit each architecture's positions give (registry.context_limit), which serving and generation obey."""
 
 import pytest
-import torch
 from contract import tiny_model
 
 from babblelm import config as config_module

@@ -9,7 +9,6 @@ import torch
 from babblelm.cli import main
 from babblelm.config import ScheduleSection, load_config
 from babblelm.configbase import ConfigError
-from babblelm.models.registry import parse_model_section
 from babblelm.train import distributed
 from babblelm.train.stepper import build_stepper
 from babblelm.train.optim import build_optimizer, describe, lr_multiplier, split_parameters
@@ -28,7 +27,7 @@ def _cfg(**sections):
 
 
 def _model(cfg):
-    arch, args = parse_model_section(cfg.model)
+    arch, args = cfg.model_section
     torch.manual_seed(0)
     return arch.model_class(arch.make_config(args, 300, 0, 1, 2))
 
