@@ -161,8 +161,10 @@ class Training:
 
         self.cfg, self.ctx, self.device, self.progress = cfg, ctx, device, progress
         self.run_dir = RunDir(cfg.out_dir)
-        self.changed = self.resumed_changes(allow_changes or []) if resume else {}
-        if not resume:
+        self.changed: dict[str, tuple] = {}  # the config changes a resume applies
+        if resume:
+            self.changed = self.resumed_changes(allow_changes or [])
+        else:
             self.claim_folder(overwrite)
         torch.manual_seed(cfg.run.seed)
         if ctx.is_main:  # rank 0 prepares the data; the others then find it prepared
