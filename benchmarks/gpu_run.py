@@ -139,6 +139,7 @@ def phase_throughput(results: Results, tiny: bool, deadline: float) -> None:
     name = torch.cuda.get_device_name() if gpu else "CPU"
     peak = next((v for k, v in PEAK_BF16.items() if k in name), None) if gpu else None
     from babblelm.models.mlstm import mlstm_kernels_available
+    from babblelm.models.registry import DEFAULT_ARCH
 
     kernels = gpu and mlstm_kernels_available()
     for preset, sets in THROUGHPUT_PRESETS:
@@ -155,7 +156,7 @@ def phase_throughput(results: Results, tiny: bool, deadline: float) -> None:
             section, field = key.split(".", 1)
             raw.setdefault(section, {})[field] = yaml.safe_load(value)
         if tiny:
-            raw["model"] = {**raw["model"], **_tiny_shape(raw["model"].get("arch", "transformer"))}
+            raw["model"] = {**raw["model"], **_tiny_shape(raw["model"].get("arch", DEFAULT_ARCH))}
             raw.setdefault("tokenizer", {})["vocab_size"] = 512
         seq_len = 64 if tiny else raw.get("data", {}).get("seq_len", 512)
         batch = 4 if tiny else raw.get("train", {}).get("batch_size", 16) * raw.get("train", {}).get("grad_accum", 1)

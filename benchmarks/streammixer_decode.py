@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from babblelm.config import load_config
-from babblelm.models.registry import count_parameters, parameter_breakdown, parse_model_section
+from babblelm.models.registry import count_parameters, parameter_breakdown
 
 REPO = Path(__file__).resolve().parents[1]
 CARD_PARAMETERS = 26_247_616
@@ -26,7 +26,7 @@ CARD_PARAMETERS = 26_247_616
 
 def build(preset: str, device: torch.device, overrides: list[str] = ()):
     cfg = load_config(REPO / "configs" / preset, overrides=list(overrides))
-    arch, args = parse_model_section(cfg.model)
+    arch, args = cfg.model_section
     torch.manual_seed(0)
     return arch.model_class(arch.make_config(args, cfg.tokenizer.vocab_size, 0, 1, 2)).to(device)
 

@@ -33,10 +33,10 @@ PEAK_BF16 = {"H200": 989e12, "H100 PCIe": 756e12, "H100": 989e12, "A100": 312e12
 
 def presets() -> list[tuple[str, dict]]:
     """(name, raw config) for each configs/*.yaml, plus a default one for any architecture without a preset."""
-    from babblelm.models.registry import names
+    from babblelm.models.registry import DEFAULT_ARCH, names
 
     found = [(p.stem, yaml.safe_load(p.read_text())) for p in sorted((REPO / "configs").glob("*.yaml"))]
-    covered = {raw.get("model", {}).get("arch", "transformer") for _, raw in found}
+    covered = {raw.get("model", {}).get("arch", DEFAULT_ARCH) for _, raw in found}
     found += [(f"{arch} (defaults)", {"model": {"arch": arch}}) for arch in names() if arch not in covered]
     return found
 
@@ -66,7 +66,7 @@ def _measure(kind: str, raw: dict, args: dict) -> dict:
     import torch
 
     from babblelm.config import load_config
-    from babblelm.models.registry import count_parameters, parse_model_section
+    from babblelm.models.registry import count_parameters
     from babblelm.train import distributed
     from babblelm.train.stepper import build_stepper
     from babblelm.train.precision import autocast, resolve_precision
@@ -83,7 +83,7 @@ def _measure(kind: str, raw: dict, args: dict) -> dict:
     if "max_position_embeddings" in model_raw:  # only architectures with a position limit
         model_raw["max_position_embeddings"] = max(args["seq_len"], model_raw["max_position_embeddings"])
     cfg = load_config(raw=raw)
-    arch, margs = parse_model_section(cfg.model)
+    arch, margs = cfg.model_section
     vocab = cfg.tokenizer.vocab_size
     torch.manual_seed(0)
     ours = arch.model_class(arch.make_config(margs, vocab, 0, 1, 2)).to(device)
@@ -91,7 +91,7 @@ def _measure(kind: str, raw: dict, args: dict) -> dict:
     total = args["warmup"] + args["steps"]
     if kind == "ours":
         stepper = build_stepper(cfg, ours, device, distributed.Dist(), total, args["seq_len"])
-        model, micro = ours, stepper.micro_batch
+        model, micro = ours, stepper.batch.micro
         step = stepper
     else:
         from transformers import LlamaConfig, LlamaForCausalLM
@@ -177,6 +177,10 @@ def main() -> None:
     a = p.parse_args()
     import torch
 
+    from babblelm.config import TrainSection
+    from babblelm.configbase import from_dict
+    from babblelm.models.registry import DEFAULT_ARCH
+
     device = a.device if a.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     gpu = device.startswith("cuda")
     name = torch.cuda.get_device_name() if gpu else "CPU"
@@ -187,13 +191,13 @@ def main() -> None:
         if a.only and a.only not in preset:
             continue
         seq_len = a.seq_len or (raw.get("data", {}).get("seq_len", 512) if gpu else 128)
-        batch = a.batch or ((raw.get("train", {}).get("batch_size", 16) * raw.get("train", {}).get("grad_accum", 1)) if gpu else 8)
+        batch = a.batch or (from_dict(TrainSection, raw.get("train", {})).global_batch if gpu else 8)
         args = dict(device=device, steps=a.steps or (50 if gpu else 5), warmup=a.warmup or (10 if gpu else 2),
                     seq_len=seq_len, batch=batch, micro=a.micro or (None if gpu else batch), precision=a.precision,
                     compile=gpu if a.compile is None else a.compile, threads=a.threads)
         ours = run_child("ours", raw, args)
         ref = run_child("reference", raw, dict(args, micro_used=ours["micro_batch"]))
-        row = {"preset": preset, "arch": raw.get("model", {}).get("arch", "transformer"), **{k: args[k] for k in
+        row = {"preset": preset, "arch": raw.get("model", {}).get("arch", DEFAULT_ARCH), **{k: args[k] for k in
                ("seq_len", "batch", "compile", "steps")}, "ours": ours, "reference": ref,
                "ratio": ours["tokens_per_s"] / ref["tokens_per_s"]}
         if peak_flops:

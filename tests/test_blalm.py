@@ -148,7 +148,7 @@ def test_mlstm_kernels_backend_needs_cuda_or_the_package():
                                             ("blalm-strict", 270e6), ("transformer-250m", 250e6)])
 def test_preset_parameter_counts(preset, target):
     cfg = load_config(CONFIGS / f"{preset}.yaml")
-    arch, args = parse_model_section(cfg.model)
+    arch, args = cfg.model_section
     config = arch.make_config(args, vocab_size=cfg.tokenizer.vocab_size, bos_token_id=1, eos_token_id=2, pad_token_id=0)
     with torch.device("meta"):
         n = count_parameters(arch.model_class(config))

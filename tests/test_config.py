@@ -12,7 +12,7 @@ PRESET = "configs/llama-26m.yaml"
 def test_preset_loads_with_typed_values():
     cfg = load_config(PRESET)
     assert cfg.optim.lr == pytest.approx(3e-4)
-    assert cfg.train.batch_size * cfg.train.grad_accum == 64
+    assert cfg.train.global_batch == 64
     assert cfg.model["hidden_size"] == 384 and cfg.model_args.num_attention_heads == 6
 
 

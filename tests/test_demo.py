@@ -27,6 +27,7 @@ def test_quick_demo_runs_end_to_end(tmp_path):
     out = _run_demo(tmp_path / "demo", "--quick", "--threads", "1")
     before, after = _accuracy(out)
     assert after >= before + 10, (before, after)  # it learns visibly (README: about 80%)
+    assert out.index("== data") < out.index("demo minimal pairs before training") < out.index("== train")
     assert "CPU threads: 1 (as asked" in out and "the model (Hugging Face)" in out and "next: `babble generate" in out
     assert (tmp_path / "demo" / "run" / "hf" / "model.safetensors").exists()
     assert list((tmp_path / "demo" / "run" / "checkpoints").glob("chck_*M"))

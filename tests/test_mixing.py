@@ -197,10 +197,10 @@ def test_the_presets_are_the_reference_conditions(cid):
 
 def test_taam_preset_is_the_card_model():
     """configs/taam: the reference's GPT-2 and 32k SentencePiece, 35,561,472 parameters (the card's 35.6M)."""
-    from babblelm.models.registry import count_parameters, parse_model_section
+    from babblelm.models.registry import count_parameters
 
     ref, cfg = CONDITIONS["TAAM"], load_config(PRESETS / "TAAM.yaml")
-    arch, args = parse_model_section(cfg.model)
+    arch, args = cfg.model_section
     assert (arch.name, args.num_hidden_layers, args.num_attention_heads, args.hidden_size, args.max_position_embeddings) == (
         "gpt2", ref["n_layer"], ref["n_head"], ref["n_embd"], ref["block_size"])
     assert (cfg.tokenizer.kind, cfg.tokenizer.vocab_size, cfg.tokenizer.character_coverage) == (

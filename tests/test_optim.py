@@ -9,11 +9,9 @@ import torch
 from babblelm.cli import main
 from babblelm.config import ScheduleSection, load_config
 from babblelm.configbase import ConfigError
-from babblelm.models.registry import parse_model_section
 from babblelm.train import distributed
 from babblelm.train.stepper import build_stepper
 from babblelm.train.optim import build_optimizer, describe, lr_multiplier, split_parameters
-from babblelm.train.precision import largest_fitting
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,7 +27,7 @@ def _cfg(**sections):
 
 
 def _model(cfg):
-    arch, args = parse_model_section(cfg.model)
+    arch, args = cfg.model_section
     torch.manual_seed(0)
     return arch.model_class(arch.make_config(args, 300, 0, 1, 2))
 
@@ -111,7 +109,7 @@ def _run_steps(cfg, steps=3):
     stepper = build_stepper(cfg, model, torch.device("cpu"), distributed.Dist(), 10, 16)
     torch.manual_seed(1)
     x = torch.randint(0, 300, (8, 16))
-    batch = list(x.split(stepper.micro_batch))
+    batch = stepper.split(x.numpy())
     return stepper, [stepper(batch).item() for _ in range(steps)]
 
 
@@ -121,19 +119,11 @@ def test_stepper_precisions_checkpointing_and_micro_batches():
     stepper, ckpt = _run_steps(_cfg(optim={"name": "muon_adamw"}, train={"gradient_checkpointing": True}))
     assert stepper.model.is_activation_checkpointing and ckpt == pytest.approx(fp32, rel=1e-5)
     stepper, micro = _run_steps(_cfg(optim={"name": "muon_adamw"}, train={"micro_batch": 3}))  # 3 -> 2 (divides 8)
-    assert stepper.micro_batch == 2 and micro == pytest.approx(fp32, rel=1e-4)
+    assert (stepper.batch.micro, stepper.batch.accumulation) == (2, 4) and micro == pytest.approx(fp32, rel=1e-4)
     for precision in ("bf16", "fp16"):
         stepper, losses = _run_steps(_cfg(train={"precision": precision}))
         assert (stepper.scaler is not None) == (precision == "fp16")
         assert losses == pytest.approx(fp32, rel=0.05) and losses[-1] < losses[0]
-
-
-def test_largest_fitting_micro_batch():
-    tried = []
-    assert largest_fitting(24, lambda m: tried.append(m) or m <= 7) == 6
-    assert tried == [24, 12, 8, 6]
-    with pytest.raises(RuntimeError, match="not even a micro-batch of 1"):
-        largest_fitting(4, lambda m: False)
 
 
 def test_schedule_command_writes_png(tmp_path):

@@ -12,7 +12,7 @@ import envs
 from babblelm.config import load_config
 from babblelm.data.tokenizer import train_tokenizer
 from babblelm.export import export_model
-from babblelm.models.registry import count_parameters, parameter_breakdown, parse_model_section
+from babblelm.models.registry import count_parameters, parameter_breakdown
 from babblelm.models.streammixer import StreamMixerConfig, StreamMixerForCausalLM, gated_scan
 from contract import random_ids
 
@@ -88,7 +88,7 @@ def test_preset_parameter_count_is_the_cards():
     tunable width is the FFN (each unit costs 3 x 384 x 14 = 16,128 parameters), so the best
     possible width lands within half a unit: |difference| <= 8,064."""
     cfg = load_config(REPO / "configs" / "streammixer-26m.yaml")
-    arch, args = parse_model_section(cfg.model)
+    arch, args = cfg.model_section
     assert (args.num_hidden_layers, args.hidden_size, args.num_streams, args.stream_dim, args.num_read_heads) == (14, 384, 32, 64, 4)
     with torch.device("meta"):
         model = arch.model_class(arch.make_config(args, cfg.tokenizer.vocab_size, 0, 1, 2))

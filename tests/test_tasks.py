@@ -10,7 +10,7 @@ from eval_fixtures import write_eval_data, write_jsonl
 from eval_fixtures import make_model
 from test_scoring import reference_score
 
-from babblelm.eval import tasks
+from babblelm.eval import catalog, tasks
 from babblelm.eval.metrics import ranks, spearman
 from babblelm.eval.reading import evaluate_reading, gain, r_squared, word_steps
 from babblelm.eval.records import EvalDataError
@@ -258,7 +258,7 @@ def test_bad_lines_name_file_line_and_field(tmp_path, name, folder, line, expect
             "wug_adj": '{"sentences": "a\\tb", "ratio": 0.5}'}[name]
     write_jsonl(tmp_path / folder / "regular_x.jsonl", [good, line])  # entity tracking names files by split
     with pytest.raises(EvalDataError, match=expected):
-        tasks.TASKS[name].load(tasks.task_folder(name, tmp_path))
+        tasks.loader(name)(tasks.task_folder(name, tmp_path))
 
 
 def test_bad_reading_csv_and_empty_files_are_named(model, tokenizer, tmp_path):
@@ -279,7 +279,7 @@ def test_bad_reading_csv_and_empty_files_are_named(model, tokenizer, tmp_path):
     with pytest.raises(EvalDataError, match=r"reading_data\.csv:4: column 'Subtlex_log10' must be a number"):
         evaluate_reading(model, tokenizer, path)
     with pytest.raises(ValueError, match="unknown task"):
-        tasks.parse_task_list("blimp,glue")
+        catalog.parse_task_list("blimp,glue")
 
 
 def test_a_task_folder_must_exist_unless_the_task_is_asked_for_alone(tmp_path, data):
@@ -334,7 +334,7 @@ def test_empty_texts_and_non_finite_numbers_are_data_errors(tmp_path, name, line
     folder = tmp_path / name
     write_jsonl(folder / "regular.jsonl", [GOOD_LINES[name], line, GOOD_LINES[name].replace('"a', '"z')])
     with pytest.raises(EvalDataError, match=expected):
-        tasks.TASKS[name].load(folder)
+        tasks.loader(name)(folder)
 
 
 def test_json_and_upper_case_jsonl_files_are_read_other_data_files_are_named(tmp_path):

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import yaml
 
+from .config import TrainSection
+from .configbase import ConfigError, from_dict
 from .importers import IMPORT_RECORD
 from .models.registry import count_parameters, get
 from .rundir import FINAL, TRAINER_STATE, RunDir, learning_curves
@@ -119,14 +121,12 @@ def _training(run: RunDir, src: Path, cfg: dict) -> str:
     if o.get("name") == "muon_adamw":
         optimizer += f"; Muon lr {o.get('muon_lr')}, momentum {o.get('muon_momentum')}"
     warmup = s.get("warmup_steps") if s.get("warmup_steps") is not None else f"{s.get('warmup_fraction')} of steps"
-    tokens_per_step = (t.get("batch_size") or 0) * (t.get("grad_accum") or 0) * (d.get("seq_len") or 0)
     rows = [
         ("optimizer", optimizer),
         ("schedule", f"{s.get('name')}, warmup {warmup}, final lr ratio {s.get('min_lr_ratio')}"),
         ("weight decay", o.get("weight_decay")),
         ("gradient clipping", o.get("grad_clip")),
-        ("batch", f"{t.get('batch_size')} sequences x {t.get('grad_accum')} accumulation x {d.get('seq_len')} tokens "
-                  f"= {tokens_per_step:,} tokens per step"),
+        ("batch", _batch(t, d.get("seq_len"))),
         ("steps", f"{steps:,} of {state.get('total_steps', steps):,}"),
         ("words seen", f"{state.get('words_seen', 0):,}"),
         ("tokens seen", f"{state.get('tokens_seen', 0):,}"),
@@ -139,6 +139,15 @@ def _training(run: RunDir, src: Path, cfg: dict) -> str:
     if state.get("init_from"):
         rows.insert(0, ("initial weights", f"`{state['init_from']}` (model.init_from; optimizer and schedule fresh)"))
     return "## Training details\n\n" + _table(rows) + "\n\nAll hyperparameters: `hyperparameters.json`."
+
+
+def _batch(train: dict, seq_len) -> str:
+    """The global batch of a saved `train` section (the config's own arithmetic) x `data.seq_len` tokens."""
+    try:
+        sequences = from_dict(TrainSection, train).global_batch
+    except ConfigError as err:
+        return f"not readable from config.yaml ({err})"
+    return f"{sequences} sequences x {seq_len} tokens = {sequences * (seq_len or 0):,} tokens per step"
 
 
 def _loss_text(dev) -> str:

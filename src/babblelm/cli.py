@@ -28,13 +28,13 @@ def cmd_demo(args) -> None:
 
 def cmd_info(args) -> None:
     from .configbase import to_dict
-    from .models.registry import count_parameters, init_folder, parameter_breakdown, parse_model_section
+    from .models.registry import count_parameters, init_folder, parameter_breakdown
 
     import yaml
 
     cfg = _load_cfg(args)
     print(yaml.safe_dump(to_dict(cfg), sort_keys=False).rstrip())
-    arch, margs = parse_model_section(cfg.model)
+    arch, margs = cfg.model_section
     folder = init_folder(cfg.model)
     config = (arch.config_class.from_pretrained(folder) if folder is not None
               else arch.make_config(margs, cfg.tokenizer.vocab_size, 0, 1, 2))
@@ -164,7 +164,7 @@ def cmd_eval(args) -> int:
         return _eval_multilingual(args)
     from .eval.report import failures, scores_of
     from .eval.suite import evaluate_all_checkpoints, evaluate_model
-    from .eval.tasks import parse_task_list
+    from .eval.catalog import parse_task_list
     from .rundir import learning_curves
 
     tasks = parse_task_list(args.tasks or args.task, args.rules)
@@ -226,7 +226,8 @@ def _report_failures(failed: dict[str, str], written: bool = True, next_step: st
 
 
 def cmd_finetune(args) -> None:
-    from .eval.finetune import GLUE_TASKS, finetune_tasks, format_results
+    from .eval.catalog import GLUE_TASKS
+    from .eval.finetune import finetune_tasks, format_results
     from .rundir import finetune_folder, model_results, resolve_checkpoint
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
@@ -345,7 +346,8 @@ TRUST_HELP = ("run the model folder's own Python code (its auto_map) when its ar
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .models.registry import names
+    from .eval.catalog import ALL_TASKS, GLUE_TASKS, OFFICIAL
+    from .models.registry import DEFAULT_ARCH, names
 
     p = argparse.ArgumentParser(prog="babble", description="Train, evaluate and ship BabyLM models.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -366,8 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--quick", action="store_true",
                     help="a smaller corpus and model: the pairs are learnt in under a minute (README)")
     sp.add_argument("--out", default="babble-demo", help="folder for every artifact (default: ./babble-demo)")
-    sp.add_argument("--arch", default="transformer", choices=names(),
-                    help="the architecture to train (default: transformer)")
+    sp.add_argument("--arch", default=DEFAULT_ARCH, choices=names(),
+                    help=f"the architecture to train (default: {DEFAULT_ARCH})")
     sp.add_argument("--seed", type=int, default=0, help="seed of the corpus, the pairs and the run (default: 0)")
     with_threads(sp)
     sp.set_defaults(func=cmd_demo)
@@ -449,9 +451,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("eval", help="score a model (or every checkpoint of a run) on the BabyLM zero-shot tasks")
     sp.add_argument("model", help="run folder, checkpoint folder or exported Hugging Face folder")
-    sp.add_argument("--tasks", help="comma-separated: blimp,supplement,multiblimp,ewok,entity_tracking,comps,"
-                                    "global_piqa,wug_adj,wug_past,reading (and demo_pairs, the demo's synthetic "
-                                    "pairs); official: the rules' official tasks")
+    sp.add_argument("--tasks", help=f"comma-separated: {','.join(ALL_TASKS)}; {OFFICIAL}: the rules' official tasks")
     sp.add_argument("--task", default="blimp", help="one task (kept for compatibility; --tasks wins; default: blimp)")
     sp.add_argument("--data", help="evaluation data folder (official full_eval layout, or one task's folder)")
     sp.add_argument("--checkpoint", help="checkpoint name inside a run folder (default: final)")
@@ -481,8 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("finetune", help="fine-tune a classification head on the GLUE tasks (official defaults)")
     sp.add_argument("model", help="run folder, checkpoint folder or exported Hugging Face folder")
-    sp.add_argument("--tasks", default="boolq,multirc,rte,wsc,mrpc,qqp,mnli",
-                    help="comma-separated GLUE tasks (default: boolq,multirc,rte,wsc,mrpc,qqp,mnli)")
+    sp.add_argument("--tasks", default=",".join(GLUE_TASKS), help=f"comma-separated GLUE tasks (default: "
+                                                                   f"{','.join(GLUE_TASKS)})")
     sp.add_argument("--data", required=True, help="glue_filtered folder: <task>.train.jsonl and <task>.valid.jsonl")
     sp.add_argument("--checkpoint", help="checkpoint name inside a run folder (default: final)")
     sp.add_argument("--lr", type=float, default=3e-5, help="learning rate (default: 3e-5)")
@@ -573,7 +573,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-batch", type=int, default=16, help="sequences decoded together, each in a slot of the "
                                                                "model's decoding state allocated at start")
     sp.add_argument("--max-context", type=int, help="positions per slot, prompt and completion (default: the "
-                                                    "model's context)")
+                                                    "length the model was trained for; more only where its positions "
+                                                    "extend: rotary or none)")
     sp.add_argument("--prefill-chunk", type=int, default=128, help="prompt tokens per prefill pass: a longer prompt "
                                                                    "starts over several steps")
     sp.add_argument("--max-queue", type=int, default=16, help="requests waiting for slots; more get 503")

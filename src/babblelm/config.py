@@ -11,13 +11,15 @@ architecture's argument dataclass in the model registry.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import yaml
 
 from .configbase import ConfigError, apply_overrides, from_dict, to_dict
+from .models.registry import DEFAULT_ARCH, ModelSection, parse_model_section
 
 MAX_EPOCHS = 10
 TRACK_WORDS = {"strict-small": 10_000_000, "strict": 100_000_000}
@@ -27,7 +29,7 @@ TRACK_WORDS = {"strict-small": 10_000_000, "strict": 100_000_000}
 class RunSection:
     name: str = "run"
     out_dir: str = field(default="runs/{name}", metadata={"help": "run folder; {name} is replaced by run.name"})
-    seed: int = field(default=1337, metadata={"min": 0})
+    seed: int = field(default=1337, metadata={"min": 0, "fixed": True})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda or cuda:N"})
     threads: int | None = field(default=None, metadata={
         "min": 1, "help": "CPU threads (torch); null: the cores other processes leave free (docs/training.md)"})
@@ -154,29 +156,92 @@ class ScheduleSection:
     decay_shape: Literal["linear", "cosine", "1-sqrt"] = "linear"
 
 
+@dataclass(frozen=True)
+class Batch:
+    """One optimizer step's sequences: `size` over all processes, `per_rank` in each process, fed as
+    `accumulation` forward and backward passes of `micro` sequences whose gradients add up."""
+
+    size: int
+    per_rank: int
+    micro: int
+
+    @property
+    def accumulation(self) -> int:
+        """The passes each process takes per optimizer step."""
+        return self.per_rank // self.micro
+
+
 @dataclass
 class TrainSection:
-    words: int | None = field(default=None, metadata={"min": 1, "help": "words to train on; default epochs x corpus"})
-    epochs: float = field(default=1.0, metadata={"min": 0.0, "min_exclusive": True, "max": MAX_EPOCHS})
+    """Budget, batch, precision, logging, dev evaluation and checkpoint cadence. A field marked `fixed`
+    decides the data, model or plan of a run and may not change when it is resumed (train/changes.py)."""
+
+    words: int | None = field(default=None, metadata={
+        "min": 1, "fixed": True, "help": "words to train on; default epochs x corpus"})
+    epochs: float = field(default=1.0, metadata={"min": 0.0, "min_exclusive": True, "max": MAX_EPOCHS, "fixed": True})
     steps: int | None = field(default=None, metadata={
-        "min": 1, "help": "exactly this many optimizer steps, the blocks read in seeded per-epoch orders (then "
-                          "train.epochs is unused); at most 10 epochs"})
-    batch_size: int = field(default=16, metadata={"min": 1, "help": "global batch = batch_size x grad_accum sequences"})
-    grad_accum: int = field(default=1, metadata={"min": 1})
+        "min": 1, "fixed": True, "help": "exactly this many optimizer steps, the blocks read in seeded per-epoch "
+                                         "orders (then train.epochs is unused); at most 10 epochs"})
+    batch_size: int = field(default=16, metadata={
+        "min": 1, "fixed": True, "help": "global batch = batch_size x grad_accum sequences per optimizer step; "
+                                         "without a memory probe (CPU), also the sequences per forward pass"})
+    grad_accum: int = field(default=1, metadata={
+        "min": 1, "fixed": True, "help": "multiplies the global batch; the passes actually taken per step follow "
+                                         "from micro_batch (announced at the start)"})
     micro_batch: int | None = field(default=None, metadata={
-        "min": 1, "help": "sequences per forward pass and process; null: largest that fits (GPU), batch_size (CPU)"})
+        "min": 1, "help": "sequences per forward pass and process, rounded down to a divisor of the per-process "
+                          "batch; null: largest that fits (GPU), batch_size (CPU)"})
     precision: Literal["auto", "fp32", "bf16", "fp16"] = field(
         default="auto", metadata={"help": "auto: bf16 autocast on CUDA, fp32 on CPU; fp16 uses a grad scaler"})
     compile: bool = field(default=False, metadata={"help": "torch.compile the model"})
     gradient_checkpointing: bool = False
     log_every: int = field(default=10, metadata={"min": 1})
     dev_every: int = field(default=200, metadata={"min": 0, "help": "steps between dev evaluations; 0 disables"})
-    dev_batches: int = field(default=20, metadata={"min": 1})
+    dev_batches: int = field(default=20, metadata={"min": 1, "help": "the dev loss reads the first dev_batches "
+                                                                     "x dev_batch_size dev blocks"})
+    dev_batch_size: int | None = field(default=None, metadata={
+        "min": 1, "help": "sequences per forward pass of the dev evaluation; null: batch_size"})
     save_every: int = field(default=500, metadata={"min": 0, "help": "steps between resume checkpoints; 0 disables"})
 
     def validate(self):
         if self.steps is not None and self.words is not None:
             yield "steps", "set train.steps or train.words, not both"
+
+    @property
+    def global_batch(self) -> int:
+        """Sequences per optimizer step, over all processes."""
+        return self.batch_size * self.grad_accum
+
+    def batch(self, processes: int = 1, fits: Callable[[int], bool] | None = None) -> Batch:
+        """The step's batch split between `processes` processes. The micro-batch is the largest divisor
+        of the per-process batch that is at most `micro_batch` when set, else that `fits` (a device's
+        memory probe, tried from the largest down), else at most `batch_size`."""
+        if self.global_batch % processes:
+            raise ValueError(f"train.batch_size x train.grad_accum = {self.global_batch} sequences must divide "
+                             f"evenly between the {processes} processes")
+        per_rank = self.global_batch // processes
+        if self.micro_batch is not None or fits is None:
+            cap = self.micro_batch if self.micro_batch is not None else self.batch_size
+            return Batch(self.global_batch, per_rank, _largest_divisor(per_rank, lambda micro: micro <= cap))
+        return Batch(self.global_batch, per_rank, _largest_divisor(per_rank, fits))
+
+    @property
+    def dev_batch(self) -> int:
+        """Sequences per forward pass of the dev evaluation."""
+        return self.dev_batch_size if self.dev_batch_size is not None else self.batch_size
+
+    @property
+    def dev_blocks(self) -> int:
+        """The dev blocks a dev evaluation reads (the first ones: the same subset every time)."""
+        return self.dev_batch * self.dev_batches
+
+
+def _largest_divisor(n: int, ok: Callable[[int], bool]) -> int:
+    """The largest divisor d of n with ok(d), trying them from the largest down."""
+    for d in range(n, 0, -1):
+        if n % d == 0 and ok(d):
+            return d
+    raise RuntimeError("not even a micro-batch of 1 sequence fits in memory: use a smaller model or data.seq_len")
 
 
 @dataclass
@@ -187,11 +252,21 @@ class CheckpointSection:
 
 @dataclass
 class EvalSection:
-    tasks: list[str] = field(default_factory=lambda: ["blimp"])
+    tasks: list[str] = field(default_factory=lambda: ["blimp"], metadata={
+        "help": "zero-shot tasks (eval/catalog.py); official: the rules' official tasks"})
     data: str | None = None
     batch_size: int = field(default=64, metadata={"min": 1})
     rules: Literal["2026", "2025"] = field(default="2026", metadata={
         "help": "whose official scoring rules (ties, EWoK, entity tracking, tasks, fast subsets): docs/evaluation.md"})
+
+    def validate(self):
+        from .eval.catalog import known_tasks, unknown_tasks
+
+        if not self.tasks:
+            yield "tasks", f"expected at least one task; known: {known_tasks()}"
+        for i, name in enumerate(self.tasks):
+            if unknown_tasks([name]):
+                yield f"tasks[{i}]", f"unknown task {name!r}; known: {known_tasks()}"
 
 
 # --- multilingual mixing (TAAM): see docs/multilingual.md ---
@@ -260,18 +335,23 @@ class MixingSection:
                 yield "pi", "TAAM starts from log pi: every language needs pi > 0"
 
 
+FIXED = {"fixed": True}  # a field (or a whole section) that decides the data, model or plan of a run
+
+
 @dataclass
 class RunConfig:
+    """A run's configuration; a field whose metadata is `fixed` may not change when the run is resumed."""
+
     run: RunSection = field(default_factory=RunSection)
-    data: DataSection = field(default_factory=DataSection)
-    tokenizer: TokenizerSection = field(default_factory=TokenizerSection)
-    model: dict[str, Any] = field(default_factory=lambda: {"arch": "transformer"})
+    data: DataSection = field(default_factory=DataSection, metadata=FIXED)
+    tokenizer: TokenizerSection = field(default_factory=TokenizerSection, metadata=FIXED)
+    model: dict[str, Any] = field(default_factory=lambda: {"arch": DEFAULT_ARCH}, metadata=FIXED)
     optim: OptimSection = field(default_factory=OptimSection)
     schedule: ScheduleSection = field(default_factory=ScheduleSection)
     train: TrainSection = field(default_factory=TrainSection)
-    checkpoints: CheckpointSection = field(default_factory=CheckpointSection)
+    checkpoints: CheckpointSection = field(default_factory=CheckpointSection, metadata=FIXED)
     eval: EvalSection = field(default_factory=EvalSection)
-    mixing: MixingSection = field(default_factory=MixingSection)
+    mixing: MixingSection = field(default_factory=MixingSection, metadata=FIXED)
 
     def validate(self):
         languages = self.mixing.languages.values()
@@ -284,12 +364,15 @@ class RunConfig:
     def out_dir(self) -> Path:
         return Path(self.run.out_dir.format(name=self.run.name))
 
+    @functools.cached_property
+    def model_section(self) -> ModelSection:
+        """The `model` section parsed: its architecture and typed arguments (once, when the config loads)."""
+        return parse_model_section(self.model)
+
     @property
     def model_args(self):
-        """The architecture's typed arguments (validated at load time)."""
-        from .models.registry import parse_model_section
-
-        return parse_model_section(self.model)[1]
+        """The architecture's typed arguments."""
+        return self.model_section.args
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, raw: dict | None = None) -> RunConfig:
@@ -306,17 +389,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     except ConfigError as err:
         problems.extend(err.problems)
         cfg = None
-    model_raw = raw.get("model", {"arch": "transformer"}) if isinstance(raw, dict) else None
-    if isinstance(model_raw, dict):
-        from .models.registry import parse_model_section
-
+    model_raw = raw.get("model", {}) if isinstance(raw, dict) else None
+    if isinstance(model_raw, dict):  # its problems beside the others' even when the rest fails
         try:
-            _, args = parse_model_section(model_raw)
+            section = parse_model_section(model_raw) if cfg is None else cfg.model_section
         except ConfigError as err:
             problems.extend(err.problems)
-            args = None
-        if cfg is not None and args is not None:
-            problems.extend(_cross_checks(cfg, args))
+            section = None
+        if cfg is not None and section is not None:
+            problems.extend(_cross_checks(cfg, section.args))
     if problems:
         raise ConfigError(problems, source)
     return cfg

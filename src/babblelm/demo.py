@@ -1,9 +1,9 @@
 """`babble demo`: the whole loop on a laptop CPU, on the embedded demo grammar; a preset of `babble run`.
 
-demo corpus + held-out minimal pairs -> `babble run` of the demo config (data preparation, training
-with word-milestone checkpoints, the pairs scored at every checkpoint and on the final model, report,
-Hugging Face export) -> the pairs scored by the untrained model (the run's initial weights, rebuilt
-from its seed and tokenizer: the data are prepared once, by the run) -> a sample from the export.
+demo corpus + held-out minimal pairs -> `babble run` of the demo config: data preparation, the pairs
+scored by the untrained model (once the data stage has made the tokenizer: the data are prepared once,
+by the run), training with word-milestone checkpoints, the pairs scored at every checkpoint and on the
+final model, report, Hugging Face export -> a sample from the export.
 
 The pairs are the task `demo_pairs`: sentences of the demo grammar, in BLiMP's format and scored as
 BLiMP is, but synthetic and far easier than BLiMP; their accuracy says the loop works, not how good a
@@ -21,7 +21,7 @@ import torch
 
 from .config import load_config
 from .device import cpu_threads, set_threads
-from .models.registry import get
+from .models.registry import DEFAULT_ARCH, get
 from .rundir import FINAL, RunDir
 from .train.checkpoints import read_trainer_state
 
@@ -43,7 +43,7 @@ def demo_model(arch: str, quick: bool) -> dict:
     return get(arch).demo_section(width, layers)
 
 
-def demo_config(out: Path, quick: bool, seed: int, arch: str = "transformer", threads: int | None = None):
+def demo_config(out: Path, quick: bool, seed: int, arch: str = DEFAULT_ARCH, threads: int | None = None):
     import yaml
 
     _, _, overrides = SIZES["quick" if quick else "full"]
@@ -54,13 +54,15 @@ def demo_config(out: Path, quick: bool, seed: int, arch: str = "transformer", th
                                                    *overrides])
 
 
-def run_demo(out: Path, quick: bool = False, seed: int = 0, arch: str = "transformer", threads: int | None = None) -> dict:
-    """The demo corpus and pairs, `babble run` of the demo config (data, training, learning curve, final
-    score, report, export), the untrained model's accuracy and a sample from the export."""
+def run_demo(out: Path, quick: bool = False, seed: int = 0, arch: str = DEFAULT_ARCH, threads: int | None = None) -> dict:
+    """The demo corpus and pairs, then `babble run` of the demo config (data; the untrained model's
+    accuracy, scored once the data stage has made the tokenizer; training, learning curve, final score,
+    report, export) and a sample from the export."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     from .data import synthetic
+    from .data.blocks import TOKENIZER_DIR
     from .eval.report import text_table
     from .eval.suite import evaluate_tasks
     from .run import run_all
@@ -82,14 +84,21 @@ def run_demo(out: Path, quick: bool = False, seed: int = 0, arch: str = "transfo
         shutil.rmtree(run.path)
     run.path.mkdir(parents=True)
 
-    summary = run_all(cfg, progress=True)
+    untrained: dict[str, float] = {}
+
+    def score_untrained(stage: str) -> None:
+        if stage != "data":
+            return
+        tokenizer = AutoTokenizer.from_pretrained(run.data / TOKENIZER_DIR)
+        model = build_model(cfg, tokenizer).eval()  # the run's initial weights (seeded as training seeds them)
+        untrained["score"] = evaluate_tasks(model, tokenizer, [TASK], out / "pairs", out / "untrained",
+                                            log=lambda _: None, rules=cfg.eval.rules)[TASK]["scores"][TASK]
+        print(f"demo minimal pairs before training: {untrained['score']:.2f}% (chance is 50%)")
+
+    summary = run_all(cfg, progress=True, after_stage=score_untrained)
+    before = untrained["score"]
     after = json.loads((run.results_of(FINAL) / f"{TASK}.json").read_text(encoding="utf-8"))
     print(text_table(after))
-    tokenizer = AutoTokenizer.from_pretrained(run.checkpoint(FINAL))
-    untrained = build_model(cfg, tokenizer).eval()  # the run's initial weights (seeded as training seeds them)
-    before = evaluate_tasks(untrained, tokenizer, [TASK], out / "pairs", out / "untrained", log=lambda _: None,
-                            rules=cfg.eval.rules)[TASK]["scores"][TASK]
-    print(f"demo minimal pairs before training: {before:.2f}% (chance is 50%)")
     hf_dir = run.hf
     hf_model = AutoModelForCausalLM.from_pretrained(hf_dir, trust_remote_code=True).eval()
     hf_tok = AutoTokenizer.from_pretrained(hf_dir, trust_remote_code=True)

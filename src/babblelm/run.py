@@ -35,6 +35,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,8 +89,9 @@ def forced(force: list[str]) -> set[str]:
 
 
 def run_all(cfg: RunConfig, force: list[str] | None = None, progress: bool = True, log=print,
-            overwrite: bool = False) -> RunSummary:
-    """Run every stage of `cfg`'s run (see module docstring); return what each did."""
+            overwrite: bool = False, after_stage: Callable[[str], None] | None = None) -> RunSummary:
+    """Run every stage of `cfg`'s run (see module docstring); return what each did. `after_stage(stage)`
+    is called after each stage that is done or reused (the demo scores the untrained model after `data`)."""
     redo, run = forced(force or []), RunDir(cfg.out_dir)
     summary = RunSummary(run.path)
     with folder_lock(run.path, "run folder", log=log):
@@ -111,6 +113,8 @@ def run_all(cfg: RunConfig, force: list[str] | None = None, progress: bool = Tru
                                                  "`babble run` again continues from here")
             summary.stages.append(StageResult(stage, status, time.perf_counter() - start, detail))
             log(f"   {status}: {detail}" if detail else f"   {status}")
+            if after_stage is not None and status in ("done", "reused"):
+                after_stage(stage)
             if summary.signal is not None:
                 break
     log("\n" + summary.table())
@@ -172,10 +176,11 @@ def check_start(cfg: RunConfig, run: RunDir, redo: set[str], overwrite: bool, lo
 
 def config_hash(cfg: RunConfig, stage: str) -> str:
     """A hash of the config keys `stage` depends on: data the data settings (and the folder it starts from),
-    train and export everything but `eval`, the evaluation stages everything."""
+    train and export everything but `eval`, the evaluation stages everything. Unset keys (null) do not
+    count, so a setting added in a later release, unset, leaves the stages of existing runs done."""
     from .train.changes import flatten
 
-    flat = {k: v for k, v in flatten(to_dict(cfg)).items() if k != "run.out_dir"}
+    flat = {k: v for k, v in flatten(to_dict(cfg)).items() if k != "run.out_dir" and v is not None}
     if stage == "data":
         flat = {k: v for k, v in flat.items() if k.startswith(("data.", "tokenizer.", "mixing.", "model.init_from"))}
     elif stage in ("train", "export"):
@@ -245,9 +250,12 @@ def _train(cfg, run, redo, progress, summary, log):
 
 def _fast(cfg, run, redo, progress, summary, log):
     from .eval.suite import evaluate_all_checkpoints
-    from .eval.tasks import has_fast, parse_task_list
+    from .eval.catalog import parse_task_list
+    from .eval.tasks import has_fast
 
-    tasks = [t for t in parse_task_list(",".join(cfg.eval.tasks), cfg.eval.rules) if has_fast(t, cfg.eval.rules)]
+    asked = parse_task_list(",".join(cfg.eval.tasks), cfg.eval.rules)
+    tasks = [t for t in asked if has_fast(t, cfg.eval.rules)]
+    without = [t for t in asked if t not in tasks]
     if not cfg.eval.data or not tasks or not run.milestones():
         return "skipped", _why_not(cfg, tasks, run), {}
     result = evaluate_all_checkpoints(run.path, tasks, cfg.eval.data, run.fast_results, batch_size=cfg.eval.batch_size,
@@ -256,6 +264,8 @@ def _fast(cfg, run, redo, progress, summary, log):
     failed = {f"fast/{c}/{t}": e for c, failed in result["failed"].items() for t, e in failed.items()}
     summary.failed.update(failed)
     where = f"{len(result['checkpoints'])} checkpoints x {', '.join(tasks)}; curves in {run.fast_results}"
+    if without:
+        where += f"; no fast subset under the {cfg.eval.rules} rules: {', '.join(without)}"
     if failed:
         return "failed", f"{len(failed)} of {len(result['checkpoints']) * len(tasks)} scores failed; {where}", {}
     return "done", where, {}
@@ -263,8 +273,8 @@ def _fast(cfg, run, redo, progress, summary, log):
 
 def _full(cfg, run, redo, progress, summary, log):
     from .eval.report import failures, scores_of
+    from .eval.catalog import parse_task_list
     from .eval.suite import evaluate_model
-    from .eval.tasks import parse_task_list
 
     if not cfg.eval.data:
         return "skipped", _why_not(cfg, cfg.eval.tasks, run), {}
@@ -280,8 +290,8 @@ def _report(cfg, run, redo, progress, summary, log):
     """The report of the final model's results on eval.data computed from its current weights; without any,
     an earlier report is set aside (`report.md.stale`), never left to read as current."""
     from .eval.report import read_results, write_run_report
+    from .eval.catalog import parse_task_list
     from .eval.suite import model_identity, results_folder, stale_path
-    from .eval.tasks import parse_task_list
 
     final, path = run.checkpoint(FINAL), run.report
     folder = run.results_of(FINAL)  # the full stage's results of eval.data (eval/suite.py, results_folder)

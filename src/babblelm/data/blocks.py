@@ -26,6 +26,7 @@ import numpy as np
 from .corpus import DataError, batched
 
 MANIFEST = "manifest.json"
+TOKENIZER_DIR = "tokenizer"  # the prepared data's tokenizer folder, beside the manifest
 
 
 def token_dtype(vocab_size: int) -> np.dtype:

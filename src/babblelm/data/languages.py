@@ -24,7 +24,7 @@ import logging
 from pathlib import Path
 
 from ..config import DataSection, MixingSection, TokenizerSection
-from .blocks import MANIFEST, token_dtype, write_blocks
+from .blocks import MANIFEST, TOKENIZER_DIR, token_dtype, write_blocks
 from .corpus import DataError, warn_once
 from .prepare import (_budget, _check_out_dir, _check_splits, _source_settings, _split_streams, _survey, _write_json,
                       file_sha256)
@@ -112,7 +112,7 @@ def prepare_multilingual(mix: MixingSection, data_cfg: DataSection, tok_cfg: Tok
         raise DataError(f"the selected data is {adjusted:,.0f} premium-adjusted bytes, over mixing.budget={mix.budget:,}")
 
     tokenizer, tok_info = fit_tokenizer(tok_cfg, {lang: train for lang, (train, _) in streams.items()},
-                                        out_dir / "tokenizer", premiums, progress=progress)
+                                        out_dir / TOKENIZER_DIR, premiums, progress=progress)
     for lang, (train, dev) in streams.items():
         info = languages[lang]
         splits = {split: dataclasses.asdict(write_blocks(lines(), tokenizer, data_cfg.seq_len, out_dir / lang, split))

@@ -38,7 +38,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..config import TRACK_WORDS, DataSection, SourceSection, TokenizerSection
-from .blocks import MANIFEST, token_dtype, write_blocks
+from .blocks import MANIFEST, TOKENIZER_DIR, token_dtype, write_blocks
 from .corpus import DataError, ReadStats, warn_once
 from .filters import FilterChain, chain_names, merge_reports
 from .quotas import allocate, measure, round_robin, take_within
@@ -110,7 +110,7 @@ def prepare_data(data_cfg: DataSection, tok_cfg: TokenizerSection, out_dir: str 
     train_lines, dev_lines = _split_streams(inputs, allocations, data_cfg.order, out_dir, budget["lines_selected"], carve)
 
     with _timed(timings, "tokenizer"):
-        tok_dir = out_dir / "tokenizer"
+        tok_dir = out_dir / TOKENIZER_DIR
         shutil.rmtree(tok_dir, ignore_errors=True)
         if tokenizer_from is not None:
             log.info("data: encoding with the tokenizer of %s (the tokenizer section is not used)", tokenizer_from)
@@ -389,7 +389,7 @@ def copy_prepared(prepared: str | Path, out_dir: str | Path, manifest: str = MAN
 
 def _output_files(out_dir: Path) -> list[Path]:
     names = [f"{split}{ext}" for split in ("train", "dev") for ext in (".bin", ".words.npy")]
-    tokenizer = sorted(p for p in (out_dir / "tokenizer").iterdir() if p.is_file())
+    tokenizer = sorted(p for p in (out_dir / TOKENIZER_DIR).iterdir() if p.is_file())
     return [out_dir / n for n in names] + tokenizer + sorted(p for p in (out_dir / CLEAN_DIR).rglob("*") if p.is_file())
 
 

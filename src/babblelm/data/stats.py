@@ -18,6 +18,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from .audit import load_manifest
+from .blocks import TOKENIZER_DIR
 from .corpus import batched
 from .prepare import clean_lines
 
@@ -25,7 +26,7 @@ from .prepare import clean_lines
 def source_stats(data_dir: str | Path, max_lines: int | None = None) -> list[dict]:
     data_dir = Path(data_dir)
     m = load_manifest(data_dir)
-    backend = Tokenizer.from_file(str(data_dir / "tokenizer" / "tokenizer.json"))
+    backend = Tokenizer.from_file(str(data_dir / TOKENIZER_DIR / "tokenizer.json"))
     rows = []
     for name, alloc in m["allocations"].items():
         records = [r for r in m["inputs"]["train"] if r["source"] == name]

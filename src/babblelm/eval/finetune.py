@@ -28,20 +28,10 @@ from transformers.utils import logging as hf_logging
 from ..device import resolve_device
 from ..modelfolder import load_model
 from ..models.registry import register_auto_classes
+from .catalog import GLUE_TASKS
 from .load import load_tokenizer
 from .records import EvalDataError, field, files_sha256, jsonl_records
 
-GLUE_TASKS = {  # name: (fields, how a record becomes a text pair, labels)
-    "boolq": (("question", "passage"), lambda r: (r["question"], r["passage"]), 2),
-    "multirc": (("question", "answer", "paragraph"),
-                lambda r: (f"Question: {r['question']} Answer: {r['answer']}", r["paragraph"]), 2),
-    "rte": (("sentence1", "sentence2"), lambda r: (r["sentence1"], r["sentence2"]), 2),
-    "mrpc": (("sentence1", "sentence2"), lambda r: (r["sentence1"], r["sentence2"]), 2),
-    "qqp": (("question1", "question2"), lambda r: (r["question1"], r["question2"]), 2),
-    "mnli": (("premise", "hypothesis"), lambda r: (r["premise"], r["hypothesis"]), 3),
-    "wsc": (("span1_text", "span2_text", "text"),
-            lambda r: (f'Does "{r["span2_text"]}" refer to "{r["span1_text"]}" in this passage?', r["text"]), 2),
-}
 F1_TASKS = ("mrpc", "qqp")
 POOLING = {"2026": ("left", -1), "2025": ("right", 0)}  # rules: (padding side, position the head reads)
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from .blimp import load_blimp
+from .catalog import ALL_TASKS, TASKS
 from .metrics import accuracy_by, macro, spearman
 from .reading import READING_FOLDER, evaluate_reading, reading_file
 from .records import EvalDataError, field, files_sha256, jsonl_records, task_files, text
@@ -198,33 +199,11 @@ def _ratio(record: dict, where: str) -> float:
     return ratio
 
 
-@dataclass(frozen=True)
-class Task:
-    name: str
-    folders: tuple[str, ...]  # its sub-folders of the official `evaluation_data/full_eval`
-    load: Callable[[Path], list[Choice]]  # one folder's items
-    metric: str  # "accuracy" or "spearman"
-    shared_prefix: bool  # do the options share their context (run it once)?
-    about: str = ""  # only for a task that is not an official BabyLM task: what it is (said beside its scores)
+def loader(name: str) -> Callable[[Path], list[Choice]]:
+    """The function that reads one folder of task `name`'s items (named by its catalog entry)."""
+    return globals()[TASKS[name].loader]
 
 
-TASKS = {
-    task.name: task
-    for task in (
-        Task("blimp", ("blimp_filtered",), load_minimal_pairs, "accuracy", False),
-        Task("supplement", ("supplement_filtered",), load_minimal_pairs, "accuracy", False),
-        Task("multiblimp", ("multiblimp",), load_multilingual_pairs, "accuracy", False),
-        Task("ewok", ("ewok_filtered",), load_ewok, "accuracy", True),
-        Task("entity_tracking", ("entity_tracking",), load_entity_tracking, "accuracy", True),
-        Task("comps", ("comps",), load_comps, "accuracy", False),
-        Task("global_piqa", ("global_piqa_parallel", "global_piqa_nonparallel"), load_global_piqa, "accuracy", True),
-        Task("wug_adj", ("wug_adj_nominalization",), load_wug, "spearman", True),
-        Task("wug_past", ("wug_past_tense",), load_wug, "spearman", True),
-        Task("demo_pairs", ("demo_pairs",), load_minimal_pairs, "accuracy", False,
-             about="held-out minimal pairs generated from babble demo's grammar (synthetic; not BLiMP)"),
-    )
-}
-ALL_TASKS = [*TASKS, "reading"]  # reading lives in reading.py (a regression, not a choice task)
 SCORED_BY_UID = {"global_piqa"}  # tasks reporting one score per sub-folder instead of one for the task
 
 TIE_WARNING = 0.05  # flag a model that ties on more than this fraction of a task's items
@@ -330,7 +309,7 @@ def unzip_ewok_fast(archive: Path, folder: Path) -> Path:
 
 def load_task(name: str, folders: list[Path], rules: Rules) -> tuple[list[Choice], int]:
     """(the items of task `name` in `folders` under `rules`, how many items the rules dropped)."""
-    load = load_ewok_contexts if name == "ewok" and rules.ewok == "contexts" else TASKS[name].load
+    load = load_ewok_contexts if name == "ewok" and rules.ewok == "contexts" else loader(name)
     choices = [choice for folder in folders for choice in load(folder)]
     if name == "entity_tracking" and rules.drop_nothing:
         kept = [c for c in choices if not any("nothing" in completion for _, completion in c.options)]
@@ -391,19 +370,6 @@ def task_data(name: str, data_dir, alone: bool = True, fast: bool = False) -> st
 def _data_path(name: str, folders: list[Path], files: list[Path]) -> str:
     data = files[0] if name == "reading" else folders[0] if len(folders) == 1 else Path(os.path.commonpath(folders))
     return str(data.resolve())
-
-
-def parse_task_list(spec: str, rules=None) -> list[str]:
-    """Task names from "a,b,c" (each once, in order; "official": the rules' official tasks); an error
-    naming any unknown one."""
-    names = [name.strip() for name in spec.split(",") if name.strip()]
-    names = list(dict.fromkeys(t for name in names for t in
-                               (rules_of(rules).official_tasks if name == "official" else (name,))))
-    unknown = [name for name in names if name not in ALL_TASKS]
-    if unknown or not names:
-        raise ValueError(f"unknown task(s) {', '.join(unknown) or '(none given)'}; known: {', '.join(ALL_TASKS)} "
-                         "or official")
-    return names
 
 
 def score_choices(model, tokenizer, choices: list[Choice], shared_prefix: bool, batch_size=64, progress=False):

@@ -29,6 +29,7 @@ from ..configbase import ConfigError, from_dict
 # Keys the pipeline sets from the tokenizer; users never write them.
 PIPELINE_KEYS = ("vocab_size", "bos_token_id", "eos_token_id", "pad_token_id")
 INIT_FROM = "init_from"  # model.init_from: start from a model folder's weights (its config.json is the shape)
+DEFAULT_ARCH = "transformer"  # the architecture of a `model` section without `arch`
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ def register(name: str, spec: Spec) -> None:
     _SPECS[name] = spec
 
 
-register("transformer", Spec(
+register(DEFAULT_ARCH, Spec(
     "babblelm.models.transformer", "BabbleTransformerConfig", "BabbleTransformerForCausalLM",
     tiny=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=64,
               max_position_embeddings=64),
@@ -137,19 +138,37 @@ def get(name: str) -> Architecture:
     return Architecture(name, getattr(mod, spec.config), getattr(mod, spec.model), spec)
 
 
+class ModelSection(typing.NamedTuple):
+    """A validated `model` section: the architecture and its typed arguments."""
+
+    arch: Architecture
+    args: typing.Any
+
+
+def context_limit(model) -> int | None:
+    """The most positions `model` accepts at all: a learned position table's size (`Spec.positions`
+    "learned"); None where positions extend past the trained length (rotary) or there are none. A model
+    of no registered architecture: its `max_position_embeddings`, if it has one."""
+    model_type = getattr(model.config, "model_type", None)
+    spec = next((get(name).spec for name in names() if get(name).config_class.model_type == model_type), None)
+    if spec is not None and spec.positions != "learned":
+        return None
+    return getattr(model.config, "max_position_embeddings", None)
+
+
 def init_folder(section: dict) -> Path | None:
     """The model folder a `model` section starts from (`model.init_from`), or None."""
     path = section.get(INIT_FROM) if isinstance(section, dict) else None
     return Path(path) if path is not None else None
 
 
-def parse_model_section(raw: dict):
+def parse_model_section(raw: dict) -> ModelSection:
     """Validate a YAML `model` section -> (Architecture, args dataclass instance). With `init_from`,
     the architecture and every setting come from that folder's config.json."""
     raw = dict(raw)
     if INIT_FROM in raw:
         return _folder_section(raw.pop(INIT_FROM), raw)
-    arch = get(raw.pop("arch", "transformer"))
+    arch = get(raw.pop("arch", DEFAULT_ARCH))
     try:
         args = from_dict(arch.args_class, raw)
     except ConfigError as err:
@@ -161,7 +180,7 @@ def parse_model_section(raw: dict):
         first = message.split(" ", 1)[0]  # the checks name the field first: "hidden_size must be >= 1"
         key = f"model.{first}" if first in {f.name for f in dataclasses.fields(args)} else "model"
         raise ConfigError([(key, message)]) from None
-    return arch, args
+    return ModelSection(arch, args)
 
 
 def _folder_section(path, rest: dict):
@@ -180,7 +199,7 @@ def _folder_section(path, rest: dict):
     if problems:
         raise ConfigError(problems)
     fields = {f.name for f in dataclasses.fields(arch.args_class)}
-    return arch, from_dict(arch.args_class, {k: v for k, v in settings.items() if k in fields})
+    return ModelSection(arch, from_dict(arch.args_class, {k: v for k, v in settings.items() if k in fields}))
 
 
 def register_auto_classes() -> None:

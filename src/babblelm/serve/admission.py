@@ -22,7 +22,7 @@ class Limits:
     max_n: int = 8
     max_choices: int | None = None  # prompts x n in one request; default: max_n
     max_batch: int = 16  # slots: sequences decoded together
-    max_context: int | None = None  # positions per slot; default: the model's context
+    max_context: int | None = None  # positions per slot; default: the trained length (Engine)
     prefill_chunk: int = 128  # prompt tokens per prefill pass
     max_queue: int = 16  # requests waiting for slots; more get 503
     request_timeout: float = 10.0  # seconds a connection may take to send one request in full

@@ -30,6 +30,7 @@ from typing import Callable
 
 import torch
 
+from ..models.registry import context_limit
 from .foreign import ForeignModel
 from .sampling import Pick, Sampler, Sampling, pick
 
@@ -54,11 +55,6 @@ class Finished:
 
 class QueueFull(Exception):
     """`max_queue` requests already wait for slots."""
-
-
-def context_length(model) -> int | None:
-    """The longest sequence the model accepts, or None for architectures without a limit (recurrent state)."""
-    return getattr(model.config, "max_position_embeddings", None)
 
 
 def eos_ids(model, tokenizer) -> set[int]:
@@ -109,8 +105,9 @@ class Ticket:
 class Engine:
     """Continuous batching of every request's sequences over `model`'s SlotCache (module docstring).
 
-    `max_batch`: slots (sequences decoded at once); `max_context`: positions per slot (default and
-    upper bound: the model's context); `max_queue`: requests that may wait for slots (None: no
+    `max_batch`: slots (sequences decoded at once); `max_context`: positions per slot (default: the
+    length the model was trained for, its `max_position_embeddings`, if any; bounded by a learned position
+    table, `registry.context_limit`, while rotary positions extend past it); `max_queue`: requests that may wait for slots (None: no
     bound); `prefill_chunk`: prompt tokens per prefill pass. A model of an architecture babblelm does
     not implement is decoded one slot at a time (foreign.py; `batched` False).
     """
@@ -126,10 +123,10 @@ class Engine:
                 raise ValueError(f"{type(model).__name__} is not a causal language model (a babblelm or transformers "
                                  "model)")
             model = ForeignModel(model)  # another architecture: decoded one slot at a time
-        limits = [c for c in (context_length(model), max_context) if c is not None]
+        limits = [c for c in (context_limit(model), max_context) if c is not None]
         self.model, self.stop_ids, self.device = model, stop_ids, model.device
         self.max_batch, self.max_queue, self.prefill_chunk = max_batch, max_queue, prefill_chunk
-        self.context = min(limits) if limits else None
+        self.context = min(limits) if limits else getattr(model.config, "max_position_embeddings", None)
         self.cache = model.slot_cache(max_batch, self.context)
         self.lock = threading.Condition()
         self.waiting: collections.deque[_Sequence] = collections.deque()  # no slot yet

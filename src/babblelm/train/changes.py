@@ -6,20 +6,38 @@ run then applies the new values from the step it resumes at and appends each cha
 `config_changes.jsonl` (step, key, old and new value). The effective configuration at any point
 is config.yaml with the changes up to there replayed (`effective_config`).
 
-Keys that decide what the data, the model or the plan are can never change mid-run: the data,
-tokenizer, model, mixing and checkpoint sections, the seed, and the batch and budget of `train`.
+Keys that decide what the data, the model or the plan are can never change mid-run: the config
+fields marked `fixed` (config.py): the data, tokenizer, model, mixing and checkpoint sections, the
+seed, and the batch and budget of `train`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import typing
 
 import yaml
 
+from ..config import RunConfig
 from ..rundir import RunDir
 
-FIXED = ("run.seed", "data.", "tokenizer.", "model.", "mixing.", "checkpoints.",
-         "train.batch_size", "train.grad_accum", "train.epochs", "train.words", "train.steps")
+
+def fixed_keys(cls: type = RunConfig, prefix: str = "") -> list[str]:
+    """The keys marked `fixed` in the config's fields: a setting by its dotted key, a whole section as
+    its key and a dot (every key below it)."""
+    hints, keys = typing.get_type_hints(cls), []
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        section = dataclasses.is_dataclass(tp) or typing.get_origin(tp) is dict
+        if f.metadata.get("fixed"):
+            keys.append(f"{prefix}{f.name}" + ("." if section else ""))
+        elif dataclasses.is_dataclass(tp):
+            keys += fixed_keys(tp, f"{prefix}{f.name}.")
+    return keys
+
+
+FIXED = tuple(fixed_keys())
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:

@@ -28,8 +28,9 @@ from tqdm.auto import tqdm
 from .. import interrupts
 from ..config import RunConfig, save_config
 from ..configbase import to_dict
+from ..data.blocks import TOKENIZER_DIR
 from ..modelfolder import hf_progress_bars_off, load_model
-from ..models.registry import (count_parameters, init_folder, parse_model_section, register_auto_classes)
+from ..models.registry import count_parameters, init_folder, register_auto_classes
 from ..rundir import FINAL, LAST, RunDir
 from . import changes
 from . import checkpoints as ckpt
@@ -109,7 +110,7 @@ class MetricsLog:
 def build_model(cfg: RunConfig, tokenizer):
     """A freshly initialised model of the configured architecture, sized to the tokenizer; or, with
     `model.init_from`, that folder's model, whose vocabulary must hold the tokenizer's ids."""
-    arch, args = parse_model_section(cfg.model)
+    arch, args = cfg.model_section
     arch.config_class.register_for_auto_class()
     arch.model_class.register_for_auto_class("AutoModelForCausalLM")
     torch.manual_seed(cfg.run.seed)
@@ -136,12 +137,13 @@ def build_model(cfg: RunConfig, tokenizer):
 
 
 @torch.inference_mode()
-def dev_loss(model, blocks, batch_size: int, max_batches: int | None, device: torch.device,
+def dev_loss(model, blocks, batch_size: int, max_blocks: int | None, device: torch.device,
              precision: str = "fp32") -> float:
-    """Mean next-token loss over the first `max_batches` dev batches (a fixed subset; None: all blocks)."""
+    """Mean next-token loss over the first `max_blocks` dev blocks (a fixed subset; None: all), `batch_size`
+    at a time (`train.dev_blocks` and `train.dev_batch` of a run)."""
     model.eval()
     losses, weights = [], []
-    n = len(blocks.tokens) if max_batches is None else min(len(blocks.tokens), batch_size * max_batches)
+    n = len(blocks.tokens) if max_blocks is None else min(len(blocks.tokens), max_blocks)
     for start in range(0, n, batch_size):
         x = torch.from_numpy(blocks.tokens[start : min(n, start + batch_size)].astype(np.int64)).to(device)
         with autocast(precision, device):
@@ -166,7 +168,11 @@ class Training:
 
         self.cfg, self.ctx, self.device, self.progress = cfg, ctx, device, progress
         self.run_dir = RunDir(cfg.out_dir)
-        self.changed = self.check_folder(resume, overwrite, allow_changes or [])
+        self.changed: dict[str, tuple] = {}  # the config changes a resume applies
+        if resume:
+            self.changed = self.resumed_changes(allow_changes or [])
+        else:
+            self.claim_folder(overwrite)
         torch.manual_seed(cfg.run.seed)
         if ctx.is_main:  # rank 0 prepares the data, unless the caller did; the others then read its manifest
             self.run_dir.path.mkdir(parents=True, exist_ok=True)
@@ -180,35 +186,37 @@ class Training:
         if manifest is None:
             manifest = source_cls.prepared(self.run_dir)
         self.source: BatchSource = source_cls(cfg, self.run_dir, ctx, manifest)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.run_dir.data / "tokenizer")
+        self.tokenizer = AutoTokenizer.from_pretrained(self.run_dir.data / TOKENIZER_DIR)
         self.init_from = init_folder(cfg.model)
         self.model = build_model(cfg, self.tokenizer).to(device)
         self.n_parameters = count_parameters(self.model)
-        self.global_batch = cfg.train.batch_size * cfg.train.grad_accum
         self.stepper: Stepper = build_stepper(cfg, self.model, device, ctx, self.source.steps, self.source.seq_len)
         self.hparams = ckpt.hyperparameters(to_dict(cfg))
-        self.arch, args = parse_model_section(cfg.model)
+        self.arch, args = cfg.model_section
         if self.init_from is not None:  # the shape the folder gave, beside where it came from
             self.hparams["model"] = {**cfg.model, "arch": self.arch.name, **dataclasses.asdict(args)}
         self.bar = None
         self.last_saved: int | None = None  # the step of the newest `last` written by this process
 
-    def check_folder(self, resume: bool, overwrite: bool, allowed: list[str]) -> dict:
-        """Refuse what would mix two runs in one folder; the allowed config changes of a resume."""
+    def resumed_changes(self, allowed: list[str]) -> dict[str, tuple]:
+        """The config changes a resume applies ({key: (old, new)}); an error unless each one may change
+        and is in `allowed`."""
         run = self.run_dir
-        if resume:
-            if not run.config.is_file():
-                raise FileNotFoundError(f"--resume: {run.path} holds no run (no config.yaml)")
-            changed = changes.differences(run, to_dict(self.cfg))
-            changes.check(changed, allowed, run.config)
-            return changed
+        if not run.config.is_file():
+            raise FileNotFoundError(f"--resume: {run.path} holds no run (no config.yaml)")
+        changed = changes.differences(run, to_dict(self.cfg))
+        changes.check(changed, allowed, run.config)
+        return changed
+
+    def claim_folder(self, overwrite: bool) -> None:
+        """Make the run folder this new run's: refuse one that holds a run, unless `overwrite` (then clear it)."""
+        run = self.run_dir
         if run.holds_training():
             if not overwrite:
                 raise ValueError(f"{run.path} already holds a run (checkpoints: {', '.join(run.saved()) or 'none'}); "
                                  "continue it with --resume, or start over with --overwrite (deletes it)")
             if self.ctx.is_main:
                 run.clear()
-        return {}
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -234,7 +242,7 @@ class Training:
         self.model.train()
         try:
             for step in range(start, source.steps):
-                loss = self.stepper(self.micro_batches(step))
+                loss = self.stepper(self.stepper.split(source.batch(step)))
                 self.bar.update(source.seen(step)[unit] - self.bar.n)
                 if (step + 1) % self.cfg.train.log_every == 0 or step == source.steps - 1:
                     now = time.perf_counter()
@@ -273,28 +281,22 @@ class Training:
                  f"{self.run_dir.checkpoint(LAST)}; continue with {RESUME_HINT}")
         return True
 
-    def micro_batches(self, step: int) -> list[torch.Tensor]:
-        """This rank's contiguous slice of the step's global batch, as micro-batches on the device."""
-        local = self.global_batch // self.ctx.world_size
-        rows = self.source.batch(step).reshape(self.ctx.world_size, local, -1)[self.ctx.rank]
-        return [self.stepper.load(m) for m in np.split(rows, local // self.stepper.micro_batch)]
-
     def log_record(self, step: int, loss: torch.Tensor, steps_per_s: float, elapsed: float) -> dict:
         value = distributed.mean(loss, self.ctx).item()  # the one host sync per logging window
         if not math.isfinite(value):
             raise FloatingPointError(f"loss became {value} at step {step + 1}; lower the learning rate or check the data")
         optimizers = self.stepper.optimizer.optimizers
         lrs = {f"lr_{name}": opt.param_groups[0]["lr"] for name, opt in optimizers.items()}
-        tokens_per_s = steps_per_s * self.global_batch * self.source.seq_len
+        tokens_per_s = steps_per_s * self.stepper.batch.size * self.source.seq_len
         self.bar.set_postfix(loss=f"{value:.3f}", tok_s=f"{tokens_per_s:,.0f}")
         extra = self.model.extra_metrics() if hasattr(self.model, "extra_metrics") else {}  # e.g. BLaLM's SWA gates
         return {"step": step + 1, **self.source.seen(step), "loss": value, "lr": self.stepper.scheduler.get_last_lr()[0],
                 **lrs, "tokens_per_s": tokens_per_s, "elapsed_s": elapsed, **extra}
 
     def measure(self, blocks, whole: bool = False) -> float:
-        """Rank 0's dev loss on `blocks` (the first train.dev_batches batches, or all), on every rank."""
+        """Rank 0's dev loss on `blocks` (the first `train.dev_blocks`, or all), on every rank."""
         cfg = self.cfg.train
-        value = (dev_loss(self.model, blocks, cfg.batch_size, None if whole else cfg.dev_batches, self.device,
+        value = (dev_loss(self.model, blocks, cfg.dev_batch, None if whole else cfg.dev_blocks, self.device,
                           self.stepper.precision)
                  if self.ctx.is_main else None)
         return distributed.from_main([value] if value is not None else None, 1, self.ctx, self.device)[0]
@@ -380,14 +382,13 @@ class Training:
     # --- start and end -----------------------------------------------------------------------
 
     def announce(self, start: int) -> None:
-        cfg, ctx, stepper = self.cfg, self.ctx, self.stepper
-        local = self.global_batch // ctx.world_size
+        cfg, ctx, stepper, batch = self.cfg, self.ctx, self.stepper, self.stepper.batch
         features = "".join(f", {name}" for name, on in (("compiled", cfg.train.compile),
                                                         ("gradient checkpointing", cfg.train.gradient_checkpointing)) if on)
         self.say(f"model: {self.arch.name} with {self.n_parameters:,} parameters on "
                  f"{self.device} ({ctx.world_size} process{'es' if ctx.enabled else ''}, {stepper.precision}{features}); "
-                 f"{self.source.steps:,} steps of {self.global_batch} x {self.source.seq_len} tokens "
-                 f"({local // stepper.micro_batch} x {stepper.micro_batch} sequences per process and step); "
+                 f"{self.source.steps:,} steps of {batch.size} x {self.source.seq_len} tokens "
+                 f"({batch.accumulation} x {batch.micro} sequences per process and step); "
                  f"{self.source.describe()}; {sum(len(v) for v in self.source.milestones.values())} milestone checkpoints")
         if self.init_from is not None and start == 0:
             self.say(f"weights from {self.init_from} (model.init_from); the optimizer and the learning-rate schedule "

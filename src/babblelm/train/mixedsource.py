@@ -126,8 +126,7 @@ class MixedSource:
         self.reward_dev = {lang: s[0] for lang, s in slices.items()}
         self.final_dev = {lang: s[1] for lang, s in slices.items() if len(s[1].tokens)}
         self.seq_len = cfg.data.seq_len
-        self.global_batch = cfg.train.batch_size * cfg.train.grad_accum
-        step_tokens = self.global_batch * self.seq_len
+        step_tokens = cfg.train.global_batch * self.seq_len
         corpus_tokens = sum(len(b.tokens) for b in self.train.values()) * self.seq_len
         self.steps = int((mix.tokens or cfg.train.epochs * corpus_tokens) // step_tokens)
         if self.steps < 1:
@@ -150,7 +149,7 @@ class MixedSource:
                 f"data{budget}; dev slices per language: {reward} blocks for the rewards, {final} final")
 
     def batch(self, step: int) -> np.ndarray:
-        rows = self.mixer.sample(step, self.global_batch)
+        rows = self.mixer.sample(step, self.cfg.train.global_batch)
         self.mixer.count(rows, self.seq_len)
         picks = {lang: np.sort(self.streams[lang].take(int(r))) for lang, r in zip(self.langs, rows.tolist()) if r}
         self.words += sum(int(self.train[lang].words[idx].sum()) for lang, idx in picks.items())

@@ -112,8 +112,7 @@ class PlanSource:
     def __init__(self, cfg: RunConfig, run: RunDir, ctx, manifest: dict):
         self.cfg, self.manifest = cfg, manifest
         self.train, self.dev = load_blocks(run.data, "train"), load_blocks(run.data, "dev")
-        self.global_batch = cfg.train.batch_size * cfg.train.grad_accum
-        self.plan = make_plan(self.train.words, self.global_batch, cfg.train.epochs, cfg.train.words, cfg.run.seed,
+        self.plan = make_plan(self.train.words, cfg.train.global_batch, cfg.train.epochs, cfg.train.words, cfg.run.seed,
                               cfg.train.steps)
         self.steps, self.seq_len = self.plan.steps, self.train.tokens.shape[1]
         self.milestones = (milestone_steps(self.plan.cum_words, cfg.checkpoints.scale)
@@ -129,7 +128,7 @@ class PlanSource:
 
     def seen(self, step: int) -> dict:
         """After steps 0..step (step -1: nothing yet)."""
-        return {"words": self.plan.words_before(step + 1), "tokens": (step + 1) * self.global_batch * self.seq_len,
+        return {"words": self.plan.words_before(step + 1), "tokens": (step + 1) * self.plan.global_batch * self.seq_len,
                 "epoch": self.plan.epoch_at(step, len(self.train.words))}
 
     def due(self, step: int) -> bool:

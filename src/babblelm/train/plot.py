@@ -23,7 +23,7 @@ def planned_steps(cfg: RunConfig) -> int:
         raise FileNotFoundError(f"{data}: no prepared data to count the run's steps from; give --steps N, or prepare "
                                 "it first (`babble data prepare CONFIG`)")
     words = load_blocks(data, "train").words
-    return make_plan(words, cfg.train.batch_size * cfg.train.grad_accum, cfg.train.epochs, cfg.train.words, cfg.run.seed,
+    return make_plan(words, cfg.train.global_batch, cfg.train.epochs, cfg.train.words, cfg.run.seed,
                      cfg.train.steps).steps
 
 

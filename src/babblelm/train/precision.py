@@ -1,4 +1,5 @@
-"""Precision (autocast, fp16 grad scaling) and the automatic micro-batch size."""
+"""Precision (autocast, fp16 grad scaling) and the memory probe behind the automatic micro-batch size
+(`TrainSection.batch` chooses it)."""
 
 from __future__ import annotations
 
@@ -28,18 +29,6 @@ def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | 
     return torch.amp.GradScaler(device.type) if precision == "fp16" else None
 
 
-def divisors_desc(n: int, at_most: int) -> list[int]:
-    return [d for d in range(min(n, at_most), 0, -1) if n % d == 0]
-
-
-def largest_fitting(local_batch: int, fits, at_most: int | None = None) -> int:
-    """The largest divisor of `local_batch` (<= at_most) for which `fits(micro)` is true."""
-    for micro in divisors_desc(local_batch, at_most or local_batch):
-        if fits(micro):
-            return micro
-    raise RuntimeError("not even a micro-batch of 1 sequence fits in memory: use a smaller model or data.seq_len")
-
-
 def cuda_fits(model, seq_len: int, vocab_size: int, precision: str, device: torch.device):
     """A probe: does one forward + backward of `micro` sequences fit in GPU memory?"""
 
@@ -59,13 +48,3 @@ def cuda_fits(model, seq_len: int, vocab_size: int, precision: str, device: torc
             torch.cuda.empty_cache()
 
     return fits
-
-
-def micro_batch_size(requested: int | None, local_batch: int, batch_size: int, device: torch.device, probe) -> int:
-    """Sequences per forward pass: `requested` (rounded down to a divisor of the per-process
-    batch), else on CUDA the largest that fits (`probe()` builds the fits-predicate), else batch_size."""
-    if requested is not None:
-        return divisors_desc(local_batch, requested)[0]
-    if device.type == "cuda":
-        return largest_fitting(local_batch, probe())
-    return divisors_desc(local_batch, batch_size)[0]

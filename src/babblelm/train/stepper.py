@@ -1,19 +1,22 @@
 """One optimizer step over this process's share of a global batch: precision (autocast, fp16
 scaler), micro-batches, gradient checkpointing, `torch.compile`, DistributedDataParallel, clipping,
-the optimizer families and the learning-rate schedule. `build_stepper` assembles it from a config."""
+the optimizer families and the learning-rate schedule. `build_stepper` assembles it from a config;
+the batch arithmetic is the config's (`TrainSection.batch`), and `Stepper.split` is the one place a
+step's rows are cut into this process's micro-batches."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from ..config import RunConfig
+from ..config import Batch, RunConfig
 from . import distributed
 from .optim import LRSchedule, Optimizers, build_optimizer, build_scheduler
-from .precision import autocast, cuda_fits, grad_scaler, micro_batch_size, resolve_precision
+from .precision import autocast, cuda_fits, grad_scaler, resolve_precision
 
 
 @dataclass
@@ -27,9 +30,18 @@ class Stepper:
     scaler: torch.amp.GradScaler | None
     precision: str
     device: torch.device
-    micro_batch: int
+    batch: Batch  # this run's batch: global, per process, micro, passes per step
+    rank: int
     grad_clip: float
     ddp: bool
+
+    def split(self, rows: np.ndarray) -> list[torch.Tensor]:
+        """This process's contiguous slice of a step's global batch of token rows, as micro-batches on the device."""
+        batch = self.batch
+        if len(rows) != batch.size:
+            raise ValueError(f"a step's batch holds {batch.size} rows (train.batch_size x train.grad_accum), got {len(rows)}")
+        mine = rows[self.rank * batch.per_rank : (self.rank + 1) * batch.per_rank]
+        return [self.load(micro) for micro in np.split(mine, batch.accumulation)]
 
     def load(self, tokens: np.ndarray) -> torch.Tensor:
         """Token rows -> int64 tensor on the device (pinned + non-blocking copy on CUDA)."""
@@ -75,14 +87,9 @@ def build_stepper(cfg: RunConfig, model, device: torch.device, ctx: distributed.
             model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         else:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    global_batch = cfg.train.batch_size * cfg.train.grad_accum
-    if global_batch % ctx.world_size:
-        raise ValueError(f"the global batch (train.batch_size x train.grad_accum = {global_batch}) must be divisible "
-                         f"by the number of processes ({ctx.world_size})")
-    local_batch = global_batch // ctx.world_size
-    micro = micro_batch_size(cfg.train.micro_batch, local_batch, cfg.train.batch_size, device,
-                             lambda: cuda_fits(model, seq_len, model.config.vocab_size, precision, device))
-    micro = distributed.minimum(micro, ctx, device)
+    fits = cuda_fits(model, seq_len, model.config.vocab_size, precision, device) if device.type == "cuda" else None
+    batch = cfg.train.batch(ctx.world_size, fits)
+    batch = dataclasses.replace(batch, micro=distributed.minimum(batch.micro, ctx, device))  # every process the same
     optimizer = build_optimizer(model, cfg.optim)
     scheduler = build_scheduler(optimizer, total_steps, cfg.schedule)
     forward = model
@@ -90,5 +97,5 @@ def build_stepper(cfg: RunConfig, model, device: torch.device, ctx: distributed.
         forward = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     if cfg.train.compile:
         forward = torch.compile(forward)
-    return Stepper(model, forward, optimizer, scheduler, grad_scaler(precision, device), precision, device, micro,
-                   cfg.optim.grad_clip, ctx.enabled)
+    return Stepper(model, forward, optimizer, scheduler, grad_scaler(precision, device), precision, device, batch,
+                   ctx.rank, cfg.optim.grad_clip, ctx.enabled)

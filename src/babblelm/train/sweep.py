@@ -4,7 +4,7 @@ Every combination of the grid values becomes one run (its own run folder under t
 a finished run (`RunDir.finished`) is not trained again. Runs whose data config is the same share
 one data preparation: later runs start from a copy of the first one's data folder. The table holds
 each final model's dev loss and perplexity (on the run's dev subset: train.dev_batches x
-train.batch_size blocks) and, when `eval.data` is set, its scores on `eval.tasks` under `eval.rules`
+train.dev_batch_size blocks) and, when `eval.data` is set, its scores on `eval.tasks` under `eval.rules`
 (default: the 2026 rules, as `babble run` and `babble eval` score) and their average (`eval_avg`).
 Scoring goes through the evaluation suite (eval/suite.py), as `babble run`'s full stage does: the
 same task loaders and scorers, the same data layouts (a full evaluation folder, its parent, or one
@@ -63,12 +63,12 @@ def _measure(cfg, run: RunDir, log=print) -> dict[str, float]:
     from ..eval.load import load_model_and_tokenizer
     from ..eval.report import failures, scores_of
     from ..eval.suite import evaluate_tasks, results_folder
-    from ..eval.tasks import parse_task_list
+    from ..eval.catalog import parse_task_list
     from .engine import dev_loss
 
     final = run.checkpoint(FINAL)
     model, tokenizer = load_model_and_tokenizer(final, device=cfg.run.device)
-    loss = dev_loss(model, load_blocks(run.data, "dev"), cfg.train.batch_size, cfg.train.dev_batches, model.device)
+    loss = dev_loss(model, load_blocks(run.data, "dev"), cfg.train.dev_batch, cfg.train.dev_blocks, model.device)
     scores = {}
     if cfg.eval.data:
         tasks = parse_task_list(",".join(cfg.eval.tasks), cfg.eval.rules)
@@ -97,7 +97,7 @@ def run_sweep(config_path: str | Path, grid: dict[str, list], overrides: list[st
         sets += [f"run.name={base.run.name}-{slug}", f"run.out_dir={json.dumps(str(out / slug))}"]
         configs.append((combo, slug, load_config(config_path, sets)))
     if base.eval.data:  # the task names, before any training
-        from ..eval.tasks import parse_task_list
+        from ..eval.catalog import parse_task_list
 
         parse_task_list(",".join(base.eval.tasks), base.eval.rules)
     rows, prepared = [], {}  # data config hash -> a data folder prepared with it
