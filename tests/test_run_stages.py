@@ -160,6 +160,18 @@ def test_run_refuses_a_changed_config_and_writes_nothing(finished, tmp_path, cap
         assert (run / "results" / "final" / "supplement.json").is_file()
 
 
+def test_the_fast_stage_names_the_tasks_it_has_no_fast_subset_for(finished, tmp_path, capsys):
+    """Tasks of eval.tasks without a fast subset under eval.rules are named in the fast stage's line, not dropped
+    silently; the full stage scores them."""
+    run, raw = copy_of(finished, tmp_path)
+    again = {**raw, "eval": {**raw["eval"], "tasks": ["blimp", "comps"], "rules": "2026"}}
+    assert main(["run", write_config(again, tmp_path / "e.yaml"), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    fast = out[out.index("== fast"):out.index("== full")]
+    assert "x blimp;" in fast and "no fast subset under the 2026 rules: comps" in fast
+    assert table(out)["full"] == "done" and (run / "results" / "final" / "comps.json").is_file()
+
+
 def test_a_killed_export_is_redone_not_reused(finished, tmp_path, monkeypatch):
     """Interrupted mid-export (after main and one branch) and killed in another write: the next run ends with a
     whole repository on main, and no temporary folder is left."""
