@@ -149,9 +149,8 @@ def context_limit(model) -> int | None:
     """The most positions `model` accepts at all: a learned position table's size (`Spec.positions`
     "learned"); None where positions extend past the trained length (rotary) or there are none. A model
     of no registered architecture: its `max_position_embeddings`, if it has one."""
-    model_type = getattr(model.config, "model_type", None)
-    spec = next((get(name).spec for name in names() if get(name).config_class.model_type == model_type), None)
-    if spec is not None and spec.positions != "learned":
+    arch = arch_of_type(getattr(model.config, "model_type", None))
+    if arch is not None and arch.spec.positions != "learned":
         return None
     return getattr(model.config, "max_position_embeddings", None)
 
@@ -239,8 +238,12 @@ def arch_for_folder(path) -> Architecture:
     if not cfg_file.exists():
         raise FileNotFoundError(f"{path} is not a model folder: no config.json")
     model_type = json.loads(cfg_file.read_text(encoding="utf-8")).get("model_type")
-    for name in names():
-        arch = get(name)
-        if arch.config_class.model_type == model_type:
-            return arch
+    arch = arch_of_type(model_type)
+    if arch is not None:
+        return arch
     raise ValueError(f"{cfg_file}: model_type {model_type!r} is not a babblelm architecture ({', '.join(names())})")
+
+
+def arch_of_type(model_type: str | None) -> Architecture | None:
+    """The registered architecture whose config's `model_type` is `model_type`, if any."""
+    return next((arch for arch in map(get, names()) if arch.config_class.model_type == model_type), None)
